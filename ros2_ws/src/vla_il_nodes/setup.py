@@ -1,0 +1,27 @@
+"""vla_il_nodes: console entry points are what `ros2 run vla_il_nodes <node>` starts."""
+
+from setuptools import find_packages, setup
+
+PACKAGE = "vla_il_nodes"
+
+# node name -> module:function. Every node is also listed in launch files; tests check both.
+NODES = {
+    "intervention_mux": "vla_il_nodes.intervention_mux:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="vla-il developers",
+    maintainer_email="dev@vla-il.org",
+    description="vla-il ROS 2 nodes",
+    license="Apache-2.0",
+    entry_points={"console_scripts": [f"{name} = {target}" for name, target in NODES.items()]},
+)

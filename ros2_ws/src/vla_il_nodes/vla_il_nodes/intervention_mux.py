@@ -1,0 +1,142 @@
+"""intervention_mux: decides who drives the robot (policy or expert) and enforces safety.
+
+Subscribes  joint_states (JointState), policy/action (JointState), teleop/action (JointState),
+            teleop/engaged (Bool)
+Publishes   command (JointState: what the robot executes), intervention (InterventionEvent, latched),
+            mux/safety (SafetyEvent)
+Services    ~/hold, ~/resume (std_srvs/Trigger): the operator freezes the robot, and lets it go.
+The rules are in intervention_mux_core.py; this node only converts messages and calls them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rclpy.duration
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Header
+from std_srvs.srv import Trigger
+from vla_il_msgs.msg import InterventionEvent, SafetyEvent
+
+from vla_il_nodes.intervention_mux_core import (
+    EXPERT,
+    POLICY,
+    InterventionMux,
+    MuxConfig,
+    MuxOutput,
+    order_by_names,
+)
+from vla_il_nodes.node_runtime import ParameterError, declare, run
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class InterventionMuxNode(Node):
+    def __init__(self) -> None:
+        super().__init__("intervention_mux")
+        joint_names = declare(self, "joint_names", [""], "Joints in command order (the robot's names).")
+        lower = declare(self, "joint_lower", [0.0], "Lower joint limits, one per joint (rad, or gripper units).")
+        upper = declare(self, "joint_upper", [0.0], "Upper joint limits, one per joint.")
+        max_step = declare(self, "max_step", [0.0], "Largest change of each joint's command per command.")
+        stale_after_s = declare(self, "stale_after_s", 0.1, "Hold when observations or the driver are older than this.")
+        watchdog_hz = declare(self, "watchdog_rate_hz", 100.0, "How often the watchdog checks for stale inputs.")
+        if watchdog_hz <= 0:
+            raise ParameterError(f"parameter 'watchdog_rate_hz': must be > 0, got {watchdog_hz}")
+        try:
+            config = MuxConfig(tuple(n for n in joint_names if n), tuple(lower), tuple(upper), tuple(max_step), stale_after_s)
+        except ValueError as exc:
+            raise ParameterError(f"parameter {exc}") from exc
+        self.mux = InterventionMux(config)
+
+        self.command_pub = self.create_publisher(JointState, "command", RELIABLE)
+        self.intervention_pub = self.create_publisher(InterventionEvent, "intervention", LATCHED)
+        self.safety_pub = self.create_publisher(SafetyEvent, "mux/safety", RELIABLE)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, RELIABLE)
+        self.create_subscription(JointState, "policy/action", lambda m: self._on_action(POLICY, m), RELIABLE)
+        self.create_subscription(JointState, "teleop/action", lambda m: self._on_action(EXPERT, m), RELIABLE)
+        self.create_subscription(Bool, "teleop/engaged", self._on_engaged, RELIABLE)
+        self.create_service(Trigger, "~/hold", self._on_hold)
+        self.create_service(Trigger, "~/resume", self._on_resume)
+        self.create_timer(1.0 / watchdog_hz, lambda: self._emit(self.mux.check_watchdog(self._now())))
+        self._publish_driver(reason="started", previous="none", previous_since=self._now())
+        self.get_logger().info(f"driving {len(config.joint_names)} joints; policy drives until the expert engages")
+
+    @staticmethod
+    def _now() -> float:
+        # Monotonic: staleness must not jump with wall-clock corrections.
+        return time.monotonic()
+
+    def _positions(self, msg: JointState, source: str) -> list[float] | None:
+        try:
+            return order_by_names(list(msg.name), list(msg.position), self.mux.config.joint_names)
+        except ValueError as exc:
+            self.get_logger().warn(f"dropping {source} message: {exc}", throttle_duration_sec=1.0)
+            return None
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        positions = self._positions(msg, "joint_states")
+        if positions is not None:
+            self._emit(self.mux.on_observation(positions, self._now()))
+
+    def _on_action(self, source: str, msg: JointState) -> None:
+        positions = self._positions(msg, f"{source} action")
+        if positions is not None:
+            self._emit(self.mux.on_action(source, positions, self._now()))
+
+    def _on_engaged(self, msg: Bool) -> None:
+        self._emit(self.mux.on_engaged(bool(msg.data), self._now()))
+
+    def _on_hold(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        self._emit(self.mux.hold(self._now()))
+        resp.success, resp.message = True, "holding the last safe command until resume"
+        return resp
+
+    def _on_resume(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        self._emit(self.mux.resume(self._now()))
+        resp.success, resp.message = True, f"resumed: {self.mux.driver} drives"
+        return resp
+
+    def _emit(self, out: MuxOutput) -> None:
+        stamp = self.get_clock().now().to_msg()
+        if out.command is not None:
+            self.command_pub.publish(
+                JointState(name=list(self.mux.config.joint_names), position=out.command, header=_header(stamp))
+            )
+        for ev in out.events:
+            if ev.first:
+                self.get_logger().warn(f"safety: {ev.rule} ({ev.source}): {ev.detail}")
+            self.safety_pub.publish(
+                SafetyEvent(header=_header(stamp), rule=ev.rule, source=ev.source, detail=ev.detail, count=ev.count)
+            )
+        if out.switch is not None:
+            sw = out.switch
+            self.get_logger().info(f"{sw.driver} drives ({sw.reason})")
+            self._publish_driver(sw.reason, sw.previous, sw.previous_since)
+
+    def _publish_driver(self, reason: str, previous: str, previous_since: float) -> None:
+        msg = InterventionEvent(
+            header=_header(self.get_clock().now().to_msg()),
+            driver=self.mux.driver,
+            previous_driver=previous,
+            reason=reason,
+            switch_count=self.mux.switch_count,
+        )
+        # previous_since is monotonic; express it on the ROS clock by its age.
+        age_ns = int((self._now() - previous_since) * 1e9)
+        msg.previous_since = (self.get_clock().now() - rclpy.duration.Duration(nanoseconds=age_ns)).to_msg()
+        self.intervention_pub.publish(msg)
+
+
+def _header(stamp) -> Header:
+    return Header(stamp=stamp)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(InterventionMuxNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

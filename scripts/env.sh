@@ -1,0 +1,46 @@
+# Source this file to work in vla-il's environment from a shell:  source scripts/env.sh
+# (./vla-il and ./run-tests do it for you). It activates ./.venv (made by scripts/setup.sh), the
+# ROS 2 it contains (or the sourced system ROS 2) and the colcon workspace ros2_ws/install.
+# Option --no-workspace: leave out ros2_ws/install (used by setup.sh before the first build).
+
+# ROS's and colcon's scripts read unset variables: relax nounset while sourcing them.
+case $- in *u*) _vla_nounset=1; set +u ;; *) _vla_nounset= ;; esac
+_vla_root=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
+if [ ! -e "$_vla_root/.venv/bin/python" ]; then
+  echo "[env] no environment yet: run scripts/setup.sh (or ./run-tests) first" >&2
+  [ -n "$_vla_nounset" ] && set -u
+  return 1 2>/dev/null || exit 1
+fi
+if [ -n "${ROS_DISTRO:-}" ] && [ "${VLA_IL_USE_SYSTEM_ROS:-1}" != "0" ] && [ -f "/opt/ros/$ROS_DISTRO/setup.bash" ]; then
+  # shellcheck disable=SC1090
+  source "/opt/ros/$ROS_DISTRO/setup.bash"
+fi
+
+export VIRTUAL_ENV
+VIRTUAL_ENV=$(cd "$_vla_root/.venv" && pwd -P)
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+_vla_site="$VIRTUAL_ENV/lib/python$("$VIRTUAL_ENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')/site-packages"
+
+# The ROS 2 wheels keep their shared libraries in the venv's lib/ and in site-packages/ros_*.libs.
+# Their own bootstrapper would re-exec every Python process to set this; we set it once here.
+_vla_ld="$VIRTUAL_ENV/lib"
+for _d in "$_vla_site"/ros_*.libs; do [ -d "$_d" ] && _vla_ld="$_vla_ld:$_d"; done
+export LD_LIBRARY_PATH="$_vla_ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
+if [ -d "$VIRTUAL_ENV/share/ament_index" ]; then
+  export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+  export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+fi
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+
+if [ "${1:-}" != "--no-workspace" ] && [ -f "$_vla_root/ros2_ws/install/local_setup.bash" ]; then
+  # colcon's generated script; it only prepends this workspace's paths.
+  # shellcheck disable=SC1091
+  COLCON_CURRENT_PREFIX="$_vla_root/ros2_ws/install" source "$_vla_root/ros2_ws/install/local_setup.bash"
+fi
+
+export PYTHONPATH="$_vla_root${PYTHONPATH:+:$PYTHONPATH}"
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+export VLA_IL_ROOT="$_vla_root"
+[ -n "$_vla_nounset" ] && set -u
+unset _vla_root _vla_site _vla_ld _d _vla_nounset

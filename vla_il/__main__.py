@@ -1,0 +1,3 @@
+from vla_il.cli import main
+
+raise SystemExit(main())

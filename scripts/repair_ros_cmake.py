@@ -11,6 +11,7 @@ Usage: python scripts/repair_ros_cmake.py <prefix>   (prints what it changed)
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import sysconfig
@@ -38,7 +39,12 @@ def repair(prefix: Path) -> list[Path]:
         new = _NUMPY_INCLUDE.sub(lambda m: m.group(0) if Path(m.group(0)).is_dir() else np_inc, text)
         new = _PYTHON_INCLUDE.sub(lambda m: m.group(0) if Path(m.group(0)).is_dir() else py_inc, new)
         if new != text:
-            cmake_file.write_text(new)
+            # Write a new file and rename it over the old one: the installer may have hard-linked
+            # the original from its cache, and writing in place would alter the cache for every
+            # environment made from it.
+            tmp = cmake_file.with_suffix(".cmake.vla-il-tmp")
+            tmp.write_text(new)
+            os.replace(tmp, cmake_file)
             changed.append(cmake_file)
     return changed
 

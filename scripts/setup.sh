@@ -89,7 +89,7 @@ if [ ! -f "$READY" ]; then
   fi
   say "creating the Python $PY_VERSION environment $VENV"
   say "installing $(printf '%s\n' "$REQS" | grep -c '==') pinned packages from env/requirements.lock (first time: several GB of downloads)"
-  export UV_CACHE_DIR="$CACHE/uv"
+  export UV_CACHE_DIR="${UV_CACHE_DIR:-$CACHE/uv}"
   "$UV" venv --quiet --python "$PYTHON" "$VENV" || die "could not create $VENV"
   # --no-deps: the lock is complete; letting the installer re-resolve would bring back packages the
   # lock leaves out on purpose (see env/overrides.txt). `install`, not `sync`: the ROS wheels carry a
@@ -117,6 +117,10 @@ source "$ROOT/scripts/env.sh" --no-workspace
 WS="$ROOT/ros2_ws"
 WS_KEY=$( { echo "$KEY"; cd "$ROOT" && find ros2_ws/src launch config -type f -not -name '*.pyc' -print0 2>/dev/null \
   | sort -z | xargs -0 sha256sum; } | hash_of)
+if [ "$(cat "$WS/build/.vla-il-env" 2>/dev/null)" != "$KEY" ]; then
+  # CMake caches absolute paths into the environment: a new environment needs a clean build.
+  rm -rf "$WS/build" "$WS/install"
+fi
 if [ "$(cat "$WS/install/.vla-il-stamp" 2>/dev/null)" != "$WS_KEY" ]; then
   say "building the ROS 2 workspace (colcon): vla_il_msgs, vla_il_nodes, vla_il"
   started=$(date +%s)
@@ -128,6 +132,7 @@ if [ "$(cat "$WS/install/.vla-il-stamp" 2>/dev/null)" != "$WS_KEY" ]; then
     tail -n 40 "$WS/log/colcon-build.txt" >&2 || true
     die "colcon build failed; full log: ros2_ws/log/colcon-build.txt"
   fi
+  echo "$KEY" > "$WS/build/.vla-il-env"
   echo "$WS_KEY" > "$WS/install/.vla-il-stamp"
   say "workspace built in $(( $(date +%s) - started )) s"
 fi

@@ -73,7 +73,7 @@ class InterventionMuxNode(Node):
         try:
             return order_by_names(list(msg.name), list(msg.position), self.mux.config.joint_names)
         except ValueError as exc:
-            self.get_logger().warn(f"dropping {source} message: {exc}", throttle_duration_sec=1.0)
+            self.get_logger().warning(f"dropping {source} message: {exc}", throttle_duration_sec=1.0)
             return None
 
     def _on_joint_states(self, msg: JointState) -> None:
@@ -107,7 +107,7 @@ class InterventionMuxNode(Node):
             )
         for ev in out.events:
             if ev.first:
-                self.get_logger().warn(f"safety: {ev.rule} ({ev.source}): {ev.detail}")
+                self.get_logger().warning(f"safety: {ev.rule} ({ev.source}): {ev.detail}")
             self.safety_pub.publish(
                 SafetyEvent(header=_header(stamp), rule=ev.rule, source=ev.source, detail=ev.detail, count=ev.count)
             )

@@ -1,0 +1,143 @@
+"""The mux's safety rules and driver switching, without ROS."""
+
+import math
+
+import pytest
+from vla_il_nodes.intervention_mux_core import EXPERT, POLICY, InterventionMux, MuxConfig, order_by_names
+
+NAMES = ("a", "b", "c")
+
+
+def make_mux(max_step=(0.5, 0.5, 0.5), stale=0.1) -> InterventionMux:
+    return InterventionMux(MuxConfig(NAMES, (-1.0, -1.0, 0.0), (1.0, 1.0, 1.0), max_step, stale))
+
+
+def ready_mux(**kw) -> InterventionMux:
+    mux = make_mux(**kw)
+    mux.on_observation([0.0, 0.0, 0.5], now=0.0)
+    return mux
+
+
+def rules(out) -> list[str]:
+    return [e.rule for e in out.events]
+
+
+def test_policy_action_passes_through_when_safe():
+    mux = ready_mux()
+    out = mux.on_action(POLICY, [0.1, -0.2, 0.6], now=0.01)
+    assert out.command == [0.1, -0.2, 0.6]
+    assert out.events == []
+
+
+def test_expert_takes_over_at_once_and_policy_is_ignored():
+    mux = ready_mux()
+    out = mux.on_engaged(True, now=0.01)
+    assert out.switch is not None and out.switch.driver == EXPERT and out.switch.previous == POLICY
+    assert mux.on_action(POLICY, [0.1, 0.1, 0.6], now=0.02).command is None
+    assert mux.on_action(EXPERT, [0.2, 0.2, 0.6], now=0.02).command == [0.2, 0.2, 0.6]
+
+
+def test_hand_back_is_explicit():
+    mux = ready_mux()
+    mux.on_engaged(True, now=0.01)
+    assert mux.on_engaged(True, now=0.02).switch is None  # still engaged: no switch
+    out = mux.on_engaged(False, now=0.03)
+    assert out.switch.driver == POLICY and out.switch.reason == "expert handed back"
+    assert mux.switch_count == 2
+
+
+@pytest.mark.parametrize("bad", [[0.1, math.nan, 0.5], [0.1, math.inf, 0.5]])
+def test_non_finite_action_is_rejected_and_last_command_holds(bad):
+    mux = ready_mux()
+    mux.on_action(POLICY, [0.1, 0.1, 0.5], now=0.01)
+    out = mux.on_action(POLICY, bad, now=0.02)
+    assert out.command is None and rules(out) == ["nan"]
+    assert mux.last_command == [0.1, 0.1, 0.5]
+
+
+def test_wrong_length_is_rejected():
+    mux = ready_mux()
+    out = mux.on_action(POLICY, [0.1, 0.1], now=0.01)
+    assert out.command is None and rules(out) == ["wrong_length"]
+    assert "expected 3 values, got 2" in out.events[0].detail
+
+
+def test_joint_limits_are_clamped():
+    mux = make_mux(max_step=(10.0, 10.0, 10.0))
+    mux.on_observation([0.0, 0.0, 0.5], now=0.0)
+    out = mux.on_action(POLICY, [5.0, -5.0, 0.5], now=0.01)
+    assert out.command == [1.0, -1.0, 0.5]
+    assert rules(out) == ["joint_limit"] and "a, b" in out.events[0].detail
+
+
+def test_step_is_limited_relative_to_last_command():
+    mux = ready_mux(max_step=(0.1, 0.1, 0.1))
+    out = mux.on_action(POLICY, [0.5, -0.5, 0.5], now=0.01)
+    assert out.command == pytest.approx([0.1, -0.1, 0.5])
+    assert rules(out) == ["max_step"]
+    out = mux.on_action(POLICY, [0.5, -0.5, 0.5], now=0.02)
+    assert out.command == pytest.approx([0.2, -0.2, 0.5])
+
+
+def test_safety_events_count_every_firing_but_mark_only_the_onset_first():
+    mux = ready_mux()
+    firsts = [mux.on_action(POLICY, [math.nan] * 3, now=0.01 * i).events[0].first for i in range(1, 4)]
+    assert firsts == [True, False, False]
+    assert mux.counts["nan"] == 3
+    mux.on_action(POLICY, [0.0, 0.0, 0.5], now=0.05)  # a good message ends the condition
+    assert mux.on_action(POLICY, [math.nan] * 3, now=0.06).events[0].first
+
+
+def test_watchdog_holds_when_observations_go_stale():
+    mux = ready_mux(stale=0.1)
+    mux.on_action(POLICY, [0.1, 0.1, 0.5], now=0.05)
+    assert mux.check_watchdog(now=0.08).events == []
+    out = mux.check_watchdog(now=0.25)
+    assert "stale_observation" in rules(out)
+    assert out.command == [0.1, 0.1, 0.5]  # the last safe command, once
+    assert mux.check_watchdog(now=0.3).command is None
+    # actions arriving while observations are stale do not reach the robot
+    assert mux.on_action(POLICY, [0.2, 0.2, 0.5], now=0.3).command is None
+
+
+def test_watchdog_holds_when_active_driver_goes_stale_and_recovers():
+    mux = ready_mux(stale=0.1)
+    mux.on_action(POLICY, [0.1, 0.1, 0.5], now=0.0)
+    mux.on_observation([0.1, 0.1, 0.5], now=0.15)
+    out = mux.check_watchdog(now=0.15)
+    assert rules(out) == ["stale_driver"] and out.events[0].source == POLICY
+    mux.on_observation([0.1, 0.1, 0.5], now=0.2)
+    assert mux.on_action(POLICY, [0.15, 0.1, 0.5], now=0.2).command == [0.15, 0.1, 0.5]
+
+
+def test_operator_hold_blocks_every_driver_until_resume():
+    mux = ready_mux()
+    mux.on_action(POLICY, [0.1, 0.1, 0.5], now=0.01)
+    assert "operator_hold" in rules(mux.hold(now=0.02))
+    assert mux.on_action(POLICY, [0.2, 0.1, 0.5], now=0.03).command is None
+    mux.resume(now=0.04)
+    assert mux.on_action(POLICY, [0.2, 0.1, 0.5], now=0.05).command == [0.2, 0.1, 0.5]
+
+
+def test_order_by_names_reorders_and_rejects_foreign_joints():
+    assert order_by_names(["c", "a", "b"], [3.0, 1.0, 2.0], NAMES) == [1.0, 2.0, 3.0]
+    assert order_by_names([], [1.0, 2.0, 3.0], NAMES) == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="missing joints c"):
+        order_by_names(["a", "b", "x"], [1.0, 2.0, 3.0], NAMES)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(joint_names=()), "joint_names"),
+        (dict(joint_lower=(0.0, 0.0)), "joint_lower: expected 3"),
+        (dict(joint_upper=(1.0, -2.0, 1.0)), "joint_lower/joint_upper of b"),
+        (dict(max_step=(0.1, 0.0, 0.1)), "max_step of b"),
+        (dict(stale_after_s=0.0), "stale_after_s"),
+    ],
+)
+def test_config_refuses_bad_values_naming_the_parameter(kwargs, message):
+    base = dict(joint_names=NAMES, joint_lower=(-1.0,) * 3, joint_upper=(1.0,) * 3, max_step=(0.1,) * 3)
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        MuxConfig(**base)

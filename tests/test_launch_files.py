@@ -1,0 +1,83 @@
+"""Every launch file, checked without running it (launch/launch_ros are not installable here).
+
+A launch file must parse, build its description in a `generate_launch_description()`, use only
+standard `launch` / `launch_ros` Python, and everything it names must exist: each executable in our
+install space and in vla_il_nodes' entry points, each parameter file in config/ and installed, each
+remapped topic among the node's own topic names, each LaunchConfiguration declared.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.ros_harness import INSTALL, ROOT
+
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+NODES_SRC = ROOT / "ros2_ws/src/vla_il_nodes"
+ALLOWED_IMPORTS = {"launch", "launch_ros", "os", "pathlib", "yaml", "__future__"}
+
+
+def _str(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)
+    ]
+
+
+def _kwarg(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _entry_points() -> set[str]:
+    tree = ast.parse((NODES_SRC / "setup.py").read_text())
+    nodes = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES")
+    return {_str(k) for k in nodes.value.keys}
+
+
+def test_there_are_launch_files():
+    assert LAUNCH_FILES, "launch/ holds no *.launch.py"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_is_standard_launch_ros_python(path: Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            for module in modules:
+                assert module.split(".")[0] in ALLOWED_IMPORTS, f"{path.name} imports {module}"
+    assert (INSTALL / "vla_il/share/vla_il/launch" / path.name).exists(), f"{path.name} is not installed by vla_il"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_everything_a_launch_file_names_exists(path: Path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    entry_points = _entry_points()
+    for call in _calls(tree, "Node"):
+        package, executable = _str(_kwarg(call, "package")), _str(_kwarg(call, "executable"))
+        assert package == "vla_il_nodes", f"{path.name}: Node of unknown package {package!r}"
+        assert executable in entry_points, f"{path.name}: {executable!r} is not an entry point of vla_il_nodes"
+        assert (INSTALL / package / "lib" / package / executable).exists(), f"{executable} not installed"
+        source = (NODES_SRC / package / f"{executable}.py").read_text()
+        remaps = _kwarg(call, "remappings")
+        for pair in getattr(remaps, "elts", []):
+            topic = _str(pair.elts[0]) if isinstance(pair, ast.Tuple) else None
+            assert topic is not None, f"{path.name}: remapping without a literal source topic"
+            assert f'"{topic}"' in source, f"{path.name}: {executable} has no topic {topic!r} to remap"
+    for const in ast.walk(tree):
+        name = _str(const)
+        if name and name.endswith(".yaml"):
+            assert (ROOT / "config" / name).exists(), f"{path.name}: config/{name} does not exist"
+            assert (INSTALL / "vla_il/share/vla_il/config" / name).exists(), f"config/{name} is not installed"
+    declared = {_str(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    for call in _calls(tree, "LaunchConfiguration"):
+        assert _str(call.args[0]) in declared, f"{path.name}: LaunchConfiguration {_str(call.args[0])!r} not declared"

@@ -78,10 +78,12 @@ if [ ! -f "$READY" ]; then
   UV="$CACHE/tools/uv-$UV_VERSION/bin/uv"
   if [ ! -x "$UV" ]; then
     say "installing uv $UV_VERSION (the package installer) into $CACHE/tools"
-    rm -rf "$CACHE/tools/uv-$UV_VERSION"
-    "$PYTHON" -m venv "$CACHE/tools/uv-$UV_VERSION" || die "could not create a virtual environment with $PYTHON"
-    "$CACHE/tools/uv-$UV_VERSION/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" \
+    # Built aside and renamed into place, so an interrupted install is never mistaken for a good one.
+    rm -rf "$CACHE/tools/uv-$UV_VERSION" "$CACHE/tools/uv-$UV_VERSION.partial"
+    "$PYTHON" -m venv "$CACHE/tools/uv-$UV_VERSION.partial" || die "could not create a virtual environment with $PYTHON"
+    "$CACHE/tools/uv-$UV_VERSION.partial/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" \
       || die "could not install uv $UV_VERSION from the package index (network?)"
+    mv "$CACHE/tools/uv-$UV_VERSION.partial" "$CACHE/tools/uv-$UV_VERSION"
   fi
   if [ -d "$VENV" ]; then
     say "removing an incomplete environment left by an interrupted setup: $VENV"

@@ -7,24 +7,26 @@ robot's joint states come in as `/joint_states`. (The policy node joins this fil
 deployment issue.)
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
     command_topic = LaunchConfiguration("command_topic")
     joint_states_topic = LaunchConfiguration("joint_states_topic")
     mux_params = LaunchConfiguration("mux_params")
+    default_mux_params = PathJoinSubstitution([FindPackageShare("vla_il"), "config", "intervention_mux.yaml"])
     return LaunchDescription([
         DeclareLaunchArgument("command_topic", default_value="/command",
                               description="Topic of the robot's driver that executes joint commands."),
         DeclareLaunchArgument("joint_states_topic", default_value="/joint_states",
                               description="Topic on which the robot publishes its joint states."),
         DeclareLaunchArgument("mux_params",
-                              default_value=PathJoinSubstitution([FindPackageShare("vla_il"), "config", "intervention_mux.yaml"]),
+                              default_value=default_mux_params,
                               description="Safety limits of the mux (joint names, limits, max step)."),
         Node(
             package="vla_il_nodes",

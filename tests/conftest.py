@@ -20,7 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID')} (localhost only), RMW={os.environ.get('RMW_IMPLEMENTATION')}"
+    env = os.environ
+    return f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID')} (localhost only), RMW={env.get('RMW_IMPLEMENTATION')}"
 
 
 @pytest.fixture

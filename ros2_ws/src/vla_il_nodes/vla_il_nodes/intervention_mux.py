@@ -46,7 +46,8 @@ class InterventionMuxNode(Node):
         if watchdog_hz <= 0:
             raise ParameterError(f"parameter 'watchdog_rate_hz': must be > 0, got {watchdog_hz}")
         try:
-            config = MuxConfig(tuple(n for n in joint_names if n), tuple(lower), tuple(upper), tuple(max_step), stale_after_s)
+            names = tuple(n for n in joint_names if n)
+            config = MuxConfig(names, tuple(lower), tuple(upper), tuple(max_step), stale_after_s)
         except ValueError as exc:
             raise ParameterError(f"parameter {exc}") from exc
         self.mux = InterventionMux(config)

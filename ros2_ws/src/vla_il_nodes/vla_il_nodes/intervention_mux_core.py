@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 POLICY = "policy"
 EXPERT = "expert"
@@ -45,10 +45,10 @@ class MuxConfig:
         for name in ("joint_lower", "joint_upper", "max_step"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name}: expected {n} values (one per joint), got {len(getattr(self, name))}")
-        for j, lo, hi in zip(self.joint_names, self.joint_lower, self.joint_upper):
+        for j, lo, hi in zip(self.joint_names, self.joint_lower, self.joint_upper, strict=False):
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
                 raise ValueError(f"joint_lower/joint_upper of {j}: need finite lower <= upper, got [{lo}, {hi}]")
-        for j, step in zip(self.joint_names, self.max_step):
+        for j, step in zip(self.joint_names, self.max_step, strict=False):
             if not step > 0:
                 raise ValueError(f"max_step of {j}: must be > 0, got {step}")
         if not self.stale_after_s > 0:
@@ -160,7 +160,8 @@ class InterventionMux:
         """Call periodically: holds when the observations or the active driver go stale."""
         out = MuxOutput()
         if self._observation_stale(now):
-            if self._fire("stale_observation", "observation", self._age_text("joint states", self._last_obs_time, now), out):
+            detail = self._age_text("joint states", self._last_obs_time, now)
+            if self._fire("stale_observation", "observation", detail, out):
                 self._hold(out)
         last = self._last_action_time.get(self.driver)
         if last is not None and now - last > self.config.stale_after_s:
@@ -197,18 +198,18 @@ class InterventionMux:
 
     def _make_safe(self, action: list[float], source: str, out: MuxOutput) -> list[float]:
         cfg = self.config
-        clamped = [min(max(x, lo), hi) for x, lo, hi in zip(action, cfg.joint_lower, cfg.joint_upper)]
+        clamped = [min(max(x, lo), hi) for x, lo, hi in zip(action, cfg.joint_lower, cfg.joint_upper, strict=False)]
         if clamped != action:
-            names = [j for j, a, c in zip(cfg.joint_names, action, clamped) if a != c]
+            names = [j for j, a, c in zip(cfg.joint_names, action, clamped, strict=False) if a != c]
             self._fire("joint_limit", source, f"clamped {', '.join(names)} to the joint limits", out)
         else:
             self._clear("joint_limit", source)
         reference = self.last_command if self.last_command is not None else self.last_observation
         if reference is None:
             return clamped
-        limited = [min(max(c, r - s), r + s) for c, r, s in zip(clamped, reference, cfg.max_step)]
+        limited = [min(max(c, r - s), r + s) for c, r, s in zip(clamped, reference, cfg.max_step, strict=False)]
         if limited != clamped:
-            names = [j for j, c, lim in zip(cfg.joint_names, clamped, limited) if c != lim]
+            names = [j for j, c, lim in zip(cfg.joint_names, clamped, limited, strict=False) if c != lim]
             self._fire("max_step", source, f"limited the step of {', '.join(names)}", out)
         else:
             self._clear("max_step", source)

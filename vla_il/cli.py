@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 # Subcommands whose capability has not landed yet: what they will do, and where it is tracked.
 _PLANNED = {
-    "collect": ("record scripted-expert demonstrations from the simulated ALOHA into a LeRobot dataset", 4),
-    "eval": ("evaluate a policy (bundle, checkpoint or the expert) in the simulated ALOHA", 4),
     "train": ("train a policy: bc | dagger | gail (and the VLA variants)", 5),
     "export": ("export a trained checkpoint to an ONNX policy bundle", 7),
     "bench": ("run a benchmark: sim | il | policy | recorder | vla", 4),
@@ -33,6 +32,31 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check that every part of the environment works here")
     doctor.set_defaults(func=lambda _args: 1 if _run_doctor() else 0)
 
+    collect = sub.add_parser(
+        "collect", help="record scripted-expert demonstrations from the simulated ALOHA into a LeRobot dataset",
+        description="Runs the task's closed-loop expert and writes each episode into a LeRobot dataset (v3).",
+    )
+    collect.add_argument("--task", default="transfer_cube", help="transfer_cube | insertion")
+    collect.add_argument("--episodes", type=int, default=50, help="episodes to save")
+    collect.add_argument("--out", type=Path, required=True, help="dataset directory (created)")
+    collect.add_argument("--cameras", nargs="*", default=["top"], help="cameras to record (none: state only)")
+    collect.add_argument("--image-size", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
+    collect.add_argument("--keep-failed", action="store_true", help="keep episodes the expert failed")
+    collect.add_argument("--seed", type=int, default=0, help="first seed")
+    collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    collect.set_defaults(func=_collect)
+
+    ev = sub.add_parser("eval", help="evaluate a policy in the simulated ALOHA (success rate, Wilson 95%%)",
+                        description="Runs N episodes on seeds seed..seed+N-1 and reports the success rate.")
+    ev.add_argument("--task", default="transfer_cube", help="transfer_cube | insertion")
+    ev.add_argument("--policy", default="expert", help="expert (bundles and checkpoints arrive with #5/#7)")
+    ev.add_argument("--episodes", type=int, default=50)
+    ev.add_argument("--seed", type=int, default=100_000, help="first seed (held out from collection)")
+    ev.add_argument("--workers", type=int, default=1, help="parallel processes")
+    ev.add_argument("--videos", type=int, default=0, help="record MP4 videos of the first N episodes")
+    ev.add_argument("--out", type=Path, default=None, help="write episodes.jsonl, summary.json, success.png here")
+    ev.set_defaults(func=_eval)
+
     for name, (what, issue) in _PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (arrives with issue #{issue})", description=what)
         p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -50,6 +74,39 @@ def _demo(_args: argparse.Namespace) -> int:
     print("vla-il demo: the simulated HG-DAgger loop is not in this version yet (issue #8).")
     print("Checking the environment it will run on instead:\n")
     return 1 if _run_doctor() else 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from sim.collect import collect
+
+    report = collect(args.task, args.episodes, args.out, cameras=tuple(args.cameras),
+                     image_size=tuple(args.image_size), keep_failed=args.keep_failed, seed=args.seed,
+                     overwrite=args.overwrite)
+    print(report.line())
+    return 0
+
+
+def _policy_factory(spec: str):
+    if spec == "expert":
+        from sim.evaluation import ExpertPolicy
+
+        return ExpertPolicy
+    raise SystemExit(f"vla-il eval: unknown --policy {spec!r} (this version knows: expert)")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from sim.evaluation import evaluate, record_videos, write_report
+
+    factory = _policy_factory(args.policy)
+    seeds = range(args.seed, args.seed + args.episodes)
+    result = evaluate(args.task, factory, seeds, policy_name=args.policy, workers=args.workers)
+    print(result.line())
+    if args.out is not None:
+        print(f"wrote {write_report(result, args.out)}")
+        if args.videos:
+            for path in record_videos(args.task, factory, list(seeds)[: args.videos], args.out / "videos"):
+                print(f"wrote {path}")
+    return 0
 
 
 def _not_yet(name: str, issue: int) -> int:

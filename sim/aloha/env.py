@@ -67,8 +67,8 @@ class AlohaEnv(gym.Env):
         self._geom_names = [self.model.geom(i).name for i in range(self.model.ngeom)]
 
         obs: dict[str, spaces.Space] = {
-            # Measured positions can pass the limits a little (soft joint limits): a margin.
-            "agent_pos": spaces.Box(robot.JOINT_LOWER - 0.1, robot.JOINT_UPPER + 0.1, dtype=np.float64),
+            # Measured, not commanded: violent commands push joints past their (soft) limits.
+            "agent_pos": spaces.Box(-np.inf, np.inf, (robot.STATE_DIM,), dtype=np.float64),
         }
         if self.cameras:
             h, w = self.image_size
@@ -104,14 +104,21 @@ class AlohaEnv(gym.Env):
     def step(self, action):
         action = self._checked_action(action)
         self.data.ctrl[:] = robot.state_to_qpos16(action)
+        unstable_before = self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
         self._step += 1
+        # MuJoCo resets the state itself when accelerations blow up; the episode is then meaningless.
+        unstable = self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > unstable_before
         reward = self.task.reward(self.contacts())
         self._max_reward = max(self._max_reward, reward)
         success = reward == self.task.max_reward
         terminated = bool(success and self.terminate_on_success)
-        truncated = self._step >= self.episode_length and not terminated
-        return self._observation(), float(reward), terminated, truncated, self._info(reward)
+        truncated = (self._step >= self.episode_length or unstable) and not terminated
+        info = self._info(reward)
+        if unstable:
+            warnings.warn("physics became unstable (huge accelerations): the episode ends here", stacklevel=2)
+            info["physics_unstable"] = True
+        return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray:
         """A frame for people (videos): the first requested camera, or `top`, at the env's size."""

@@ -1,0 +1,92 @@
+"""`vla-il collect`: scripted-expert demonstrations from the simulated ALOHA into a LeRobot dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sim.aloha import robot
+from sim.aloha.env import FPS, AlohaEnv
+from sim.experts import make_expert
+from training.datasets import schema
+from training.datasets.writer import EpisodeWriter
+
+
+@dataclass
+class CollectReport:
+    out: Path
+    saved: int = 0
+    failed: int = 0
+    frames: int = 0
+    seeds_failed: list[int] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"wrote {self.saved} episodes ({self.frames} frames) to {self.out}; "
+                f"{self.failed} expert failures {'kept' if self.saved and self.failed else 'left out'}"
+                + (f" (seeds {self.seeds_failed[:10]})" if self.failed else ""))
+
+
+def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("top",),
+            image_size: tuple[int, int] = (480, 640), keep_failed: bool = False, seed: int = 0,
+            overwrite: bool = False, progress: bool = True) -> CollectReport:
+    """Record `episodes` expert episodes (seeds seed, seed+1, ...). Failed episodes are left out
+    unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number."""
+    from tqdm import tqdm
+
+    env = AlohaEnv(task, cameras=cameras, image_size=image_size)
+    expert = make_expert(task)
+    writer = EpisodeWriter(out, schema.features(robot.JOINT_NAMES, cameras, image_size, env.task.env_state_dim),
+                           fps=FPS, overwrite=overwrite)
+    report = CollectReport(out=Path(out))
+    bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
+    s = seed
+    try:
+        while report.saved < episodes:
+            if s - seed > 3 * episodes + 10:
+                raise RuntimeError(f"the expert failed {report.failed} of {s - seed} episodes: stopping")
+            obs, info = env.reset(seed=s)
+            while True:
+                action = expert(obs["agent_pos"], info["env_state"])
+                frame = {
+                    schema.STATE: obs["agent_pos"],
+                    schema.ENV_STATE: info["env_state"],
+                    schema.ACTION: action,
+                    schema.EXPERT_ACTION: action,
+                    schema.POLICY_ACTION: action,  # no policy ran: the executed action
+                    schema.INTERVENTION: True,
+                }
+                for cam in cameras:
+                    frame[schema.image_key(cam)] = obs["pixels"][cam]
+                obs, reward, terminated, truncated, info = env.step(action)
+                frame[schema.REWARD] = reward
+                frame[schema.SUCCESS] = info["is_success"]
+                writer.add(frame, task=env.task.instruction)
+                if terminated or truncated:
+                    break
+            if info["is_success"] or keep_failed:
+                report.frames += writer.frames_in_episode
+                writer.save_episode()
+                report.saved += 1
+                bar.update()
+            else:
+                writer.discard_episode()
+            if not info["is_success"]:
+                report.failed += 1
+                report.seeds_failed.append(s)
+            bar.set_postfix(failed=report.failed)
+            s += 1
+    finally:
+        bar.close()
+        writer.close()
+        env.close()
+    return report
+
+
+def load(root: Path):
+    """Load a dataset written by `collect` (offline; videos decoded with PyAV)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset(f"local/{Path(root).name}", root=root, video_backend="pyav")
+
+
+__all__ = ["CollectReport", "collect", "load"]

@@ -1,0 +1,221 @@
+"""Success-rate evaluation in the simulated ALOHA: the function training calls and `vla-il eval` runs.
+
+A policy is anything with `reset()` and `__call__(obs, info) -> action14`; it is built in each
+worker process from a picklable factory, so episodes run in parallel (`workers`), one env each.
+Results: success rate with a Wilson 95% interval, mean max reward, episode lengths; written as
+per-episode JSON, a summary, a PNG, and optional MP4 videos of the first episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sim.aloha.env import FPS, AlohaEnv
+
+
+class Policy(Protocol):
+    def reset(self) -> None: ...
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray: ...
+
+
+PolicyFactory = Callable[[str], Policy]  # task name -> a fresh policy
+
+
+class ExpertPolicy:
+    """The task's closed-loop scripted expert, reading the privileged state from `info`."""
+
+    def __init__(self, task: str) -> None:
+        from sim.experts import make_expert
+
+        self.expert = make_expert(task)
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        return self.expert(obs["agent_pos"], info["env_state"])
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    success: bool
+    max_reward: float
+    length: int
+
+
+@dataclass
+class EvalResult:
+    task: str
+    policy: str
+    episodes: list[EpisodeResult] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def successes(self) -> int:
+        return sum(e.success for e in self.episodes)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.n if self.n else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.n)
+
+    def summary(self) -> dict[str, Any]:
+        lo, hi = self.interval
+        return {
+            "task": self.task,
+            "policy": self.policy,
+            "episodes": self.n,
+            "successes": self.successes,
+            "success_rate": self.success_rate,
+            "success_rate_wilson95": [lo, hi],
+            "mean_max_reward": float(np.mean([e.max_reward for e in self.episodes])) if self.n else 0.0,
+            "mean_length": float(np.mean([e.length for e in self.episodes])) if self.n else 0.0,
+        }
+
+    def line(self) -> str:
+        lo, hi = self.interval
+        return (f"{self.task} / {self.policy}: success {self.successes}/{self.n} = {100 * self.success_rate:.0f}% "
+                f"(Wilson 95%: {100 * lo:.0f}-{100 * hi:.0f}%), mean max reward "
+                f"{self.summary()['mean_max_reward']:.2f}, mean length {self.summary()['mean_length']:.0f}")
+
+
+def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = None) -> EpisodeResult:
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    steps = 0
+    while True:
+        obs, _reward, terminated, truncated, info = env.step(policy(obs, info))
+        steps += 1
+        if video is not None:
+            video.append(env.render())
+        if terminated or truncated:
+            break
+    return EpisodeResult(seed=seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps)
+
+
+def _worker(args: tuple) -> list[EpisodeResult]:
+    task, factory, seeds, env_kwargs = args
+    env = AlohaEnv(task, **env_kwargs)
+    policy = factory(task)
+    try:
+        return [run_episode(env, policy, s) for s in seeds]
+    finally:
+        env.close()
+
+
+def evaluate(
+    task: str,
+    policy_factory: PolicyFactory,
+    seeds: Sequence[int],
+    policy_name: str = "policy",
+    workers: int = 1,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Run one episode per seed; in `workers` processes (spawned: no GL context crosses a fork)."""
+    from tqdm import tqdm
+
+    env_kwargs = {"cameras": (), "privileged": False, **(env_kwargs or {})}
+    result = EvalResult(task=task, policy=policy_name)
+    seeds = list(seeds)
+    bar = tqdm(total=len(seeds), desc=f"eval {task}", unit="ep", disable=not progress)
+    if workers <= 1:
+        env = AlohaEnv(task, **env_kwargs)
+        policy = policy_factory(task)
+        try:
+            for s in seeds:
+                result.episodes.append(run_episode(env, policy, s))
+                bar.update()
+        finally:
+            env.close()
+    else:
+        chunks = [seeds[i :: workers * 4] for i in range(workers * 4) if seeds[i :: workers * 4]]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for episodes in pool.map(_worker, [(task, policy_factory, c, env_kwargs) for c in chunks]):
+                result.episodes.extend(episodes)
+                bar.update(len(episodes))
+        result.episodes.sort(key=lambda e: seeds.index(e.seed))
+    bar.close()
+    return result
+
+
+def write_report(result: EvalResult, out_dir: Path) -> Path:
+    """Per-episode JSON lines, summary.json and success.png in `out_dir`; returns the summary path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "episodes.jsonl", "w") as f:
+        for e in result.episodes:
+            f.write(json.dumps(asdict(e)) + "\n")
+    summary_path = out_dir / "summary.json"
+    summary_path.write_text(json.dumps(result.summary(), indent=2))
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    lo, hi = result.interval
+    ax1.bar([0], [result.success_rate], yerr=[[result.success_rate - lo], [hi - result.success_rate]], capsize=8)
+    ax1.set_ylim(0, 1)
+    ax1.set_xticks([0], [result.policy])
+    ax1.set_ylabel("success rate (Wilson 95%)")
+    ax1.set_title(f"{result.task}: {result.successes}/{result.n}")
+    rewards = [e.max_reward for e in result.episodes]
+    ax2.hist(rewards, bins=np.arange(-0.5, 5.5, 1.0), rwidth=0.8)
+    ax2.set_xlabel("max reward per episode")
+    ax2.set_ylabel("episodes")
+    fig.tight_layout()
+    fig.savefig(out_dir / "success.png", dpi=100)
+    plt.close(fig)
+    return summary_path
+
+
+def record_videos(task: str, policy_factory: PolicyFactory, seeds: Sequence[int], out_dir: Path,
+                  camera: str = "top", image_size: tuple[int, int] = (240, 320)) -> list[Path]:
+    """MP4 videos (OpenCV) of the given episodes, seen from `camera`."""
+    import cv2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = AlohaEnv(task, cameras=(camera,), image_size=image_size)
+    policy = policy_factory(task)
+    paths = []
+    try:
+        for s in seeds:
+            frames: list[np.ndarray] = []
+            ep = run_episode(env, policy, s, video=frames)
+            path = out_dir / f"episode_seed{s}_{'success' if ep.success else 'failure'}.mp4"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, image_size[::-1])
+            for frame in frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            writer.release()
+            paths.append(path)
+    finally:
+        env.close()
+    return paths

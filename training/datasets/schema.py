@@ -1,0 +1,58 @@
+"""The dataset schema (DESIGN.md): what every frame of a vla-il LeRobot dataset holds.
+
+    observation.state              float32[14]  joint positions (grippers normalised)
+    observation.environment_state  float32[7k]  object poses, in the sim (privileged; absent on robots)
+    observation.images.<camera>    video        HxWx3 RGB
+    action                         float32[14]  what the robot executed
+    expert_action                  float32[14]  the expert's label (where the expert was queried)
+    policy_action                  float32[14]  the policy's proposal (equals action where no policy ran)
+    intervention                   bool         the expert was driving
+    next.reward, next.success      float32, bool
+    task                           the language instruction (LeRobot's per-frame task string)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+STATE = "observation.state"
+ENV_STATE = "observation.environment_state"
+IMAGE_PREFIX = "observation.images."
+ACTION = "action"
+EXPERT_ACTION = "expert_action"
+POLICY_ACTION = "policy_action"
+INTERVENTION = "intervention"
+REWARD = "next.reward"
+SUCCESS = "next.success"
+
+
+def image_key(camera: str) -> str:
+    return IMAGE_PREFIX + camera
+
+
+def features(
+    joint_names: Sequence[str],
+    cameras: Sequence[str] = (),
+    image_size: tuple[int, int] = (480, 640),
+    env_state_dim: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """LeRobot `features` for a dataset of this schema."""
+    names = list(joint_names)
+    vec = {"dtype": "float32", "shape": (len(names),), "names": names}
+    out: dict[str, dict[str, Any]] = {STATE: dict(vec)}
+    if env_state_dim:
+        out[ENV_STATE] = {"dtype": "float32", "shape": (env_state_dim,), "names": None}
+    for cam in cameras:
+        out[image_key(cam)] = {"dtype": "video", "shape": (*image_size, 3), "names": ["height", "width", "channels"]}
+    out[ACTION] = dict(vec)
+    out[EXPERT_ACTION] = dict(vec)
+    out[POLICY_ACTION] = dict(vec)
+    out[INTERVENTION] = {"dtype": "bool", "shape": (1,), "names": None}
+    out[REWARD] = {"dtype": "float32", "shape": (1,), "names": None}
+    out[SUCCESS] = {"dtype": "bool", "shape": (1,), "names": None}
+    return out
+
+
+def cameras_of(features_: dict[str, Any]) -> list[str]:
+    return [k[len(IMAGE_PREFIX):] for k in features_ if k.startswith(IMAGE_PREFIX)]

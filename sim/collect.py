@@ -28,12 +28,12 @@ class CollectReport:
 
 def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("top",),
             image_size: tuple[int, int] = (480, 640), keep_failed: bool = False, seed: int = 0,
-            overwrite: bool = False, progress: bool = True) -> CollectReport:
+            overwrite: bool = False, episode_length: int = 400, progress: bool = True) -> CollectReport:
     """Record `episodes` expert episodes (seeds seed, seed+1, ...). Failed episodes are left out
     unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number."""
     from tqdm import tqdm
 
-    env = AlohaEnv(task, cameras=cameras, image_size=image_size)
+    env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
     expert = make_expert(task)
     writer = EpisodeWriter(out, schema.features(robot.JOINT_NAMES, cameras, image_size, env.task.env_state_dim),
                            fps=FPS, overwrite=overwrite)
@@ -57,8 +57,7 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
                 }
                 for cam in cameras:
                     frame[schema.image_key(cam)] = obs["pixels"][cam]
-                obs, reward, terminated, truncated, info = env.step(action)
-                frame[schema.REWARD] = reward
+                obs, _reward, terminated, truncated, info = env.step(action)
                 frame[schema.SUCCESS] = info["is_success"]
                 writer.add(frame, task=env.task.instruction)
                 if terminated or truncated:

@@ -7,7 +7,9 @@
     expert_action                  float32[14]  the expert's label (where the expert was queried)
     policy_action                  float32[14]  the policy's proposal (equals action where no policy ran)
     intervention                   bool         the expert was driving
-    next.reward, next.success      float32, bool
+    next.success                   bool         the task was achieved at this step
+                                   (no float `next.reward`: lerobot 0.4.4 cannot write a float of
+                                   shape (1,) with NumPy 2 — success is ALOHA's metric anyway)
     task                           the language instruction (LeRobot's per-frame task string)
 """
 
@@ -23,7 +25,6 @@ ACTION = "action"
 EXPERT_ACTION = "expert_action"
 POLICY_ACTION = "policy_action"
 INTERVENTION = "intervention"
-REWARD = "next.reward"
 SUCCESS = "next.success"
 
 
@@ -49,7 +50,6 @@ def features(
     out[EXPERT_ACTION] = dict(vec)
     out[POLICY_ACTION] = dict(vec)
     out[INTERVENTION] = {"dtype": "bool", "shape": (1,), "names": None}
-    out[REWARD] = {"dtype": "float32", "shape": (1,), "names": None}
     out[SUCCESS] = {"dtype": "bool", "shape": (1,), "names": None}
     return out
 

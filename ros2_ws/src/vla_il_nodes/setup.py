@@ -7,6 +7,7 @@ PACKAGE = "vla_il_nodes"
 # node name -> module:function. Every node is also listed in launch files; tests check both.
 NODES = {
     "intervention_mux": "vla_il_nodes.intervention_mux:main",
+    "sim_bridge": "vla_il_nodes.sim_bridge:main",
 }
 
 setup(

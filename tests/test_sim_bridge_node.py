@@ -1,0 +1,92 @@
+"""The sim bridge as a real process over DDS: it behaves like an ALOHA's drivers, in lockstep."""
+
+import math
+
+import numpy as np
+import pytest
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from vla_il_msgs.msg import EpisodeEvent, SimState
+from vla_il_msgs.srv import ResetSim
+
+from sim.aloha import robot
+from tests.ros_harness import wait_until
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture
+def bridge(probe, node_process):
+    proc = node_process("sim_bridge", params={
+        "mode": "lockstep", "cameras": ["top"], "image_height": 48, "image_width": 64, "episode_length": 30,
+    })
+    g = type("Bridge", (), {})()
+    g.proc, g.probe = proc, probe
+    g.joints = probe.collect(JointState, "joint_states")
+    g.images = probe.collect(Image, "cameras/top/image_raw", qos=qos_profile_sensor_data)
+    g.states = probe.collect(SimState, "sim/state")
+    g.episodes = probe.collect(EpisodeEvent, "sim/episode")
+    g.command = probe.publisher(JointState, "command")
+    probe.wait_for_subscribers(g.command)
+    assert wait_until(lambda: g.states, 15), proc.log()
+    return g
+
+
+def command(values) -> JointState:
+    return JointState(name=list(robot.JOINT_NAMES), position=[float(v) for v in values])
+
+
+def test_lockstep_one_step_per_command_with_images_and_privileged_state(bridge):
+    g = bridge
+    reset = g.probe.call(ResetSim, "sim/reset", ResetSim.Request(task="", seed=7))
+    assert reset.success and "seed 7" in reset.message
+    assert wait_until(lambda: g.states and g.states[-1].step == 0, 5)
+    start = len(g.states)
+    target = robot.START_STATE.copy()
+    target[0] = 0.2  # left waist
+    for i in range(5):
+        g.command.publish(command(target))
+        assert wait_until(lambda i=i: len(g.states) >= start + i + 1, 5)
+    steps = [s.step for s in g.states[start:]]
+    assert steps[:5] == [1, 2, 3, 4, 5]
+    assert g.joints[-1].position[0] > 0.05  # the waist moves toward its target
+    assert list(g.joints[-1].name) == list(robot.JOINT_NAMES)
+    assert len(g.states[-1].env_state) == 7  # the cube's pose
+    assert wait_until(lambda: g.images, 5)
+    img = g.images[-1]
+    assert (img.height, img.width, img.encoding) == (48, 64, "rgb8") and len(img.data) == 48 * 64 * 3
+
+
+def test_same_seed_same_start(bridge):
+    g = bridge
+    poses = []
+    for _ in range(2):
+        g.probe.call(ResetSim, "sim/reset", ResetSim.Request(task="", seed=11))
+        assert wait_until(lambda: g.states[-1].step == 0, 5)
+        poses.append(np.array(g.states[-1].env_state))
+    assert np.array_equal(poses[0], poses[1])
+
+
+def test_bad_commands_are_refused_and_the_last_good_one_holds(bridge):
+    g = bridge
+    bad = robot.START_STATE.copy()
+    bad[3] = math.nan
+    n = len(g.states)
+    g.command.publish(command(bad))
+    g.command.publish(JointState(name=["left_waist"], position=[0.1]))
+    assert g.proc.wait_for_log("refusing command: non-finite values for left_forearm_roll")
+    assert len(g.states) == n  # no step was taken
+
+
+def test_episode_ends_with_a_done_event_and_reset_switches_task(bridge):
+    g = bridge
+    for i in range(30):  # closed loop, as a controller in lockstep: the next command after each observation
+        g.command.publish(command(robot.START_STATE))
+        assert wait_until(lambda i=i: g.states[-1].step == i + 1, 5)
+    assert wait_until(lambda: g.episodes, 5)
+    assert g.episodes[-1].event == "done" and g.episodes[-1].num_frames == 30 and not g.episodes[-1].success
+    resp = g.probe.call(ResetSim, "sim/reset", ResetSim.Request(task="insertion", seed=1))
+    assert resp.success and resp.message.startswith("insertion")
+    assert wait_until(lambda: len(g.states[-1].env_state) == 14, 5)
+    refused = g.probe.call(ResetSim, "sim/reset", ResetSim.Request(task="juggling", seed=1))
+    assert not refused.success and "valid tasks" in refused.message

@@ -72,7 +72,8 @@ class SimBridgeCore:
         else:
             return f"expected {robot.STATE_DIM} positions, got {len(positions)}"
         if not np.all(np.isfinite(values)):
-            return "non-finite values for " + ", ".join(robot.JOINT_NAMES[i] for i in np.flatnonzero(~np.isfinite(values)))
+            bad = np.flatnonzero(~np.isfinite(values))
+            return "non-finite values for " + ", ".join(robot.JOINT_NAMES[i] for i in bad)
         outside = (values < robot.JOINT_LOWER - 1e-6) | (values > robot.JOINT_UPPER + 1e-6)
         if outside.any():
             return "outside the joint limits: " + ", ".join(robot.JOINT_NAMES[i] for i in np.flatnonzero(outside))

@@ -117,7 +117,7 @@ def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = N
             video.append(env.render())
         if terminated or truncated:
             break
-    return EpisodeResult(seed=seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps)
+    return EpisodeResult(seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps)
 
 
 def _worker(args: tuple) -> list[EpisodeResult]:

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from vla_il_nodes.intervention_mux_core import EXPERT, POLICY, InterventionMux, MuxConfig, order_by_names
 
 NAMES = ("a", "b", "c")

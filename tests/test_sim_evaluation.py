@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sim.aloha import robot
-from sim.evaluation import EvalResult, EpisodeResult, evaluate, wilson_interval, write_report
+from sim.evaluation import EpisodeResult, EvalResult, evaluate, wilson_interval, write_report
 
 
 class HoldStill:

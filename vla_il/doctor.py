@@ -71,6 +71,7 @@ def _onnxruntime() -> str:
 def _ros() -> str:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+
     from vla_il_msgs.msg import ActionChunk
 
     context = rclpy.Context()

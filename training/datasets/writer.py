@@ -51,7 +51,8 @@ class EpisodeWriter:
         for key, spec in self.features.items():
             value = frame[key]
             if spec["dtype"] in ("float32", "bool"):
-                value = np.asarray(value, dtype=np.float32 if spec["dtype"] == "float32" else bool).reshape(spec["shape"])
+                dtype = np.float32 if spec["dtype"] == "float32" else bool
+                value = np.asarray(value, dtype=dtype).reshape(spec["shape"])
             out[key] = value
         out["task"] = task
         self.dataset.add_frame(out)

@@ -10,7 +10,6 @@ from pathlib import Path
 _PLANNED = {
     "train": ("train a policy: bc | dagger | gail (and the VLA variants)", 5),
     "export": ("export a trained checkpoint to an ONNX policy bundle", 7),
-    "bench": ("run a benchmark: sim | il | policy | recorder | vla", 4),
 }
 
 
@@ -56,6 +55,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--videos", type=int, default=0, help="record MP4 videos of the first N episodes")
     ev.add_argument("--out", type=Path, default=None, help="write episodes.jsonl, summary.json, success.png here")
     ev.set_defaults(func=_eval)
+
+    bench = sub.add_parser("bench", help="run a benchmark and print its table (sim; more arrive with each part)",
+                           description="Benchmarks print tables with a baseline measured in the same run.")
+    bench.add_argument("which", choices=sorted(_BENCHMARKS), help="which benchmark")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark (see its --help)")
+    bench.set_defaults(func=_bench)
 
     for name, (what, issue) in _PLANNED.items():
         p = sub.add_parser(name, help=f"{what} (arrives with issue #{issue})", description=what)
@@ -107,6 +112,15 @@ def _eval(args: argparse.Namespace) -> int:
             for path in record_videos(args.task, factory, list(seeds)[: args.videos], args.out / "videos"):
                 print(f"wrote {path}")
     return 0
+
+
+_BENCHMARKS = {"sim": "benchmarks.sim_throughput"}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    return int(importlib.import_module(_BENCHMARKS[args.which]).main(args.rest))
 
 
 def _not_yet(name: str, issue: int) -> int:

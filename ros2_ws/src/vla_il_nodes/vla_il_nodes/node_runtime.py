@@ -23,9 +23,12 @@ def declare(node: Node, name: str, default: Any, description: str) -> Any:
     A value of the wrong type is refused with the parameter's name in the error.
     """
     try:
-        return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+        value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
     except (ParameterException, TypeError, ValueError) as exc:  # rclpy's type errors name the parameter too
         raise ParameterError(f"parameter '{name}': {exc}") from exc
+    if value is None and isinstance(default, list):
+        return []  # `name: []` in YAML or on the command line has no type: an empty list was meant
+    return value
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:

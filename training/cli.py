@@ -1,0 +1,108 @@
+"""The command lines of the trainers: `python training/il/<method>.py ...` and `vla-il train <method>`.
+
+Every ILConfig field is a flag of the same name (--bc_epochs, --dagger_beta_schedule, ...), plus
+--env, --dataset (a local LeRobot dataset) and --model_path (start from a checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.config import ILConfig
+
+METHODS = ("bc", "dagger", "gail")
+_CONSTRUCTORS = {"bc": ILConfig.behavioral_cloning, "dagger": ILConfig.dagger, "gail": ILConfig.gail}
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser(method: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"vla-il train {method}", description=f"Train a policy with {method}.")
+    parser.add_argument("--env", default=None, help="gymnasium id, or aloha:transfer_cube / aloha:insertion "
+                        "(default: CartPole-v1)")
+    parser.add_argument("--dataset", type=Path, default=None, help="a local LeRobot dataset of demonstrations")
+    parser.add_argument("--model_path", type=Path, default=None, help="start from this checkpoint (or output dir)")
+    defaults = ILConfig()
+    for f in dataclasses.fields(ILConfig):
+        if f.name == "extra":
+            continue
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            kind = _parse_bool
+        elif f.name == "demo_filter_percentile":
+            kind = float
+        else:
+            kind = type(default)
+        parser.add_argument(f"--{f.name}", type=kind, default=None, metavar=kind.__name__.lstrip("_parse_").upper(),
+                            help=f"(default: {default})")
+    return parser
+
+
+def config_from_args(method: str, args: argparse.Namespace) -> ILConfig:
+    given = {f: getattr(args, f) for f in ILConfig.field_names() if getattr(args, f, None) is not None}
+    return _CONSTRUCTORS[method](**given)
+
+
+def run_il_cli(method: str, argv: list[str] | None = None) -> int:
+    args = build_parser(method).parse_args(argv)
+    try:
+        result = run(method, args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"vla-il train {method}: {exc}", file=sys.stderr)
+        return 2
+    summary = {k: v for k, v in result.items() if isinstance(v, int | float)}
+    print(f"{method} done: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+    return 0
+
+
+def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
+    from training.checkpoint import load_checkpoint
+    from training.envs import action_info, make_env
+    from training.experts import expert_for
+
+    config = config_from_args(method, args)
+    env_name = args.env or "CartPole-v1"
+    env = make_env(env_name)
+    config.extra.update({"env": env_name, "dataset": str(args.dataset) if args.dataset else None,
+                         "model_path": str(args.model_path) if args.model_path else None})
+    policy = None
+    if args.model_path is not None:
+        discrete, action_dim = action_info(env)
+        policy, _, _ = load_checkpoint(args.model_path, expect={"obs_dim": env.observation_space.shape[0],
+                                                                 "action_dim": action_dim, "discrete": discrete})
+    demos = None
+    if args.dataset is not None:
+        from training.datasets.lerobot_io import load_demonstrations
+
+        demos = load_demonstrations(args.dataset)
+    expert = None if (demos is not None and method == "bc") else expert_for(env_name)
+
+    if method == "bc":
+        from training.il.behavioral_cloning import BehavioralCloning
+
+        trainer = BehavioralCloning(env, config, policy, env_name=env_name)
+        result = trainer.train(expert_policy=expert, demonstrations=demos)
+        trainer.close()
+    elif method == "dagger":
+        from training.il.dagger import DAgger
+
+        result = DAgger(env, expert, config, policy, env_name=env_name).train(initial_demonstrations=demos)["final"]
+    else:
+        from training.il.gail import GAIL
+
+        trainer = GAIL(env, config, policy, env_name=env_name)
+        result = trainer.train(expert_policy=expert if demos is None else None, expert_demonstrations=demos)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    return result

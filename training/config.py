@@ -1,0 +1,141 @@
+"""ILConfig: every hyperparameter of the imitation-learning side, with the specification's defaults.
+
+One dataclass for BC, DAgger and GAIL (the specification's `config.training_config.ILConfig`),
+validated at construction, saved as JSON (and YAML) beside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BETA_SCHEDULES = ("constant", "linear", "exponential")
+
+
+@dataclass
+class ILConfig:
+    # --- Behavioral Cloning ---
+    bc_epochs: int = 100
+    bc_validation_split: float = 0.1
+    # --- training ---
+    learning_rate: float = 1e-4
+    batch_size: int = 64
+    weight_decay: float = 0.01
+    grad_clip_norm: float = 1.0
+    hidden_dim: int = 256  # width of the MLP policies
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available, else cpu
+    # --- DAgger ---
+    dagger_iterations: int = 10
+    dagger_episodes_per_iter: int = 20
+    dagger_beta_schedule: str = "linear"
+    dagger_initial_beta: float = 1.0
+    dagger_initial_episodes: int = 0  # expert episodes that seed D0 (0: the first iteration, beta=1, does)
+    # --- GAIL ---
+    gail_disc_hidden_dim: int = 256
+    gail_disc_updates: int = 5
+    gail_disc_lr: float = 3e-4
+    gail_reward_scale: float = 1.0
+    gail_disc_noise: float = 0.0  # std of Gaussian noise on discriminator inputs (regularisation)
+    gail_bc_warmstart_epochs: int = 0  # BC epochs on the demonstrations before GAIL (warm start)
+    num_expert_episodes: int = 50
+    total_timesteps: int = 100_000
+    # --- PPO (the policy optimiser inside GAIL) ---
+    ppo_epochs: int = 4
+    ppo_clip_range: float = 0.2
+    ppo_gae_lambda: float = 0.95
+    ppo_gamma: float = 0.99
+    ppo_rollout_steps: int = 2048
+    ppo_minibatch_size: int = 64
+    ppo_value_coef: float = 0.5
+    ppo_entropy_coef: float = 0.0
+    # --- best practices ---
+    action_chunk_size: int = 1  # predict this many future actions (ACT-style chunking)
+    temporal_aggregation: bool = False  # blend overlapping chunks with exponential weights
+    temporal_aggregation_k: float = 0.01  # weight exp(-k * i), i = 0 for the oldest prediction (ACT)
+    demo_filter_percentile: float | None = None  # keep demonstrations at or above this return percentile
+    # --- evaluation and output ---
+    eval_episodes: int = 20
+    output_dir: str = "./output/il"
+    use_wandb: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance the trainers add (env, dataset, ...)
+
+    def __post_init__(self) -> None:
+        positive_ints = ("bc_epochs", "batch_size", "hidden_dim", "dagger_iterations", "dagger_episodes_per_iter",
+                         "gail_disc_hidden_dim", "gail_disc_updates", "num_expert_episodes", "total_timesteps",
+                         "ppo_epochs", "ppo_rollout_steps", "ppo_minibatch_size", "action_chunk_size")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ILConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("dagger_initial_episodes", "gail_bc_warmstart_epochs", "eval_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ILConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("learning_rate", "gail_disc_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ILConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.bc_validation_split < 1.0:
+            raise ValueError(f"ILConfig.bc_validation_split must be in [0, 1), got {self.bc_validation_split}")
+        if self.dagger_beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"ILConfig.dagger_beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, "
+                             f"got {self.dagger_beta_schedule!r}")
+        if not 0.0 <= self.dagger_initial_beta <= 1.0:
+            raise ValueError(f"ILConfig.dagger_initial_beta must be in [0, 1], got {self.dagger_initial_beta}")
+        for name in ("ppo_clip_range", "ppo_gae_lambda", "ppo_gamma"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"ILConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.gail_disc_noise < 0 or self.gail_reward_scale <= 0:
+            raise ValueError("ILConfig: weight_decay and gail_disc_noise must be >= 0, gail_reward_scale > 0")
+        if self.demo_filter_percentile is not None and not 0 <= self.demo_filter_percentile <= 100:
+            raise ValueError(f"ILConfig.demo_filter_percentile must be in [0, 100], got {self.demo_filter_percentile}")
+        if self.temporal_aggregation and self.action_chunk_size < 2:
+            raise ValueError("ILConfig.temporal_aggregation needs action_chunk_size >= 2")
+
+    # --- the specification's named constructors ---
+    @classmethod
+    def behavioral_cloning(cls, **overrides: Any) -> ILConfig:
+        return cls(**{"output_dir": "./output/bc", **overrides})
+
+    @classmethod
+    def dagger(cls, **overrides: Any) -> ILConfig:
+        return cls(**{"bc_epochs": 20, "output_dir": "./output/dagger", **overrides})
+
+    @classmethod
+    def gail(cls, **overrides: Any) -> ILConfig:
+        return cls(**{"learning_rate": 3e-4, "output_dir": "./output/gail", **overrides})
+
+    # --- persistence: the config travels with every checkpoint ---
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "config.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        try:
+            import yaml
+
+            (directory / "config.yaml").write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        except ImportError:  # pragma: no cover - pyyaml is in the lock
+            pass
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ILConfig:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        data = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown ILConfig fields {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]

@@ -1,0 +1,221 @@
+"""Behavioral Cloning: supervised learning of the expert's actions (the specification's Algorithm 1).
+
+    python training/il/behavioral_cloning.py --env CartPole-v1 --bc_epochs 100 --batch_size 64 \
+        --learning_rate 1e-4 --output_dir ./output/bc
+    python training/il/behavioral_cloning.py --dataset ./data/transfer_cube --env aloha:transfer_cube ...
+
+Reads top to bottom: demonstrations (from an expert or a dataset) -> optional filtering -> split by
+episode -> epochs of minibatch updates with validation -> evaluation in the env -> best/ and last/.
+Any ILPolicy trains here (the MLP, a chunking policy, the VLA through its own data path).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoint import save_checkpoint
+from training.config import ILConfig
+from training.demonstrations import Demonstrations
+from training.envs import action_info, make_env
+from training.metrics import MetricsLogger
+from training.models.policies import ILPolicy, MLPPolicy
+from training.rollouts import PolicyActor, run_episodes
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (NaN loss, no data): nothing saved before it is touched."""
+
+
+def resolve_device(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+class BehavioralCloning:
+    """BC on an env (expert rollouts or given demonstrations), for any ILPolicy."""
+
+    def __init__(self, env=None, config: ILConfig | None = None, policy: ILPolicy | None = None,
+                 use_wandb: bool | None = None, env_name: str | None = None, run_name: str = "bc") -> None:
+        self.config = config or ILConfig.behavioral_cloning()
+        if use_wandb is not None:
+            self.config.use_wandb = use_wandb
+        self.env_name = env_name or (env.spec.id if env is not None and env.spec is not None else None)
+        self.env = env if env is not None else (make_env(env_name) if env_name else None)
+        self.device = resolve_device(self.config.device)
+        torch.manual_seed(self.config.seed)
+        given_policy = policy is not None
+        if policy is None:
+            if self.env is None:
+                raise ValueError("BehavioralCloning needs an env or a policy")
+            discrete, action_dim = action_info(self.env)
+            policy = MLPPolicy(int(np.prod(self.env.observation_space.shape)), action_dim, discrete,
+                               self.config.hidden_dim, self.config.action_chunk_size)
+        self.policy = policy.to(self.device)
+        self.output_dir = Path(self.config.output_dir)
+        self.logger: MetricsLogger | None = None
+        self.run_name = run_name
+        self.step = 0  # optimiser steps so far (the x axis of every metric)
+        self.best_score = -math.inf
+        self._optimizer: torch.optim.Optimizer | None = None
+        # A loaded policy keeps its statistics; a fresh one (default buffers) gets them from the data.
+        self._normalized = given_policy and isinstance(policy, MLPPolicy) and not (
+            bool((policy.obs_mean == 0).all()) and bool((policy.obs_std == 1).all()))
+        self._train: Demonstrations | None = None
+        self._val: Demonstrations | None = None
+
+    # ------------------------------------------------------------------ public API (the specification's)
+    def train(self, expert_policy=None, demonstrations: Demonstrations | None = None,
+              num_expert_episodes: int | None = None) -> dict[str, Any]:
+        """Collect expert rollouts (or take `demonstrations`), then fit for bc_epochs."""
+        if demonstrations is None:
+            if expert_policy is None or self.env is None:
+                raise ValueError("train() needs an expert_policy (with an env) or demonstrations")
+            n = num_expert_episodes or self.config.num_expert_episodes
+            demonstrations, stats = run_episodes(self.env, n, expert_policy, seed=self.config.seed,
+                                                 expert=expert_policy, beta=1.0, progress="expert demos")
+            self._log({"expert/mean_reward": stats["mean_reward"]})
+        return self.fit(demonstrations, self.config.bc_epochs)
+
+    def fit(self, demonstrations: Demonstrations, epochs: int, extra_metrics: dict[str, float] | None = None
+            ) -> dict[str, Any]:
+        """Prepare the data and train `epochs` epochs; save last/, keep the weights of the epoch with the
+        lowest validation loss (early stopping), evaluate them, and save them as best/ when they beat
+        every earlier fit of this trainer (by evaluation return, else by validation loss)."""
+        import copy
+
+        from tqdm import trange
+
+        self.prepare(demonstrations)
+        result: dict[str, Any] = {}
+        best_val, best_state = math.inf, None
+        for _ in trange(epochs, desc=f"{self.run_name} epochs", leave=False):
+            result = self.train_epoch()
+            if result.get("val/loss", math.inf) < best_val:
+                best_val, best_state = result["val/loss"], copy.deepcopy(self.policy.state_dict())
+        save_checkpoint(self.output_dir / "last", self.policy, self.config, result)
+        if best_state is not None:
+            self.policy.load_state_dict(best_state)
+            result["val/loss"] = best_val
+        result.update(self.evaluate())
+        result.update(extra_metrics or {})
+        self._log({k: v for k, v in result.items() if k in ("mean_reward", "success_rate") or k in (extra_metrics or {})})
+        self.save(result)
+        return result
+
+    def prepare(self, demonstrations: Demonstrations) -> None:
+        if len(demonstrations) == 0:
+            raise TrainingError("no demonstrations to train on (empty dataset, or everything was filtered out)")
+        if self.config.demo_filter_percentile is not None:
+            demonstrations = demonstrations.filter_by_return(self.config.demo_filter_percentile)
+        self._check_shapes(demonstrations)
+        self._train, self._val = demonstrations.split(self.config.bc_validation_split, self.config.seed)
+        if isinstance(self.policy, MLPPolicy) and not self._normalized:
+            # Once: later fits (DAgger's iterations) continue training, and moving the input scaling
+            # under a trained network would undo what it learned.
+            self.policy.set_normalization(self._train.obs, self._train.actions)
+            self._normalized = True
+        if self._optimizer is None:
+            self._optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.config.learning_rate,
+                                                weight_decay=self.config.weight_decay)
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training split; returns train/loss and val/loss."""
+        if self._train is None:
+            raise RuntimeError("call prepare(demonstrations) (or train/fit) first")
+        self.policy.train()
+        batches = self._batches(self._train, shuffle=True)
+        losses = []
+        for batch in batches:
+            loss = self.policy.loss(batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss became {loss.item()} at step {self.step}: lower --learning_rate or "
+                                    "check the data for NaN; the checkpoints already saved are untouched")
+            self._optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip_norm)
+            self._optimizer.step()
+            self.step += 1
+            losses.append(loss.item())
+        metrics = {"train/loss": float(np.mean(losses))}
+        if self._val is not None:
+            metrics["val/loss"] = self.validation_loss()
+        self._log(metrics)
+        return metrics
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.policy.eval()
+        losses = [self.policy.loss(b).item() for b in self._batches(self._val, shuffle=False)]
+        return float(np.mean(losses))
+
+    def evaluate(self, episodes: int | None = None, seed: int = 10_000) -> dict[str, float]:
+        """Mean return (and success rate) of the current policy in the env, on held-out seeds."""
+        n = self.config.eval_episodes if episodes is None else episodes
+        if self.env is None or n == 0:
+            return {}
+        actor = self.actor()
+        _, stats = run_episodes(self.env, n, actor, seed=seed, reset=actor.reset, progress="evaluate")
+        return {"mean_reward": stats["mean_reward"], "success_rate": stats["success_rate"]}
+
+    def actor(self) -> PolicyActor:
+        c = self.config
+        return PolicyActor(self.policy, c.temporal_aggregation, c.temporal_aggregation_k, device=self.device)
+
+    def save(self, metrics: dict[str, Any]) -> None:
+        """best/ when this policy is the best so far (evaluation return, else -val/loss); the curves."""
+        self.config.extra.setdefault("env", self.env_name)
+        score = metrics.get("mean_reward", -metrics.get("val/loss", metrics.get("train/loss", math.inf)))
+        if score >= self.best_score:
+            self.best_score = score
+            save_checkpoint(self.output_dir / "best", self.policy, self.config, metrics)
+        if self.logger is not None:
+            self.logger.plot()
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+    # ------------------------------------------------------------------ helpers
+    def _log(self, values: dict[str, float]) -> None:
+        if self.logger is None:
+            self.logger = MetricsLogger(self.output_dir, self.run_name, self.config.use_wandb, self.config.to_dict())
+        if values:
+            self.logger.log(self.step, values)
+
+    def _check_shapes(self, demos: Demonstrations) -> None:
+        policy = self.policy
+        obs_dim = getattr(policy, "obs_dim", None)
+        if obs_dim is not None and demos.obs.shape[1] != obs_dim:
+            raise TrainingError(f"the demonstrations' observations have {demos.obs.shape[1]} values, "
+                                f"the policy expects {obs_dim}")
+        if not policy.discrete and demos.actions.shape[1:] != (policy.action_dim,):
+            raise TrainingError(f"the demonstrations' actions have shape {demos.actions.shape[1:]}, the policy "
+                                f"(and env) act with {policy.action_dim} values")
+        if not np.all(np.isfinite(demos.obs)) or (not policy.discrete and not np.all(np.isfinite(demos.actions))):
+            raise TrainingError("the demonstrations contain NaN or infinite values")
+
+    def _batches(self, demos: Demonstrations, shuffle: bool):
+        targets, mask = demos.chunk_targets(self.policy.chunk_size)
+        n = len(demos)
+        order = np.random.default_rng(self.step).permutation(n) if shuffle else np.arange(n)
+        bs = self.config.batch_size
+        obs_t = torch.as_tensor(demos.obs, device=self.device)
+        act_t = torch.as_tensor(targets, device=self.device)
+        mask_t = torch.as_tensor(mask, device=self.device)
+        for i in range(0, n, bs):
+            idx = torch.as_tensor(order[i : i + bs], device=self.device)
+            yield {"obs": obs_t[idx], "action": act_t[idx], "mask": mask_t[idx]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.cli import run_il_cli
+
+    return run_il_cli("bc", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""DAgger (Ross et al., 2011): run the learner, let the expert label every state it visits, aggregate.
+
+    python training/il/dagger.py --env CartPole-v1 --dagger_iterations 10 --dagger_episodes_per_iter 20 \
+        --dagger_beta_schedule linear --dagger_initial_beta 1.0 --bc_epochs 20 --output_dir ./output/dagger
+
+Per iteration i: beta_i = get_beta(i, ...); roll out the mixture (the expert's action with
+probability beta_i, the learner's otherwise) while the expert labels every visited state;
+D <- D u D_i; train on D (bc_epochs, continuing from the previous policy); evaluate; save.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.config import ILConfig
+from training.demonstrations import Demonstrations
+from training.envs import action_info
+from training.il.behavioral_cloning import BehavioralCloning
+from training.models.policies import ILPolicy
+from training.rollouts import run_episodes
+
+
+def get_beta(iteration: int, schedule: str, initial_beta: float, num_iterations: int) -> float:
+    """The probability of executing the expert's action in DAgger iteration `iteration` (the spec's)."""
+    if schedule == "constant":
+        return initial_beta
+    elif schedule == "linear":
+        return max(0, initial_beta * (1 - iteration / num_iterations))
+    elif schedule == "exponential":
+        return initial_beta * (0.9**iteration)
+    raise ValueError(f"unknown beta schedule {schedule!r}: constant, linear or exponential")
+
+
+class DAgger:
+    def __init__(self, env=None, expert_policy=None, config: ILConfig | None = None, policy: ILPolicy | None = None,
+                 use_wandb: bool | None = None, env_name: str | None = None) -> None:
+        if expert_policy is None:
+            raise ValueError("DAgger needs an expert_policy to label the states the learner visits")
+        self.config = config or ILConfig.dagger()
+        self.expert = expert_policy
+        self.bc = BehavioralCloning(env, self.config, policy, use_wandb, env_name, run_name="dagger")
+        self.env = self.bc.env
+        discrete, _ = action_info(self.env)
+        obs_dim = self.env.observation_space.shape[0]
+        action_shape = () if discrete else self.env.action_space.shape
+        self.data = Demonstrations.empty(obs_dim, action_shape, discrete)
+        self.expert_labels = 0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def policy(self) -> ILPolicy:
+        return self.bc.policy
+
+    def train(self, initial_demonstrations: Demonstrations | None = None) -> dict[str, Any]:
+        from tqdm import trange
+
+        c = self.config
+        if initial_demonstrations is not None:
+            self.data = self.data.aggregate(initial_demonstrations)
+        if c.dagger_initial_episodes:
+            d0, _ = run_episodes(self.env, c.dagger_initial_episodes, self.expert, seed=c.seed, expert=self.expert,
+                                 beta=1.0, progress="D0 expert demos")
+            self.data = self.data.aggregate(d0)
+            self.expert_labels += len(d0)
+        actor = self.bc.actor()
+        for i in trange(c.dagger_iterations, desc="DAgger iterations"):
+            beta = get_beta(i, c.dagger_beta_schedule, c.dagger_initial_beta, c.dagger_iterations)
+            new, stats = run_episodes(self.env, c.dagger_episodes_per_iter, actor, seed=c.seed + 1000 * (i + 1),
+                                      expert=self.expert, beta=beta, reset=actor.reset, progress=f"rollouts i={i}")
+            self.data = self.data.aggregate(new)
+            self.expert_labels += len(new)
+            result = self.bc.fit(self.data, c.bc_epochs, extra_metrics={
+                "dagger/beta": beta, "dagger/expert_labels": self.expert_labels, "dagger/dataset_size": len(self.data),
+                "dagger/rollout_mean_reward": stats["mean_reward"], "dagger/iteration": i,
+            })
+            actor = self.bc.actor()
+            self.history.append(result)
+        self.bc.close()
+        return {"history": self.history, "final": self.history[-1] if self.history else {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.cli import run_il_cli
+
+    return run_il_cli("dagger", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""Policies for the imitation trainers, behind one small interface the VLA implements too.
+
+`ILPolicy` (what BC and DAgger need):
+    loss(batch) -> scalar      batch: obs (B, obs_dim), action (B, chunk, ...), mask (B, chunk)
+    predict(obs) -> actions    (B, chunk, act_dim) continuous, or (B, chunk) discrete indices
+    spec() -> dict             enough to rebuild the module: saved beside every checkpoint
+Normalisation of observations and actions lives inside the module (buffers), so a checkpoint and
+an exported ONNX graph carry it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+
+def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    dim = inp
+    for _ in range(layers):
+        mods += [nn.Linear(dim, hidden), nn.ReLU()]
+        dim = hidden
+    mods.append(nn.Linear(dim, out))
+    return nn.Sequential(*mods)
+
+
+class ILPolicy(nn.Module):
+    """Base: normalisation buffers and the interface."""
+
+    discrete: bool
+    chunk_size: int
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MLPPolicy(ILPolicy):
+    """An MLP from a state vector to one action or a chunk of actions; discrete or continuous."""
+
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden_dim: int = 256,
+                 chunk_size: int = 1, layers: int = 2) -> None:
+        super().__init__()
+        self.obs_dim, self.action_dim, self.discrete = obs_dim, action_dim, discrete
+        self.hidden_dim, self.chunk_size, self.layers = hidden_dim, chunk_size, layers
+        self.net = mlp(obs_dim, hidden_dim, chunk_size * action_dim, layers)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+        act_norm_dim = 1 if discrete else action_dim
+        self.register_buffer("act_mean", torch.zeros(act_norm_dim))
+        self.register_buffer("act_std", torch.ones(act_norm_dim))
+
+    def spec(self) -> dict[str, Any]:
+        return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "discrete": self.discrete, "hidden_dim": self.hidden_dim, "chunk_size": self.chunk_size,
+                "layers": self.layers}
+
+    def set_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
+        """Statistics from the training data (std floored so constant features do not explode)."""
+        self.obs_mean.copy_(torch.as_tensor(obs.mean(0), dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(np.maximum(obs.std(0), 1e-2), dtype=torch.float32))
+        if actions is not None and not self.discrete:
+            flat = actions.reshape(-1, self.action_dim)
+            self.act_mean.copy_(torch.as_tensor(flat.mean(0), dtype=torch.float32))
+            self.act_std.copy_(torch.as_tensor(np.maximum(flat.std(0), 1e-2), dtype=torch.float32))
+
+    def raw(self, obs: torch.Tensor) -> torch.Tensor:
+        """Network output: logits (B, chunk, n) or normalised actions (B, chunk, A)."""
+        out = self.net((obs - self.obs_mean) / self.obs_std)
+        return out.view(obs.shape[0], self.chunk_size, self.action_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions in the environment's units (the graph that is exported)."""
+        out = self.raw(obs)
+        if self.discrete:
+            return out.argmax(-1)
+        return out * self.act_std + self.act_mean
+
+    predict = forward
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.raw(batch["obs"])
+        mask = batch["mask"].float()
+        if self.discrete:
+            per = nn.functional.cross_entropy(out.flatten(0, 1), batch["action"].flatten().long(), reduction="none")
+            per = per.view(mask.shape)
+        else:
+            target = (batch["action"] - self.act_mean) / self.act_std
+            per = ((out - target) ** 2).mean(-1)
+        return (per * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class ActorCritic(nn.Module):
+    """PPO's policy: an MLPPolicy actor (one action) plus a value head; Gaussian for continuous actions."""
+
+    def __init__(self, actor: MLPPolicy, hidden_dim: int = 256) -> None:
+        super().__init__()
+        if actor.chunk_size != 1:
+            raise ValueError("PPO/GAIL act one step at a time: the actor must have chunk_size 1")
+        self.actor = actor
+        self.critic = mlp(actor.obs_dim, hidden_dim, 1)
+        self.log_std = nn.Parameter(torch.full((actor.action_dim,), -0.5)) if not actor.discrete else None
+
+    def distribution(self, obs: torch.Tensor):
+        out = self.actor.raw(obs)[:, 0]
+        if self.actor.discrete:
+            return Categorical(logits=out)
+        return Normal(out, self.log_std.exp())  # in the actor's normalised action units
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic((obs - self.actor.obs_mean) / self.actor.obs_std).squeeze(-1)
+
+    def to_env(self, raw_action: torch.Tensor) -> torch.Tensor:
+        """Normalised sample -> environment units (continuous); indices unchanged (discrete)."""
+        if self.actor.discrete:
+            return raw_action
+        return raw_action * self.actor.act_std + self.actor.act_mean
+
+    def from_env(self, action: torch.Tensor) -> torch.Tensor:
+        if self.actor.discrete:
+            return action
+        return (action - self.actor.act_mean) / self.actor.act_std
+
+
+def build_policy(spec: dict[str, Any]) -> ILPolicy:
+    """Rebuild a policy module from its spec (checkpoints)."""
+    kind = spec.get("class")
+    args = {k: v for k, v in spec.items() if k != "class"}
+    if kind == "MLPPolicy":
+        return MLPPolicy(**args)
+    if kind == "VLAModel":
+        from training.models.vla import VLAModel
+
+        return VLAModel.from_spec(args)
+    raise ValueError(f"unknown policy class {kind!r} in checkpoint spec")

@@ -44,8 +44,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
             kind = float
         else:
             kind = type(default)
-        parser.add_argument(f"--{f.name}", type=kind, default=None, metavar=kind.__name__.lstrip("_parse_").upper(),
-                            help=f"(default: {default})")
+        metavar = "BOOL" if kind is _parse_bool else kind.__name__.upper()
+        parser.add_argument(f"--{f.name}", type=kind, default=None, metavar=metavar, help=f"(default: {default})")
     return parser
 
 

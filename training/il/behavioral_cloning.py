@@ -101,8 +101,9 @@ class BehavioralCloning:
             self.policy.load_state_dict(best_state)
             result["val/loss"] = best_val
         result.update(self.evaluate())
-        result.update(extra_metrics or {})
-        self._log({k: v for k, v in result.items() if k in ("mean_reward", "success_rate") or k in (extra_metrics or {})})
+        extra_metrics = extra_metrics or {}
+        result.update(extra_metrics)
+        self._log({k: v for k, v in result.items() if k in ("mean_reward", "success_rate") or k in extra_metrics})
         self.save(result)
         return result
 

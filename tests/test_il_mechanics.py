@@ -1,0 +1,116 @@
+"""The algorithms' mechanics: beta schedules, aggregation, filtering, chunking, GAIL and PPO pieces."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.demonstrations import Demonstrations
+from training.il.dagger import get_beta
+from training.il.gail import Discriminator, gae, ppo_loss
+from training.models.chunking import ChunkQueue, TemporalEnsembler, ensemble_weights
+
+
+def demos(episodes, length=5, returns=None):
+    n = episodes * length
+    return Demonstrations(np.arange(n, dtype=np.float32)[:, None], np.arange(n, dtype=np.float32)[:, None] * 10,
+                          np.repeat(np.arange(episodes), length), returns or {})
+
+
+def test_beta_schedules_exactly_as_specified():
+    assert [get_beta(i, "constant", 0.7, 10) for i in (0, 5, 9)] == [0.7, 0.7, 0.7]
+    assert [get_beta(i, "linear", 1.0, 10) for i in (0, 5, 10, 12)] == [1.0, 0.5, 0.0, 0]
+    assert get_beta(3, "exponential", 0.8, 10) == pytest.approx(0.8 * 0.9**3)
+    with pytest.raises(ValueError, match="unknown beta schedule"):
+        get_beta(0, "cosine", 1.0, 10)
+
+
+def test_aggregation_keeps_everything_and_renumbers_episodes():
+    a, b = demos(2, returns={0: 1.0, 1: 2.0}), demos(3, returns={0: 3.0, 1: 4.0, 2: 5.0})
+    agg = a.aggregate(b)
+    assert len(agg) == len(a) + len(b)
+    assert list(agg.episodes) == [0, 1, 2, 3, 4]
+    assert agg.returns == {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}
+
+
+def test_filtering_keeps_episodes_at_or_above_the_percentile():
+    d = demos(4, returns={0: 10.0, 1: 20.0, 2: 30.0, 3: 40.0})
+    kept = d.filter_by_return(70)  # threshold = 31.0
+    assert list(kept.episodes) == [3]
+    assert list(d.filter_by_return(0).episodes) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="needs episode returns"):
+        demos(2).filter_by_return(50)
+
+
+def test_split_is_by_whole_episodes():
+    train, val = demos(10).split(0.2, seed=1)
+    assert len(val.episodes) == 2 and not set(train.episodes) & set(val.episodes)
+    assert len(train) + len(val) == 50
+
+
+def test_chunk_targets_stop_at_the_episode_end():
+    d = demos(2, length=3)
+    targets, mask = d.chunk_targets(4)
+    assert targets.shape == (6, 4, 1)
+    assert mask[0].tolist() == [True, True, True, False]
+    assert mask[2].tolist() == [True, False, False, False]
+    assert targets[0, :3, 0].tolist() == [0.0, 10.0, 20.0]
+    assert targets[0, 3, 0] == 20.0  # padded with the episode's last action, masked out
+
+
+def test_temporal_ensembling_uses_act_weights_oldest_first():
+    w = ensemble_weights(3, 0.5)
+    assert w == pytest.approx(np.exp(-0.5 * np.arange(3)) / np.exp(-0.5 * np.arange(3)).sum())
+    ens = TemporalEnsembler(chunk_size=3, k=0.5)
+    ens.add(np.array([[0.0], [1.0], [2.0]]))  # predicted at t=0 for t=0,1,2
+    assert ens.act() == pytest.approx([0.0])
+    ens.add(np.array([[10.0], [11.0], [12.0]]))  # predicted at t=1 for t=1,2,3
+    assert ens.act() == pytest.approx(ensemble_weights(2, 0.5) @ np.array([[1.0], [10.0]]))
+    ens.add(np.array([[20.0], [21.0], [22.0]]))
+    expected = ensemble_weights(3, 0.5) @ np.array([[2.0], [11.0], [20.0]])
+    assert ens.act() == pytest.approx(expected)
+
+
+def test_chunk_queue_runs_open_loop_then_asks_again():
+    q = ChunkQueue(n_action_steps=2)
+    assert q.needs_chunk()
+    q.add(np.array([[1.0], [2.0], [3.0]]))
+    assert [q.act()[0], q.act()[0]] == [1.0, 2.0] and q.needs_chunk()
+
+
+def test_discriminator_reward_sign_and_scale():
+    disc = Discriminator(state_dim=2, action_dim=1, hidden_dim=8)
+    s, a = torch.zeros(4, 2), torch.zeros(4, 1)
+    with torch.no_grad():
+        for bias, expected_d in ((-10.0, 0.0), (0.0, 0.5), (10.0, 1.0)):
+            disc.network[-1].weight.zero_()
+            disc.network[-1].bias.fill_(bias)
+            d = disc(s, a)
+            r = disc.get_reward(s, a)
+            assert d.mean().item() == pytest.approx(expected_d, abs=1e-4)
+            assert torch.allclose(r, -torch.log(1 - d + 1e-8))
+    # The reward grows as the discriminator believes the pair is the expert's, and is never negative.
+    assert (r >= 0).all() and r.mean() > math.log(2) - 1e-6
+
+
+def test_ppo_clipping_stops_the_gradient_beyond_the_clip_range():
+    old = torch.zeros(2)
+    logp = torch.tensor([0.5, -0.5], requires_grad=True)  # ratios e^0.5 and e^-0.5, both outside 1 +- 0.2
+    adv = torch.tensor([1.0, -1.0])
+    loss, info = ppo_loss(logp, old, adv, torch.zeros(2), torch.zeros(2), 0.2, 0.0, 0.0, torch.zeros(2))
+    loss.backward()
+    assert torch.all(logp.grad == 0) and info["clip_fraction"] == 1.0
+    inside = torch.tensor([0.05, -0.05], requires_grad=True)
+    loss, _ = ppo_loss(inside, old, adv, torch.zeros(2), torch.zeros(2), 0.2, 0.0, 0.0, torch.zeros(2))
+    loss.backward()
+    assert torch.all(inside.grad != 0)
+
+
+def test_gae_matches_a_hand_computation():
+    rewards = torch.tensor([1.0, 1.0])
+    values = torch.tensor([0.5, 0.5])
+    adv = gae(rewards, values, torch.tensor([False, True]), torch.tensor(9.0), gamma=0.9, lam=0.8)
+    d1 = 1.0 - 0.5  # terminal: no bootstrap
+    d0 = 1.0 + 0.9 * 0.5 - 0.5
+    assert adv.tolist() == pytest.approx([d0 + 0.9 * 0.8 * d1, d1])

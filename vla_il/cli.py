@@ -8,7 +8,6 @@ from pathlib import Path
 
 # Subcommands whose capability has not landed yet: what they will do, and where it is tracked.
 _PLANNED = {
-    "train": ("train a policy: bc | dagger | gail (and the VLA variants)", 5),
     "export": ("export a trained checkpoint to an ONNX policy bundle", 7),
 }
 
@@ -55,6 +54,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--videos", type=int, default=0, help="record MP4 videos of the first N episodes")
     ev.add_argument("--out", type=Path, default=None, help="write episodes.jsonl, summary.json, success.png here")
     ev.set_defaults(func=_eval)
+
+    train = sub.add_parser("train", help="train a policy: bc | dagger | gail (every ILConfig field is a flag)",
+                           description="The trainers of training/il/, as `python training/il/<method>.py` runs them.")
+    train.add_argument("method", choices=["bc", "dagger", "gail"])
+    train.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's flags (vla-il train bc --help)")
+    train.set_defaults(func=_train)
 
     bench = sub.add_parser("bench", help="run a benchmark and print its table (sim; more arrive with each part)",
                            description="Benchmarks print tables with a baseline measured in the same run.")
@@ -114,7 +119,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-_BENCHMARKS = {"sim": "benchmarks.sim_throughput"}
+def _train(args: argparse.Namespace) -> int:
+    from training.cli import run_il_cli
+
+    return run_il_cli(args.method, args.rest)
+
+
+_BENCHMARKS = {"sim": "benchmarks.sim_throughput", "il": "benchmarks.il_benchmark"}
 
 
 def _bench(args: argparse.Namespace) -> int:

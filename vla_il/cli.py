@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 
 # Subcommands whose capability has not landed yet: what they will do, and where it is tracked.
-_PLANNED = {
-    "export": ("export a trained checkpoint to an ONNX policy bundle", 7),
-}
+_PLANNED: dict[str, tuple[str, int]] = {}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -54,6 +52,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--videos", type=int, default=0, help="record MP4 videos of the first N episodes")
     ev.add_argument("--out", type=Path, default=None, help="write episodes.jsonl, summary.json, success.png here")
     ev.set_defaults(func=_eval)
+
+    export = sub.add_parser("export", help="export a trained checkpoint to an ONNX policy bundle",
+                            description="Writes policy.onnx + policy.json after a PyTorch / ONNX Runtime parity check.")
+    export.add_argument("--checkpoint", type=Path, required=True, help="checkpoint dir (or an output dir: best/)")
+    export.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    export.add_argument("--name", default=None, help="bundle name (default: the training run's folder)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    export.set_defaults(func=_export)
 
     train = sub.add_parser("train", help="train a policy: bc | dagger | gail (every ILConfig field is a flag)",
                            description="The trainers of training/il/, as `python training/il/<method>.py` runs them.")
@@ -116,6 +122,21 @@ def _eval(args: argparse.Namespace) -> int:
         if args.videos:
             for path in record_videos(args.task, factory, list(seeds)[: args.videos], args.out / "videos"):
                 print(f"wrote {path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.checkpoint import CheckpointError
+    from training.export.bundle import BundleError
+    from training.export.onnx_export import export_checkpoint
+
+    try:
+        spec, diff = export_checkpoint(args.checkpoint, args.out, args.name, args.overwrite)
+    except (BundleError, CheckpointError) as exc:
+        print(f"vla-il export: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
+          f"at {spec.fps:g} Hz; PyTorch vs ONNX Runtime max abs diff {diff:.2e}")
     return 0
 
 

@@ -1,0 +1,121 @@
+"""`vla-il export`: a trained checkpoint -> a policy bundle (policy.onnx + policy.json).
+
+Normalisation is folded into the graph (it lives in the module's forward); the statistics are kept
+in policy.json for reference. After export the same inputs go through PyTorch and ONNX Runtime; a
+bundle whose outputs differ by more than the tolerance is not written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoint import load_checkpoint
+from training.export.bundle import SCHEMA_VERSION, BundleError, BundleSpec, check_graph, file_sha256, read_bundle
+from training.models.policies import MLPPolicy
+
+PARITY_TOLERANCE = 1e-4
+OPSET = 17
+
+
+def _robot_io(env_name: str | None, obs_dim: int, action_dim: int) -> tuple[list[dict], list[str], float]:
+    """State components (with their topics), joint names and fps, from the env the policy was trained on."""
+    if env_name and env_name.startswith("aloha:"):
+        from sim.aloha.robot import JOINT_NAMES
+
+        env_dim = obs_dim - len(JOINT_NAMES)
+        components = [{"name": "joint_positions", "dim": len(JOINT_NAMES), "source": "joint_states"}]
+        if env_dim:
+            components.append({"name": "env_state", "dim": env_dim, "source": "sim/state"})
+        return components, list(JOINT_NAMES), 50.0
+    return ([{"name": "observation", "dim": obs_dim, "source": "observation"}],
+            [f"action_{i}" for i in range(action_dim)], 50.0)
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, overwrite: bool = False,
+                      tolerance: float = PARITY_TOLERANCE) -> tuple[BundleSpec, float]:
+    """Write the bundle; return its spec and the measured max abs difference PyTorch vs ONNX Runtime."""
+    import onnxruntime as ort
+
+    policy, config, metrics = load_checkpoint(checkpoint)
+    if not isinstance(policy, MLPPolicy):
+        raise BundleError(f"export of {type(policy).__name__} is not supported by this exporter")
+    if policy.discrete:
+        raise BundleError("bundles drive joint positions: a discrete-action policy cannot be exported")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BundleError(f"{out} exists and is not empty (choose another --out, or overwrite)")
+    policy.eval()
+    components, joint_names, fps = _robot_io(config.extra.get("env"), policy.obs_dim, policy.action_dim)
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    example = policy.obs_mean[None].clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        torch.onnx.export(policy, (example,), str(tmp / "policy.onnx"), input_names=["state"],
+                          output_names=["actions"], dynamic_axes={"state": {0: "batch"}, "actions": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+
+    # Parity on states spread like the training data.
+    rng = np.random.default_rng(0)
+    states = (policy.obs_mean.numpy() + rng.standard_normal((64, policy.obs_dim)) * policy.obs_std.numpy())
+    states = states.astype(np.float32)
+    with torch.no_grad():
+        expected = policy(torch.as_tensor(states)).numpy()
+    session = ort.InferenceSession(str(tmp / "policy.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"state": states})[0]
+    max_diff = float(np.abs(got - expected).max())
+    if not max_diff <= tolerance:
+        shutil.rmtree(tmp)
+        raise BundleError(f"export parity failed: PyTorch and ONNX Runtime differ by {max_diff:.3g} "
+                          f"(tolerance {tolerance:g}); no bundle written")
+
+    sha = file_sha256(tmp / "policy.onnx")
+    ckpt = Path(checkpoint).resolve()
+    bundle_name = name or (ckpt.name if (ckpt / "best").is_dir() else ckpt.parent.name)  # the training run
+    meta: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "name": bundle_name,
+        "policy_id": f"{bundle_name}-{sha[:12]}",
+        "inputs": {"state": {"name": "state", "components": components}, "cameras": [], "image_size": None,
+                   "instruction": None},
+        "outputs": {"name": "actions", "chunk_size": policy.chunk_size, "action_dim": policy.action_dim},
+        "joint_names": joint_names,
+        "fps": fps,
+        "recommended": {"n_action_steps": policy.chunk_size if not config.temporal_aggregation else 1,
+                        "temporal_ensembling": bool(config.temporal_aggregation),
+                        "temporal_ensembling_k": config.temporal_aggregation_k},
+        "normalization": {"folded_into_graph": True,
+                          "obs_mean": policy.obs_mean.tolist(), "obs_std": policy.obs_std.tolist(),
+                          "action_mean": policy.act_mean.tolist(), "action_std": policy.act_std.tolist()},
+        "provenance": {"checkpoint": str(Path(checkpoint).resolve()), "dataset": config.extra.get("dataset"),
+                       "env": config.extra.get("env"), "config": config.to_dict(), "metrics": metrics,
+                       "git_commit": _git_commit(), "exported_at": dt.datetime.now(dt.UTC).isoformat()},
+        "parity": {"max_abs_diff": max_diff, "tolerance": tolerance, "samples": len(states)},
+        "onnx": {"file": "policy.onnx", "opset": OPSET, "sha256": sha},
+    }
+    (tmp / "policy.json").write_text(json.dumps(meta, indent=2, default=float))
+    spec = read_bundle(tmp)
+    check_graph(spec, session)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return read_bundle(out), max_diff

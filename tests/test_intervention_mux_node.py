@@ -6,9 +6,9 @@ import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
+from vla_il_msgs.msg import InterventionEvent, SafetyEvent
 
 from tests.ros_harness import CONFIG, LATCHED, wait_until
-from vla_il_msgs.msg import InterventionEvent, SafetyEvent
 
 pytestmark = pytest.mark.ros
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from vla_il_msgs.msg import EpisodeEvent, SimState
+from vla_il_msgs.srv import ResetSim
 
 from sim.aloha import robot
 from tests.ros_harness import wait_until
-from vla_il_msgs.msg import EpisodeEvent, SimState
-from vla_il_msgs.srv import ResetSim
 
 pytestmark = pytest.mark.ros
 

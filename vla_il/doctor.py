@@ -71,7 +71,6 @@ def _onnxruntime() -> str:
 def _ros() -> str:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-
     from vla_il_msgs.msg import ActionChunk
 
     context = rclpy.Context()

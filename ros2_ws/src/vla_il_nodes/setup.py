@@ -8,6 +8,7 @@ PACKAGE = "vla_il_nodes"
 NODES = {
     "intervention_mux": "vla_il_nodes.intervention_mux:main",
     "sim_bridge": "vla_il_nodes.sim_bridge:main",
+    "policy_node": "vla_il_nodes.policy_node:main",
 }
 
 setup(

@@ -18,8 +18,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
-
 from vla_il_msgs.msg import InterventionEvent, SafetyEvent
+
 from vla_il_nodes.intervention_mux_core import (
     EXPERT,
     POLICY,

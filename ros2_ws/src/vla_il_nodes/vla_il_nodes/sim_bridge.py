@@ -20,11 +20,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
+from vla_il_msgs.msg import EpisodeEvent, SimState
+from vla_il_msgs.srv import ResetSim
 
 from sim.aloha.robot import JOINT_NAMES
 from sim.bridge_core import SimBridgeCore, SimStep
-from vla_il_msgs.msg import EpisodeEvent, SimState
-from vla_il_msgs.srv import ResetSim
 from vla_il_nodes.node_runtime import ParameterError, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

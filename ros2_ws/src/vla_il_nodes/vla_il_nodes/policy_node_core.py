@@ -1,0 +1,212 @@
+"""The policy node's logic without ROS: run a bundle with ONNX Runtime at the control rate.
+
+- Observations arrive per input (joint positions, object poses, images) with their time; an input
+  older than `stale_after_s`, or never seen, stops the policy: no action rather than a blind one.
+- Actions come from a chunk queue (run the chunk open loop; ask for the next one when the queue runs
+  low, inference on a worker thread so a slow inference does not stall the ticks, late chunks
+  trimmed by the ticks that passed) or from ACT temporal ensembling (a chunk per tick, blended).
+- A new bundle is loaded and validated aside, then swapped in atomically; a bad one is refused and
+  the running one keeps driving.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from training.export.bundle import BundleError, BundleSpec, check_graph, read_bundle
+from training.models.chunking import TemporalEnsembler
+
+
+@dataclass
+class LoadedPolicy:
+    spec: BundleSpec
+    session: object  # onnxruntime.InferenceSession
+    provider: str
+
+
+def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
+    """Read, validate and open a bundle; BundleError (with the reason) when it must not drive."""
+    import onnxruntime as ort
+
+    spec = read_bundle(path)
+    providers = ["CPUExecutionProvider"]
+    if prefer_gpu and gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers():
+        if hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA 12 / cuDNN 9 from the nvidia-* wheels that torch brings
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = 1  # the control loop owns the other core
+        options.log_severity_level = 3  # a missing CUDA is reported below, once, not as an error dump
+        session = ort.InferenceSession(str(spec.onnx_path), options, providers=providers)
+    except Exception as exc:  # ORT raises its own types for a corrupted model
+        raise BundleError(f"{spec.path}: ONNX Runtime cannot load policy.onnx: {exc}") from exc
+    check_graph(spec, session)
+    return LoadedPolicy(spec, session, session.get_providers()[0])
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU with its driver (asking ONNX Runtime for CUDA without one logs a load error)."""
+    import os
+
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
+@dataclass
+class LatencyStats:
+    samples: deque = field(default_factory=lambda: deque(maxlen=500))
+
+    def add(self, ms: float) -> None:
+        self.samples.append(ms)
+
+    def summary(self) -> tuple[float, float, float]:
+        if not self.samples:
+            return (math.nan, math.nan, math.nan)
+        a = np.asarray(self.samples)
+        return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.max())
+
+
+class PolicyRunner:
+    """Ticks -> actions. Call `observe_*` from subscriptions and `tick()` from the control timer."""
+
+    def __init__(self, policy: LoadedPolicy, stale_after_s: float = 0.2, async_inference: bool = True,
+                 refill_at: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self.stale_after_s = stale_after_s
+        self.async_inference = async_inference
+        self._refill_at = refill_at
+        self.latency = LatencyStats()
+        self.ticks = self.missed_ticks = self.inferences = 0
+        self._obs: dict[str, tuple[np.ndarray, float]] = {}
+        self._worker: threading.Thread | None = None
+        self.on_chunk = None  # called as on_chunk(chunk, latency_ms, policy) after every inference
+        self._install(policy)
+
+    # ------------------------------------------------------------------ bundle
+    @property
+    def policy(self) -> LoadedPolicy:
+        return self._policy
+
+    def _install(self, policy: LoadedPolicy) -> None:
+        spec = policy.spec
+        self._policy = policy
+        self._queue: deque[tuple[int, np.ndarray]] = deque()  # (tick, action)
+        self._ensembler = TemporalEnsembler(spec.chunk_size, spec.temporal_ensembling_k) \
+            if spec.temporal_ensembling else None
+        self._in_flight = False
+        self.refill_at = self._refill_at if self._refill_at is not None else max(1, spec.n_action_steps // 4)
+
+    def swap(self, policy: LoadedPolicy) -> None:
+        """Atomically replace the running bundle (the next tick uses the new one)."""
+        with self._lock:
+            self._install(policy)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    # ------------------------------------------------------------------ observations
+    def observe(self, name: str, value: np.ndarray, now: float) -> str | None:
+        """Store an input (name: a state component or `image_<camera>`); the reason when refused."""
+        value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            return f"{name}: non-finite values"
+        expected = self._expected_shape(name)
+        if expected is not None and value.shape != expected:
+            return f"{name}: expected shape {expected}, got {value.shape}"
+        self._obs[name] = (value, now)
+        return None
+
+    def _expected_shape(self, name: str) -> tuple[int, ...] | None:
+        spec = self._policy.spec
+        for c in spec.state_components:
+            if c.name == name:
+                return (c.dim,)
+        if name.startswith("image_") and spec.image_size:
+            return (*spec.image_size, 3)
+        return None
+
+    def missing_or_stale(self, now: float) -> list[str]:
+        spec = self._policy.spec
+        names = [c.name for c in spec.state_components] + [f"image_{c}" for c in spec.cameras]
+        return [n for n in names if n not in self._obs or now - self._obs[n][1] > self.stale_after_s]
+
+    def _inputs(self) -> dict[str, np.ndarray]:
+        spec = self._policy.spec
+        state = np.concatenate([self._obs[c.name][0].astype(np.float32) for c in spec.state_components])
+        feeds = {"state": state[None]}
+        for cam in spec.cameras:
+            img = self._obs[f"image_{cam}"][0]
+            feeds[f"image_{cam}"] = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        return feeds
+
+    # ------------------------------------------------------------------ control
+    def tick(self, now: float) -> np.ndarray | None:
+        """The action for this tick, or None (inputs stale, or no chunk yet: a missed tick)."""
+        with self._lock:
+            tick = self.ticks
+            self.ticks += 1
+            if self.missing_or_stale(now):
+                self._queue.clear()
+                if self._ensembler is not None:
+                    self._ensembler.reset()
+                return None
+            if self._ensembler is not None:
+                self._ensembler_chunk(tick)
+                return self._ensembler.act()
+            while self._queue and self._queue[0][0] < tick:
+                self._queue.popleft()  # trimmed: those ticks passed while the chunk was computed
+            if len(self._queue) <= self.refill_at and not self._in_flight:
+                self._start_inference(tick)
+            if self._queue and self._queue[0][0] == tick:
+                return self._queue.popleft()[1]
+            self.missed_ticks += 1
+            return None
+
+    def _ensembler_chunk(self, tick: int) -> None:
+        chunk = self._infer(self._inputs(), self._policy)
+        self._ensembler.add(chunk)
+
+    def _start_inference(self, tick: int) -> None:
+        feeds, policy = self._inputs(), self._policy
+        if not self.async_inference:
+            self._accept(tick, self._infer(feeds, policy), policy)
+            return
+        self._in_flight = True
+
+        def work() -> None:
+            chunk = self._infer(feeds, policy)
+            with self._lock:
+                self._accept(tick, chunk, policy)
+
+        self._worker = threading.Thread(target=work, daemon=True)
+        self._worker.start()
+
+    def _accept(self, tick: int, chunk: np.ndarray, policy: LoadedPolicy) -> None:
+        if policy is not self._policy:
+            return  # a chunk of the bundle that was swapped out
+        self._in_flight = False
+        n = policy.spec.n_action_steps
+        self._queue = deque((tick + i, chunk[i]) for i in range(n))
+
+    def _infer(self, feeds: dict[str, np.ndarray], policy: LoadedPolicy) -> np.ndarray:
+        start = time.perf_counter()
+        out = policy.session.run(None, feeds)[0][0]
+        latency_ms = 1000 * (time.perf_counter() - start)
+        self.latency.add(latency_ms)
+        self.inferences += 1
+        if self.on_chunk is not None:
+            self.on_chunk(out, latency_ms, policy)
+        return out
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Let an in-flight inference finish (tests, shutdown)."""
+        if self._worker is not None:
+            self._worker.join(timeout)

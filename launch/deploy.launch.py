@@ -1,10 +1,9 @@
-"""Deploy on a robot: the intervention mux between a policy and the robot's drivers.
+"""Deploy on a robot: the policy node and the intervention mux, remapped to the robot's drivers.
 
-    ros2 launch vla_il deploy.launch.py command_topic:=/forward_position_controller/joint_commands
+    ros2 launch vla_il deploy.launch.py policy:=/path/to/bundle command_topic:=/my_robot/joint_commands
 
 Everything reaches the robot by remapping: our `/command` goes to the robot's command topic and the
-robot's joint states come in as `/joint_states`. (The policy node joins this file with the
-deployment issue.)
+robot's joint states come in as `/joint_states`. The mux stands between the policy and the robot.
 """
 
 from launch import LaunchDescription
@@ -18,8 +17,10 @@ def generate_launch_description() -> LaunchDescription:
     command_topic = LaunchConfiguration("command_topic")
     joint_states_topic = LaunchConfiguration("joint_states_topic")
     mux_params = LaunchConfiguration("mux_params")
+    policy_params = PathJoinSubstitution([FindPackageShare("vla_il"), "config", "policy_node.yaml"])
     default_mux_params = PathJoinSubstitution([FindPackageShare("vla_il"), "config", "intervention_mux.yaml"])
     return LaunchDescription([
+        DeclareLaunchArgument("policy", description="Policy bundle directory (policy.onnx + policy.json)."),
         DeclareLaunchArgument("command_topic", default_value="/command",
                               description="Topic of the robot's driver that executes joint commands."),
         DeclareLaunchArgument("joint_states_topic", default_value="/joint_states",
@@ -27,6 +28,14 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("mux_params",
                               default_value=default_mux_params,
                               description="Safety limits of the mux (joint names, limits, max step)."),
+        Node(
+            package="vla_il_nodes",
+            executable="policy_node",
+            name="policy_node",
+            parameters=[policy_params, {"bundle": LaunchConfiguration("policy")}],
+            remappings=[("joint_states", joint_states_topic)],
+            output="screen",
+        ),
         Node(
             package="vla_il_nodes",
             executable="intervention_mux",

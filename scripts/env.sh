@@ -41,6 +41,8 @@ fi
 
 export PYTHONPATH="$_vla_root${PYTHONPATH:+:$PYTHONPATH}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
+# Models and datasets are local here: never wait on a hub (set HF_HUB_OFFLINE=0 to allow downloads).
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export VLA_IL_ROOT="$_vla_root"
 [ -n "$_vla_nounset" ] && set -u
 unset _vla_root _vla_site _vla_ld _d _vla_nounset

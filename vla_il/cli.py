@@ -146,7 +146,11 @@ def _train(args: argparse.Namespace) -> int:
     return run_il_cli(args.method, args.rest)
 
 
-_BENCHMARKS = {"sim": "benchmarks.sim_throughput", "il": "benchmarks.il_benchmark"}
+_BENCHMARKS = {
+    "sim": "benchmarks.sim_throughput",
+    "il": "benchmarks.il_benchmark",
+    "policy": "benchmarks.policy_latency",
+}
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -163,7 +163,10 @@ class PolicyRunner:
                 return self._ensembler.act()
             while self._queue and self._queue[0][0] < tick:
                 self._queue.popleft()  # trimmed: those ticks passed while the chunk was computed
-            if len(self._queue) <= self.refill_at and not self._in_flight:
+            if not self._queue and not self._in_flight:
+                # Nothing to act on (first tick, or after a stall): infer inline rather than miss it.
+                self._accept(tick, self._infer(self._inputs(), self._policy), self._policy)
+            elif len(self._queue) <= self.refill_at and not self._in_flight:
                 self._start_inference(tick)
             if self._queue and self._queue[0][0] == tick:
                 return self._queue.popleft()[1]

@@ -52,7 +52,7 @@ def run_one(task: str, method: str, budget: dict, out: Path, eval_episodes: int)
         trainer = BehavioralCloning(env, config, env_name=task)
         trainer.train(expert_policy=expert)
         trainer.close()
-        policy, labels, steps = trainer.policy, config.num_expert_episodes, None
+        policy, labels, steps = trainer.policy, trainer.labels_used, trainer.labels_used
     elif method == "dagger":
         from training.il.dagger import DAgger
 

@@ -59,6 +59,7 @@ class BehavioralCloning:
         self.logger: MetricsLogger | None = None
         self.run_name = run_name
         self.step = 0  # optimiser steps so far (the x axis of every metric)
+        self.labels_used = 0  # (state, action) pairs in the last fit
         self.best_score = -math.inf
         self._optimizer: torch.optim.Optimizer | None = None
         # A loaded policy keeps its statistics; a fresh one (default buffers) gets them from the data.
@@ -113,6 +114,7 @@ class BehavioralCloning:
         if self.config.demo_filter_percentile is not None:
             demonstrations = demonstrations.filter_by_return(self.config.demo_filter_percentile)
         self._check_shapes(demonstrations)
+        self.labels_used = len(demonstrations)
         self._train, self._val = demonstrations.split(self.config.bc_validation_split, self.config.seed)
         if isinstance(self.policy, MLPPolicy) and not self._normalized:
             # Once: later fits (DAgger's iterations) continue training, and moving the input scaling

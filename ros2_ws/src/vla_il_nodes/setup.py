@@ -9,6 +9,7 @@ NODES = {
     "intervention_mux": "vla_il_nodes.intervention_mux:main",
     "sim_bridge": "vla_il_nodes.sim_bridge:main",
     "policy_node": "vla_il_nodes.policy_node:main",
+    "camera_node": "vla_il_nodes.camera_node:main",
 }
 
 setup(

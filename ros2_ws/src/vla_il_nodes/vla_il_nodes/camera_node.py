@@ -12,9 +12,11 @@ camera_core.py; this node only builds messages and publishes them from the captu
 
 from __future__ import annotations
 
+import array
 import json
 import time
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -85,9 +87,12 @@ class CameraNode(Node):
         header = Header(frame_id=self.frame_id)
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         h, w = rgb.shape[:2]
-        self.image_pub.publish(
-            Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3, data=rgb.tobytes())
-        )
+        msg = Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3)
+        # Filling the message's own array from the frame's buffer: ~0.1 ms for 640x480, where
+        # Image(data=bytes) checks every byte in Python (several ms under load).
+        msg.data = array.array("B")
+        msg.data.frombytes(np.ascontiguousarray(rgb).data)
+        self.image_pub.publish(msg)
         self.capture.record_latency(capture_mono)
         self.info_pub.publish(self._camera_info(header, h, w))
 

@@ -97,7 +97,7 @@ class BehavioralCloning:
             result = self.train_epoch()
             if result.get("val/loss", math.inf) < best_val:
                 best_val, best_state = result["val/loss"], copy.deepcopy(self.policy.state_dict())
-        save_checkpoint(self.output_dir / "last", self.policy, self.config, result)
+        self.save_last(result)
         if best_state is not None:
             self.policy.load_state_dict(best_state)
             result["val/loss"] = best_val
@@ -133,7 +133,7 @@ class BehavioralCloning:
         batches = self._batches(self._train, shuffle=True)
         losses = []
         for batch in batches:
-            loss = self.policy.loss(batch)
+            loss = self.loss(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at step {self.step}: lower --learning_rate or "
                                     "check the data for NaN; the checkpoints already saved are untouched")
@@ -148,6 +148,10 @@ class BehavioralCloning:
             metrics["val/loss"] = self.validation_loss()
         self._log(metrics)
         return metrics
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch (a subclass routes it through DistributedDataParallel)."""
+        return self.policy.loss(batch)
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -167,6 +171,9 @@ class BehavioralCloning:
     def actor(self) -> PolicyActor:
         c = self.config
         return PolicyActor(self.policy, c.temporal_aggregation, c.temporal_aggregation_k, device=self.device)
+
+    def save_last(self, metrics: dict[str, Any]) -> None:
+        save_checkpoint(self.output_dir / "last", self.policy, self.config, metrics)
 
     def save(self, metrics: dict[str, Any]) -> None:
         """best/ when this policy is the best so far (evaluation return, else -val/loss); the curves."""

@@ -1,0 +1,289 @@
+"""LeRobot datasets (format v3, local, offline) as the VLA reads them, and their dataloaders.
+
+Each item: `observation.state` (S,), `observation.images.<camera>` (3, H, W) float in [0, 1], `task`
+(the language instruction), `action` (chunk, A) — the next `chunk_size` actions of the episode —
+and `action_is_pad` (chunk,) where the episode ended. Train/val are split by whole episodes.
+
+    AlohaDataset(root, split="train", chunk_size=10)        # `vla-il collect` / dagger_recorder data
+    PushTDataset(split="train", chunk_size=10, root=...)     # PushT (lerobot/pusht's keys), see pusht_record
+    create_lerobot_dataloader(dataset, batch_size=32)        # a DistributedSampler under torchrun
+
+Frames come from lerobot's `LeRobotDataset` (its delta timestamps build the chunks and the pad
+mask); with `cache_videos` each episode's video is decoded with PyAV once, in order, and items are
+kept in memory (images as uint8), because seeking a video and reading parquet rows for every sample
+costs more than the tiny model's whole training step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.datasets import schema
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "all")
+PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
+
+
+class DatasetError(ValueError):
+    """A dataset that does not fit what was asked (missing cameras, columns, episodes)."""
+
+
+def camera_name(key: str) -> str:
+    """observation.images.top -> top; lerobot/pusht's single observation.image -> image."""
+    return key[len(schema.IMAGE_PREFIX) :] if key.startswith(schema.IMAGE_PREFIX) else key.rsplit(".", 1)[-1]
+
+
+def split_episodes(n_episodes: int, split: str, val_fraction: float, seed: int) -> list[int]:
+    """Episode indices of a split: val is a seeded random `val_fraction` of the episodes (at least one
+    when there are two or more), train the rest; `all` is every episode."""
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    episodes = list(range(n_episodes))
+    if split == "all" or val_fraction <= 0 or n_episodes < 2:
+        if split == "val":
+            raise DatasetError(f"no validation split: {n_episodes} episode(s) and val_fraction {val_fraction}")
+        return episodes
+    n_val = min(n_episodes - 1, max(1, round(n_episodes * val_fraction)))
+    val = set(np.random.default_rng(seed).choice(n_episodes, n_val, replace=False).tolist())
+    return sorted(val) if split == "val" else [e for e in episodes if e not in val]
+
+
+def _cached_lerobot_class():
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    class CachedVideoLeRobotDataset(LeRobotDataset):
+        """LeRobotDataset that decodes each episode's video once (in order) and serves frames from memory."""
+
+        _frames: dict[tuple[int, str], torch.Tensor]
+
+        def _query_videos(self, query_timestamps: dict[str, list[float]], ep_idx: int) -> dict[str, torch.Tensor]:
+            if not hasattr(self, "_frames"):
+                self._frames = {}
+            out = {}
+            for key, query_ts in query_timestamps.items():
+                frames = self._frames.get((ep_idx, key))
+                if frames is None:
+                    ep = self.meta.episodes[ep_idx]
+                    start = ep[f"videos/{key}/from_timestamp"]
+                    ts = [start + i / self.fps for i in range(ep["length"])]
+                    path = self.root / self.meta.get_video_file_path(ep_idx, key)
+                    decoded = decode_video_frames(path, ts, self.tolerance_s, self.video_backend)
+                    frames = (decoded * 255).round().to(torch.uint8)
+                    self._frames[(ep_idx, key)] = frames
+                idx = [min(len(frames) - 1, max(0, round(t * self.fps))) for t in query_ts]
+                out[key] = frames[idx].float().div_(255).squeeze(0)
+            return out
+
+    return CachedVideoLeRobotDataset
+
+
+class LeRobotVLADataset(torch.utils.data.Dataset):
+    """A local LeRobot dataset as (images, state, instruction, action chunk, pad mask) items."""
+
+    default_cameras: tuple[str, ...] | None = None
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        chunk_size: int = 10,
+        cameras: tuple[str, ...] | list[str] | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        image_size: tuple[int, int] | None = None,
+        action_key: str = schema.ACTION,
+        cache_videos: bool = True,
+        task: str | None = None,
+    ) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+        self.root = Path(root)
+        if not (self.root / "meta" / "info.json").exists():
+            raise FileNotFoundError(f"{self.root} is not a LeRobot dataset (no meta/info.json)")
+        if chunk_size < 1:
+            raise DatasetError(f"chunk_size must be >= 1, got {chunk_size}")
+        repo_id = f"local/{self.root.name}"
+        meta = LeRobotDatasetMetadata(repo_id, root=self.root)
+        for key in (schema.STATE, action_key):
+            if key not in meta.features:
+                raise DatasetError(f"{self.root} has no '{key}' feature (features: {', '.join(meta.features)})")
+        available = {camera_name(k): k for k in meta.camera_keys}
+        wanted = tuple(cameras or self.default_cameras or available)
+        missing = [c for c in wanted if c not in available]
+        if missing or not wanted:
+            raise DatasetError(
+                f"{self.root} lacks the camera(s) {', '.join(missing) or '(any)'} "
+                f"the model expects; it has: {', '.join(available) or 'no cameras'}"
+            )
+        self.cameras, self.camera_keys = wanted, {c: available[c] for c in wanted}
+        self.chunk_size, self.action_key, self.fps, self.task_override = chunk_size, action_key, meta.fps, task
+        self.episodes = split_episodes(meta.total_episodes, split, val_fraction, seed)
+        self.split = split
+        stored = tuple(meta.features[self.camera_keys[wanted[0]]]["shape"][:2])
+        self.stored_image_size: tuple[int, int] = stored
+        self.image_size: tuple[int, int] = tuple(image_size) if image_size else stored
+        if self.image_size != stored:
+            log.warning(
+                "%s: resizing images %dx%d -> %dx%d (bilinear, antialiased) for the model",
+                self.root,
+                *stored,
+                *self.image_size,
+            )
+        cls = _cached_lerobot_class() if cache_videos else LeRobotDataset
+        self.lerobot = cls(
+            repo_id,
+            root=self.root,
+            episodes=self.episodes,
+            video_backend="pyav",
+            delta_timestamps={action_key: [i / meta.fps for i in range(chunk_size)]},
+        )
+        self.meta = meta
+        self._items: dict[int, dict[str, Any]] | None = {} if cache_videos else None
+
+    def __len__(self) -> int:
+        return len(self.lerobot)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        cached = self._items.get(index) if self._items is not None else None
+        if cached is not None:  # images kept as uint8: a tenth of the memory, exact
+            return {k: (v.float().div(255) if k.startswith(schema.IMAGE_PREFIX) else v) for k, v in cached.items()}
+        item = self.lerobot[index]
+        out: dict[str, Any] = {
+            schema.STATE: item[schema.STATE].float(),
+            "task": self.task_override or item["task"],
+            "action": item[self.action_key].float(),
+            "action_is_pad": item[f"{self.action_key}_is_pad"].bool(),
+            "episode_index": item["episode_index"],
+        }
+        for cam, key in self.camera_keys.items():
+            image = item[key]
+            if tuple(image.shape[-2:]) != self.image_size:
+                image = torch.nn.functional.interpolate(
+                    image[None], size=self.image_size, mode="bilinear", antialias=True, align_corners=False
+                )[0].clamp_(0, 1)
+            out[schema.image_key(cam)] = image
+        if self._items is not None:
+            self._items[index] = {
+                k: ((v * 255).round().to(torch.uint8) if k.startswith(schema.IMAGE_PREFIX) else v)
+                for k, v in out.items()
+            }
+        return out
+
+    @property
+    def state_dim(self) -> int:
+        return int(self.meta.features[schema.STATE]["shape"][0])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.meta.features[self.action_key]["shape"][0])
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.task_override] if self.task_override else list(self.meta.tasks.index)
+
+    def stats(self) -> dict[str, np.ndarray]:
+        """Normalisation statistics of state and actions (lerobot's, over the whole dataset)."""
+        s = self.meta.stats
+        if s is None or schema.STATE not in s or self.action_key not in s:
+            raise DatasetError(
+                f"{self.root} has no statistics for {schema.STATE} / {self.action_key} (meta/stats.json)"
+            )
+        return {
+            "state_mean": np.asarray(s[schema.STATE]["mean"]),
+            "state_std": np.asarray(s[schema.STATE]["std"]),
+            "action_mean": np.asarray(s[self.action_key]["mean"]),
+            "action_std": np.asarray(s[self.action_key]["std"]),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "split": self.split,
+            "episodes": len(self.episodes),
+            "frames": len(self),
+            "cameras": list(self.cameras),
+            "image_size": list(self.image_size),
+            "chunk_size": self.chunk_size,
+            "action_key": self.action_key,
+            "fps": self.fps,
+        }
+
+
+class AlohaDataset(LeRobotVLADataset):
+    """The bimanual ALOHA's recordings (`vla-il collect`, the dagger_recorder): 14-d state and actions."""
+
+    def __init__(self, root: str | Path, split: str = "train", chunk_size: int = 10, **kwargs: Any) -> None:
+        super().__init__(root, split, chunk_size, **kwargs)
+        if self.state_dim != 14 or self.action_dim != 14:
+            raise DatasetError(
+                f"{self.root} is not an ALOHA dataset: state {self.state_dim}-d, action "
+                f"{self.action_dim}-d (expected 14 and 14)"
+            )
+
+
+def default_pusht_root() -> Path:
+    return Path(os.environ.get("VLA_IL_PUSHT_ROOT", Path.home() / ".cache/vla-il/datasets/pusht"))
+
+
+class PushTDataset(LeRobotVLADataset):
+    """PushT in lerobot/pusht's layout (observation.image 96x96, 2-d state and action).
+
+    lerobot/pusht itself cannot be downloaded here: record one with
+    `python -m training.datasets.pusht_record --out <root>` (a scripted pusher in gym-pusht), or point
+    `root` / VLA_IL_PUSHT_ROOT at a local copy of lerobot/pusht (v3).
+    """
+
+    def __init__(
+        self, split: str = "train", chunk_size: int = 10, root: str | Path | None = None, **kwargs: Any
+    ) -> None:
+        root = Path(root) if root is not None else default_pusht_root()
+        if not (root / "meta" / "info.json").exists():
+            raise FileNotFoundError(
+                f"no PushT dataset at {root}: record one with `python -m "
+                f"training.datasets.pusht_record --out {root}` (lerobot/pusht cannot be "
+                "downloaded here), or pass root= / set VLA_IL_PUSHT_ROOT"
+            )
+        kwargs.setdefault("task", None)
+        super().__init__(root, split, chunk_size, **kwargs)
+
+
+def create_lerobot_dataloader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    num_workers: int | None = None,
+    pin_memory: bool | None = None,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader with worker processes where there are cores to spare, pinned memory with a GPU, and a
+    DistributedSampler (one shard per rank) when torch.distributed is initialised."""
+    import torch.distributed as dist
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers is None:
+        cores = os.cpu_count() or 1
+        num_workers = 0 if cores <= 2 else min(4, cores // 2)
+    sampler = None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        sampler = torch.utils.data.DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed) if sampler is None and shuffle else None,
+    )

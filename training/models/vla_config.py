@@ -1,0 +1,110 @@
+"""VLAConfig: what a VLAModel is made of, validated, and saved with every checkpoint (in policy.json).
+
+The backbones are named (`vision_model_name`, `llm_model_name`: a hub id or a local directory,
+loaded with `from_pretrained`) or given as configs (`vision_config`, `llm_config`: dicts of
+`SiglipVisionConfig` / `Qwen2Config`, randomly initialised) — the tiny CPU preset is the latter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTION_HEADS = ("regression", "flow_matching")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class VLAConfig:
+    vision_model_name: str | None = "google/siglip-base-patch16-224"
+    llm_model_name: str | None = "Qwen/Qwen2-1.5B-Instruct"
+    vision_config: dict[str, Any] | None = None  # used instead of a name: random init from this config
+    llm_config: dict[str, Any] | None = None
+    action_dim: int = 2
+    state_dim: int = 2
+    chunk_size: int = 10  # actions predicted per observation (the spec's action_chunk_size)
+    cameras: tuple[str, ...] = ("top",)
+    image_size: tuple[int, int] | None = None  # (H, W) the model takes; None: the vision tower's square size
+    max_instruction_tokens: int = 32
+    action_head: str = "regression"  # or flow_matching (denoises the chunk from noise, pi0-style)
+    flow_steps: int = 10  # Euler steps of the flow-matching head at inference
+    freeze_vision: bool = False
+    freeze_llm: bool = False
+    llm_train_last_n_layers: int = 0  # > 0: freeze the LLM except its last N decoder layers
+    lora_rank: int = 0  # > 0: LoRA adapters (peft) on the LLM's attention projections, base frozen
+    lora_alpha: int = 16
+    gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto: bf16 autocast on a CUDA GPU that supports it, else fp32
+    tokenizer_json: str | None = None  # the built-in tokenizer travels inside the checkpoint
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        if self.image_size is not None:
+            self.image_size = tuple(int(x) for x in self.image_size)
+            if len(self.image_size) != 2 or min(self.image_size) < 1:
+                raise ValueError(f"VLAConfig.image_size must be (height, width), got {self.image_size!r}")
+        if self.vision_config is None and not self.vision_model_name:
+            raise ValueError("VLAConfig needs a vision_model_name (hub id or local dir) or a vision_config")
+        if self.llm_config is None and not self.llm_model_name:
+            raise ValueError("VLAConfig needs an llm_model_name (hub id or local dir) or an llm_config")
+        for name in ("action_dim", "state_dim", "chunk_size", "max_instruction_tokens", "flow_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"VLAConfig.{name} must be a positive integer, got {value!r}")
+        if not self.cameras:
+            raise ValueError("VLAConfig.cameras must name at least one camera (a VLA sees)")
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(
+                f"VLAConfig.action_head must be one of {', '.join(ACTION_HEADS)}, got {self.action_head!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"VLAConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.llm_train_last_n_layers < 0 or self.lora_rank < 0:
+            raise ValueError("VLAConfig.llm_train_last_n_layers and lora_rank must be >= 0")
+        if self.lora_rank and (self.freeze_llm or self.llm_train_last_n_layers):
+            raise ValueError(
+                "VLAConfig: choose one way to tune the LLM: lora_rank, llm_train_last_n_layers or freeze_llm"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["cameras"] = list(self.cameras)
+        out["image_size"] = list(self.image_size) if self.image_size else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VLAConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown VLAConfig fields {', '.join(unknown)}")
+        return cls(**data)
+
+
+def tiny_backbone_configs(
+    image_size: tuple[int, int], vocab_size: int, hidden: int = 64, layers: int = 2, patch_size: int = 8
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SigLIP and Qwen2 configs small enough to train on a CPU in minutes (the `tiny` preset)."""
+    side = max(image_size) // patch_size * patch_size
+    vision = {
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "image_size": side,
+        "patch_size": patch_size,
+    }
+    llm = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+    }
+    return vision, llm

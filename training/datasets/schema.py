@@ -11,6 +11,11 @@
                                    (no float `next.reward`: lerobot 0.4.4 cannot write a float of
                                    shape (1,) with NumPy 2 — success is ALOHA's metric anyway)
     task                           the language instruction (LeRobot's per-frame task string)
+Recorded on the robot (the DAgger recorder, `recorder_flags=True`), two more per-frame flags:
+    expert_label                   bool         expert_action is the expert's label for this frame
+                                                (else it repeats the executed action)
+    policy_valid                   bool         policy_action is the policy's finite, fresh proposal
+                                                (else: none, stale or NaN; it repeats the executed action)
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ EXPERT_ACTION = "expert_action"
 POLICY_ACTION = "policy_action"
 INTERVENTION = "intervention"
 SUCCESS = "next.success"
+EXPERT_LABEL = "expert_label"
+POLICY_VALID = "policy_valid"
 
 
 def image_key(camera: str) -> str:
@@ -37,6 +44,7 @@ def features(
     cameras: Sequence[str] = (),
     image_size: tuple[int, int] = (480, 640),
     env_state_dim: int = 0,
+    recorder_flags: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """LeRobot `features` for a dataset of this schema."""
     names = list(joint_names)
@@ -51,6 +59,9 @@ def features(
     out[POLICY_ACTION] = dict(vec)
     out[INTERVENTION] = {"dtype": "bool", "shape": (1,), "names": None}
     out[SUCCESS] = {"dtype": "bool", "shape": (1,), "names": None}
+    if recorder_flags:
+        out[EXPERT_LABEL] = {"dtype": "bool", "shape": (1,), "names": None}
+        out[POLICY_VALID] = {"dtype": "bool", "shape": (1,), "names": None}
     return out
 
 

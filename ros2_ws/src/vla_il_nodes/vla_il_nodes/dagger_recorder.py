@@ -1,0 +1,265 @@
+"""dagger_recorder: records every control tick, with who was driving, into a LeRobot v3 dataset.
+
+Subscribes  command (JointState: the frame clock, one frame per command), joint_states (JointState),
+            cameras/<name>/image_raw (Image rgb8), sim/state (SimState, when sim_task is set),
+            policy/action, teleop/action (JointState), intervention (InterventionEvent, latched),
+            sim/episode (EpisodeEvent: the sim's "done" saves the episode, when stop_on_sim_done)
+Publishes   recorder/episode (EpisodeEvent: started / saved / discarded / failed, with frame, drop
+            and intervention counts)
+Services    ~/start_episode (StartEpisode), ~/stop_episode (StopEpisode: save with the task's
+            success, or discard). stop_episode answers once the episode is on disk and merged.
+Output      <record_dir>/dataset: all saved episodes as one LeRobot dataset (see recorder_store.py)
+Synchronisation and drops: recorder_core.py; episodes and write errors: recorder_session.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
+from vla_il_msgs.msg import EpisodeEvent, InterventionEvent, SimState
+from vla_il_msgs.srv import StartEpisode, StopEpisode
+
+from vla_il_nodes.intervention_mux_core import order_by_names
+from vla_il_nodes.node_runtime import ParameterError, declare, run
+from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
+from vla_il_nodes.recorder_session import DatasetSpec, EpisodeSummary, RecorderError, RecordingSession
+from vla_il_nodes.recorder_store import StoreError
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+
+
+class DaggerRecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("dagger_recorder")
+        record_dir = declare(self, "record_dir", "", "Directory of the recording (created; appended to if it exists).")
+        names = declare(self, "joint_names", [""], "Joints in state/action order (the robot's names).")
+        cameras = declare(self, "cameras", [""], "Cameras to record (empty list: none).")
+        height = declare(self, "image_height", 480, "Image height (pixels).")
+        width = declare(self, "image_width", 640, "Image width (pixels).")
+        fps = declare(self, "fps", 50, "Control rate of the dataset (Hz).")
+        self.instruction = declare(self, "instruction", "", "Default task instruction (else the sim task's).")
+        sim_task = declare(self, "sim_task", "", "In the sim: its task; records its privileged object poses.")
+        reliability = declare(self, "image_reliability", "best_effort", "Camera QoS: best_effort | reliable.")
+        image_depth = declare(self, "image_depth", 10, "Camera QoS history depth.")
+        tolerance = declare(self, "image_tolerance_s", 0.012, "An image belongs to a joint state this close in stamp.")
+        fresh = declare(self, "action_fresh_s", 0.1, "A proposal older than the tick's joint state by more is stale.")
+        settle = declare(self, "settle_s", 0.05, "Assemble a frame at the latest this long after its command.")
+        max_lag = declare(self, "max_lag_s", 0.25, "Drop a frame whose observations are this late.")
+        min_free_mb = declare(self, "min_free_mb", 500.0, "End the episode when less disk space is left (MB).")
+        writer_threads = declare(self, "image_writer_threads", 4, "Threads writing image files.")
+        merge = declare(self, "merge_after_save", True, "Update <record_dir>/dataset after every saved episode.")
+        self.stop_on_sim_done = declare(self, "stop_on_sim_done", True, "Save the episode when the sim says done.")
+        if not record_dir:
+            raise ParameterError("parameter 'record_dir': a directory to record into is required")
+        if reliability not in RELIABILITY:
+            raise ParameterError(f"parameter 'image_reliability': one of {', '.join(RELIABILITY)}, got {reliability!r}")
+        self.joint_names = tuple(n for n in names if n)
+        if not self.joint_names:
+            raise ParameterError("parameter 'joint_names': at least one joint is needed")
+        if fps <= 0 or image_depth <= 0:
+            raise ParameterError(f"parameters 'fps', 'image_depth': must be > 0, got {fps}, {image_depth}")
+        self.cameras = tuple(c for c in cameras if c)
+        self.image_size = (height, width)
+        env_dim = 0
+        if sim_task:
+            from sim.aloha.tasks import get_task
+
+            try:
+                task = get_task(sim_task)
+            except ValueError as exc:
+                raise ParameterError(f"parameter 'sim_task': {exc}") from exc
+            env_dim = task.env_state_dim
+            self.instruction = self.instruction or task.instruction
+        try:
+            sync_config = SyncConfig(self.cameras, env_dim > 0, tolerance, fresh, settle, max_lag)
+            spec = DatasetSpec(self.joint_names, self.cameras, self.image_size, env_dim, fps, writer_threads)
+            self.session = RecordingSession(Path(record_dir).expanduser(), spec, min_free_mb, merge)
+        except (ValueError, StoreError) as exc:
+            raise ParameterError(f"parameter {exc}") from exc
+        self.sync = TickSynchronizer(sync_config)
+        for cut in self.session.cut_episodes:
+            self.get_logger().warning(f"removed {cut}: the recorder stopped while recording it (not saved)")
+
+        self.episode_pub = self.create_publisher(EpisodeEvent, "recorder/episode", LATCHED)
+        image_qos = QoSProfile(depth=image_depth, reliability=RELIABILITY[reliability], history=HistoryPolicy.KEEP_LAST)
+        self.create_subscription(JointState, "command", self._on_command, RELIABLE)
+        self.create_subscription(JointState, "joint_states", self._on_joint_states, RELIABLE)
+        for cam in self.cameras:
+            self.create_subscription(
+                Image, f"cameras/{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), image_qos
+            )
+        if env_dim:
+            self.create_subscription(SimState, "sim/state", self._on_sim_state, RELIABLE)
+        self.create_subscription(JointState, "policy/action", self._on_policy_action, RELIABLE)
+        self.create_subscription(JointState, "teleop/action", self._on_teleop_action, RELIABLE)
+        self.create_subscription(InterventionEvent, "intervention", self._on_intervention, LATCHED)
+        self.create_subscription(EpisodeEvent, "sim/episode", self._on_sim_episode, RELIABLE)
+        self.create_service(StartEpisode, "~/start_episode", self._on_start)
+        self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
+        self.create_timer(0.02, self._poll)
+        self.get_logger().info(
+            f"recording into {self.session.store.root} ({len(self.session.store.episodes())} episodes there): "
+            f"{len(self.joint_names)} joints, cameras {', '.join(self.cameras) or 'none'} ({reliability}), "
+            f"{'sim state, ' if env_dim else ''}one frame per command"
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _stamp(self, header: Header) -> float:
+        t = header.stamp.sec + 1e-9 * header.stamp.nanosec
+        return t if t > 0 else self._now()  # an unstamped message counts from its arrival
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _ordered(self, msg: JointState, what: str) -> list[float] | None:
+        try:
+            values = order_by_names(list(msg.name), list(msg.position), self.joint_names)
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring {what}: {exc}", throttle_duration_sec=2.0)
+            return None
+        if len(values) != len(self.joint_names):
+            self.get_logger().warning(
+                f"ignoring {what}: {len(values)} values for {len(self.joint_names)} joints", throttle_duration_sec=2.0
+            )
+            return None
+        return values
+
+    def _on_command(self, msg: JointState) -> None:
+        values = self._ordered(msg, "command")
+        if values is not None and self.session.recording:
+            self.sync.on_command(self._stamp(msg.header), self._now(), values)
+            self._poll()
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        values = self._ordered(msg, "joint state")
+        if values is not None:
+            self.sync.on_state(self._stamp(msg.header), values)
+            if self.session.recording:
+                self._poll()
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        h, w = self.image_size
+        if msg.encoding != "rgb8" or (msg.height, msg.width) != (h, w) or len(msg.data) != h * w * 3:
+            self.get_logger().warning(
+                f"ignoring {camera} image: {msg.encoding} {msg.width}x{msg.height}, expected rgb8 {w}x{h}",
+                throttle_duration_sec=2.0,
+            )
+            return
+        self.sync.on_image(camera, self._stamp(msg.header), np.frombuffer(msg.data, np.uint8).reshape(h, w, 3))
+
+    def _on_sim_state(self, msg: SimState) -> None:
+        self.sync.on_env_state(self._stamp(msg.header), msg.env_state, msg.success)
+
+    def _on_policy_action(self, msg: JointState) -> None:
+        values = self._ordered(msg, "policy action")
+        if values is not None:
+            self.sync.on_policy_action(self._stamp(msg.header), values)
+
+    def _on_teleop_action(self, msg: JointState) -> None:
+        values = self._ordered(msg, "teleop action")
+        if values is not None:
+            self.sync.on_expert_action(self._stamp(msg.header), values)
+
+    def _on_intervention(self, msg: InterventionEvent) -> None:
+        self.sync.on_driver(self._stamp(msg.header), msg.driver)
+
+    def _on_sim_episode(self, msg: EpisodeEvent) -> None:
+        if msg.event == EpisodeEvent.EVENT_DONE and self.stop_on_sim_done and self.session.recording:
+            self._finish(lambda: self.session.stop(task_success=msg.success))
+
+    # ------------------------------------------------------------------ episodes
+    def _poll(self, flush: bool = False) -> None:
+        if not self.session.recording:
+            return
+        failed = self.session.add(self.sync.poll(self._now(), flush))
+        if failed is not None:
+            self._report(failed)
+
+    def _on_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
+        task = req.task or self.instruction
+        try:
+            index = self.session.start(task)
+        except (RecorderError, OSError) as exc:
+            resp.success, resp.message, resp.episode_index = False, str(exc), -1
+            self.get_logger().error(f"cannot start an episode: {exc}")
+            return resp
+        self.sync.clear_pending()
+        resp.success, resp.episode_index = True, index
+        resp.message = f"recording episode {index}: {task}"
+        self.get_logger().info(resp.message)
+        self.episode_pub.publish(
+            EpisodeEvent(header=self._header(), event=EpisodeEvent.EVENT_STARTED, episode_index=index, task=task)
+        )
+        return resp
+
+    def _on_stop(self, req: StopEpisode.Request, resp: StopEpisode.Response) -> StopEpisode.Response:
+        if not self.session.recording:
+            resp.success, resp.message, resp.episode_index = False, "no episode is being recorded", -1
+            return resp
+        if req.discard:
+            summary = self._finish(self.session.discard)
+        else:
+            summary = self._finish(lambda: self.session.stop(task_success=req.task_success))
+        resp.success = summary.outcome in ("saved", "discarded")
+        resp.message, resp.episode_index, resp.num_frames = summary.line(), summary.index, summary.frames
+        return resp
+
+    def _finish(self, end) -> EpisodeSummary:
+        if not self.session.recording:
+            raise RecorderError("no episode")
+        self._poll(flush=True)
+        if not self.session.recording:  # the flush hit a write error: already reported
+            return self._last
+        return self._report(end())
+
+    def _report(self, summary: EpisodeSummary) -> EpisodeSummary:
+        self._last = summary
+        event = {"saved": EpisodeEvent.EVENT_SAVED, "discarded": EpisodeEvent.EVENT_DISCARDED}.get(
+            summary.outcome, EpisodeEvent.EVENT_FAILED
+        )
+        line = summary.line()
+        if summary.outcome == "failed":
+            self.get_logger().error(line)
+        elif summary.dropped_frames:
+            self.get_logger().warning(line)
+        else:
+            self.get_logger().info(line + (f" in {summary.save_s:.1f} s" if summary.save_s else ""))
+        self.episode_pub.publish(
+            EpisodeEvent(
+                header=self._header(),
+                event=event,
+                episode_index=summary.index,
+                task=summary.task,
+                success=summary.success,
+                num_frames=summary.frames,
+                intervention_frames=summary.intervention_frames,
+                dropped_frames=summary.dropped_frames,
+                message=line,
+            )
+        )
+        return summary
+
+    def _header(self) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg())
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "session"):
+            summary = self.session.close()
+            if summary is not None:
+                self.get_logger().warning(summary.line())
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(DaggerRecorderNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

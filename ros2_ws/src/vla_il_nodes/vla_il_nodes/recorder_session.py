@@ -1,0 +1,218 @@
+"""An episode's life in the DAgger recorder: start, frames, then saved, discarded or failed. No ROS.
+
+Frames go through lerobot's API (training.datasets.writer.EpisodeWriter) into a dataset of their
+own in the record store's staging area; saving finalizes it, moves it into the log and merges the
+union (recorder_store.py). A write error or a nearly full disk ends the episode as failed, with the
+error in the summary, and leaves every earlier episode as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.datasets import schema
+from vla_il_nodes.recorder_core import SyncResult
+from vla_il_nodes.recorder_store import RecordStore, StoreError, free_mb
+
+SAVED, DISCARDED, FAILED = "saved", "discarded", "failed"
+
+
+class RecorderError(RuntimeError):
+    """A request the recorder cannot fulfil now (no episode, episode already running, bad task...)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    joint_names: tuple[str, ...]
+    cameras: tuple[str, ...] = ()
+    image_size: tuple[int, int] = (480, 640)
+    env_state_dim: int = 0
+    fps: int = 50
+    image_writer_threads: int = 4
+
+    def features(self) -> dict[str, dict[str, Any]]:
+        return schema.features(self.joint_names, self.cameras, self.image_size, self.env_state_dim, recorder_flags=True)
+
+
+@dataclass
+class EpisodeSummary:
+    """What happened to an episode; `outcome` is saved, discarded or failed."""
+
+    index: int
+    task: str
+    outcome: str = ""
+    success: bool = False
+    frames: int = 0
+    intervention_frames: int = 0
+    expert_label_frames: int = 0
+    policy_invalid_frames: int = 0
+    dropped_frames: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    lag_ms_p50: float = 0.0
+    lag_ms_max: float = 0.0
+    save_s: float = 0.0
+    message: str = ""
+
+    def line(self) -> str:
+        text = (
+            f"episode {self.index} {self.outcome}: {self.frames} frames, {self.intervention_frames} by the expert, "
+            f"{self.dropped_frames} dropped, observation lag p50 {self.lag_ms_p50:.1f} ms max "
+            f"{self.lag_ms_max:.1f} ms, {self.policy_invalid_frames} without a valid policy action"
+        )
+        if self.drop_reasons:
+            text += "; drops: " + "; ".join(f"{n}x {r}" for r, n in self.drop_reasons.items())
+        return text + (f"; {self.message}" if self.message else "")
+
+
+class RecordingSession:
+    """The episodes of one recorder run; at most one episode is open at a time."""
+
+    def __init__(self, record_dir: Path, spec: DatasetSpec, min_free_mb: float = 500.0, merge: bool = True) -> None:
+        self.store = RecordStore(record_dir)
+        self.spec = spec
+        self.min_free_mb = min_free_mb
+        self.merge_after_save = merge
+        self.cut_episodes = self.store.recover()
+        self.store.check_features(spec.features(), spec.fps)
+        if merge:
+            self.store.merge()  # episodes a crash left unmerged
+        self.writer = None
+        self.episode: EpisodeSummary | None = None
+        self._staged: Path | None = None
+        self._lags: list[float] = []
+
+    @property
+    def recording(self) -> bool:
+        return self.episode is not None
+
+    def start(self, task: str) -> int:
+        from training.datasets.writer import EpisodeWriter
+
+        if self.episode is not None:
+            raise RecorderError(f"episode {self.episode.index} is being recorded: stop or discard it first")
+        if not task:
+            raise RecorderError("no task instruction: give one in the request or set the 'instruction' parameter")
+        free = free_mb(self.store.root)
+        if free < self.min_free_mb:
+            raise RecorderError(
+                f"disk almost full: {free:.0f} MB free under {self.store.root}, min_free_mb is {self.min_free_mb:.0f}"
+            )
+        index = self.store.next_index()
+        self._staged = self.store.staging_path(index)
+        self.writer = EpisodeWriter(
+            self._staged, self.spec.features(), fps=self.spec.fps, image_writer_threads=self.spec.image_writer_threads
+        )
+        self.episode = EpisodeSummary(index=index, task=task)
+        self._lags = []
+        return index
+
+    def add(self, result: SyncResult) -> EpisodeSummary | None:
+        """Write the frames of a sync step; returns the summary if a write error ended the episode."""
+        ep = self.episode
+        if ep is None:
+            return None
+        for drop in result.drops:
+            ep.dropped_frames += 1
+            ep.drop_reasons[drop.reason] = ep.drop_reasons.get(drop.reason, 0) + 1
+        self._lags += result.lags_s
+        try:
+            for frame in result.frames:
+                self.writer.add(frame, task=ep.task)
+                ep.frames += 1
+                ep.intervention_frames += bool(frame[schema.INTERVENTION])
+                ep.expert_label_frames += bool(frame[schema.EXPERT_LABEL])
+                ep.policy_invalid_frames += not bool(frame[schema.POLICY_VALID])
+                ep.success = ep.success or bool(frame[schema.SUCCESS])
+                if ep.frames % 50 == 0 and free_mb(self.store.root) < self.min_free_mb:
+                    raise OSError(
+                        f"disk almost full: {free_mb(self.store.root):.0f} MB free, "
+                        f"min_free_mb is {self.min_free_mb:.0f}"
+                    )
+        except Exception as exc:  # a write error ends this episode only
+            return self._fail(f"write error: {exc}")
+        return None
+
+    def stop(self, task_success: bool) -> EpisodeSummary:
+        """Save the episode: finalize its dataset, move it into the log, merge the union."""
+        ep = self._require()
+        if ep.frames == 0:
+            self._close_writer(discard=True)
+            return self._end(DISCARDED, "no frames recorded: nothing saved")
+        t0 = time.monotonic()
+        try:
+            if task_success:
+                self._mark_success()
+            self.writer.save_episode()
+            self.writer.close()
+            self.writer.dataset.stop_image_writer()
+            self.writer = None
+            self.store.commit(self._staged, ep.index)
+            self._staged = None
+            if self.merge_after_save:
+                self.store.merge()
+        except (OSError, StoreError, ValueError, RuntimeError) as exc:
+            return self._fail(f"saving failed: {exc}")
+        ep.success = ep.success or task_success
+        ep.save_s = time.monotonic() - t0
+        return self._end(SAVED, "")
+
+    def discard(self) -> EpisodeSummary:
+        self._require()
+        self._close_writer(discard=True)
+        return self._end(DISCARDED, "discarded on request")
+
+    def close(self) -> EpisodeSummary | None:
+        """Shutdown: an open episode is discarded (it was not asked to be saved)."""
+        if self.episode is None:
+            return None
+        self._close_writer(discard=True)
+        return self._end(DISCARDED, "the recorder shut down mid-episode")
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.store.dataset_link
+
+    # ----------------------------------------------------------------- internals
+    def _mark_success(self) -> None:
+        # The operator's verdict: the episode's last frame is its success (LeRobot has no per-episode flag).
+        buf = self.writer.dataset.episode_buffer
+        if buf and buf.get(schema.SUCCESS):
+            buf[schema.SUCCESS][-1] = np.array([True])
+
+    def _require(self) -> EpisodeSummary:
+        if self.episode is None:
+            raise RecorderError("no episode is being recorded: start one first")
+        return self.episode
+
+    def _fail(self, message: str) -> EpisodeSummary:
+        self._close_writer(discard=True)
+        return self._end(FAILED, message + "; earlier episodes are kept")
+
+    def _close_writer(self, discard: bool) -> None:
+        if self.writer is not None:
+            try:
+                if discard:
+                    self.writer.discard_episode()
+                self.writer.dataset.stop_image_writer()
+            except Exception:  # noqa: BLE001 - cleaning up after an error: the staging dir goes anyway
+                pass
+            self.writer = None
+        if self._staged is not None:
+            import shutil
+
+            shutil.rmtree(self._staged, ignore_errors=True)
+            self._staged = None
+
+    def _end(self, outcome: str, message: str) -> EpisodeSummary:
+        ep = self._require()
+        ep.outcome, ep.message = outcome, message
+        if self._lags:
+            lags = 1000 * np.asarray(self._lags)
+            ep.lag_ms_p50, ep.lag_ms_max = float(np.median(lags)), float(lags.max())
+        self.episode = None
+        return ep

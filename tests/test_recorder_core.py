@@ -1,0 +1,219 @@
+"""The recorder's tick synchronisation, episodes and crash-safe store, without ROS (real lerobot files)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from training.datasets import schema
+from training.datasets.lerobot_io import open_dataset
+from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
+from vla_il_nodes.recorder_session import DatasetSpec, RecorderError, RecordingSession
+from vla_il_nodes.recorder_store import RecordStore, StoreError
+
+NAMES = tuple(f"j{i}" for i in range(14))
+DT = 0.02
+
+
+def img(value: int, size=(48, 64)) -> np.ndarray:
+    return np.full((*size, 3), value, np.uint8)
+
+
+def step(sync: TickSynchronizer, k: int, t0: float = 100.0, cams=("top",), driver=None, policy=True, expert=True):
+    """One lockstep step k: observation at s_k, proposals, then the command; returns the command stamp."""
+    s = t0 + k * DT
+    sync.on_state(s, np.full(14, k, np.float32))
+    for cam in cams:
+        sync.on_image(cam, s, img(k % 256))
+    if expert:
+        sync.on_expert_action(s, np.full(14, 1000 + k))  # the sim expert stamps with the state's stamp
+    if policy:
+        sync.on_policy_action(s + 0.002, np.full(14, 2000 + k))
+    if driver:
+        sync.on_driver(s + 0.001, driver)
+    t_c = s + 0.004
+    sync.on_command(t_c, t_c + 0.0005, np.full(14, 3000 + k))
+    return t_c
+
+
+def test_frames_take_the_observation_the_command_answered():
+    sync = TickSynchronizer(SyncConfig(cameras=("top",)))
+    for k in range(5):
+        step(sync, k)
+    # tick 4 waits: no later joint state yet and not settled
+    res = sync.poll(now=100 + 4 * DT + 0.01)
+    assert len(res.frames) == 4 and not res.drops
+    for k, f in enumerate(res.frames):
+        assert f[schema.STATE][0] == k and f[schema.image_key("top")][0, 0, 0] == k
+        assert f[schema.ACTION][0] == 3000 + k
+        assert f[schema.EXPERT_ACTION][0] == 1000 + k and f[schema.EXPERT_LABEL]
+        assert f[schema.POLICY_ACTION][0] == 2000 + k and f[schema.POLICY_VALID]
+    assert res.lags_s == pytest.approx([0.004] * 4)
+    assert len(sync.poll(now=100 + 4 * DT + 0.1).frames) == 1  # settled
+
+
+def test_arrival_order_does_not_matter():
+    """The command may be processed before its image: the frame waits for it instead of using an old one."""
+    sync = TickSynchronizer(SyncConfig(cameras=("top",)))
+    step(sync, 0)
+    s1 = 100 + DT
+    sync.on_state(s1, np.full(14, 1))
+    sync.on_command(s1 + 0.004, s1 + 0.005, np.zeros(14))
+    sync.on_state(s1 + DT, np.full(14, 2))  # resolves tick 1's state, but its image is late
+    res = sync.poll(now=s1 + 0.01)
+    assert len(res.frames) == 1 and not res.drops
+    sync.on_image("top", s1, img(1))
+    res = sync.poll(now=s1 + 0.02)
+    assert len(res.frames) == 1 and res.frames[0][schema.image_key("top")][0, 0, 0] == 1
+
+
+def test_a_lagging_camera_drops_frames_and_says_why():
+    sync = TickSynchronizer(SyncConfig(cameras=("top",), max_lag_s=0.1))
+    for k in range(3):
+        step(sync, k, cams=())  # the camera publishes nothing in time
+    res = sync.poll(now=100 + 2 * DT + 0.2)
+    assert not res.frames and len(res.drops) == 3
+    assert "no top image" in res.drops[0].reason
+
+
+def test_an_image_stream_that_moved_past_a_tick_drops_it_at_once():
+    sync = TickSynchronizer(SyncConfig(cameras=("top",), max_lag_s=10.0))
+    step(sync, 0, cams=())  # tick 0's image was lost
+    step(sync, 1)
+    res = sync.poll(now=100 + DT + 0.1)  # tick 1 settles; tick 0 is dropped long before max_lag_s
+    assert len(res.drops) == 1 and len(res.frames) == 1 and res.frames[0][schema.STATE][0] == 1
+
+
+def test_intervention_flags_follow_every_switch():
+    sync = TickSynchronizer(SyncConfig())
+    drivers = ["policy", "expert", "policy", "expert", "expert", "policy"]
+    for k, d in enumerate(drivers):
+        step(sync, k, cams=(), driver=d)
+    res = sync.poll(now=200.0, flush=True)
+    assert [bool(f[schema.INTERVENTION]) for f in res.frames] == [d == "expert" for d in drivers]
+
+
+def test_nan_stale_or_missing_proposals_are_flagged_and_replaced_by_the_executed_action():
+    sync = TickSynchronizer(SyncConfig(action_fresh_s=0.05))
+    sync.on_state(100.0, np.zeros(14))
+    sync.on_policy_action(100.001, [math.nan] + [0.0] * 13)
+    sync.on_expert_action(99.0, np.ones(14))  # a second old: not this tick's label
+    sync.on_command(100.004, 100.005, np.full(14, 7.0))
+    (frame,) = sync.poll(now=101.0, flush=True).frames
+    assert not frame[schema.POLICY_VALID] and not frame[schema.EXPERT_LABEL]
+    assert np.all(frame[schema.POLICY_ACTION] == 7.0) and np.all(frame[schema.EXPERT_ACTION] == 7.0)
+
+
+def test_sim_success_is_the_state_after_the_step():
+    sync = TickSynchronizer(SyncConfig(env_state=True))
+    for k in range(3):
+        s = 100 + k * DT
+        sync.on_state(s, np.zeros(14))
+        sync.on_env_state(s, np.full(7, k), success=k == 2)
+        sync.on_command(s + 0.004, s + 0.005, np.zeros(14))
+    frames = sync.poll(now=200.0, flush=True).frames
+    assert [bool(f[schema.SUCCESS]) for f in frames] == [False, True, True]
+    assert [f[schema.ENV_STATE][0] for f in frames] == [0, 1, 2]
+
+
+def test_bad_sync_config_is_refused_by_name():
+    with pytest.raises(ValueError, match="max_lag_s"):
+        SyncConfig(settle_s=0.5, max_lag_s=0.1)
+    with pytest.raises(ValueError, match="image_tolerance_s"):
+        SyncConfig(image_tolerance_s=-1)
+
+
+# ---------------------------------------------------------------------------- episodes on disk
+SPEC = DatasetSpec(NAMES, cameras=("top",), image_size=(48, 64), env_state_dim=0, fps=50, image_writer_threads=1)
+
+
+def record(session: RecordingSession, n: int, drivers=None, task="pick the cube"):
+    sync = TickSynchronizer(SyncConfig(cameras=("top",)))
+    session.start(task)
+    for k in range(n):
+        step(sync, k, driver=(drivers[k] if drivers else "policy"))
+    assert session.add(sync.poll(now=1e9, flush=True)) is None
+
+
+def test_saved_episodes_append_across_sessions_into_one_loadable_dataset(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    record(s1, 6, drivers=["policy", "expert"] * 3)
+    saved = s1.stop(task_success=True)
+    assert saved.outcome == "saved" and saved.frames == 6 and saved.intervention_frames == 3
+    record(s1, 4)
+    assert s1.discard().outcome == "discarded"
+    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)  # a new session appends
+    record(s2, 5, task="hand it over")
+    assert s2.stop(task_success=False).index == 1
+    ds = open_dataset(s2.dataset_path)
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 11
+    table = ds.hf_dataset.with_format("numpy")
+    assert list(np.asarray(table[schema.INTERVENTION]).reshape(-1)[:6]) == [False, True] * 3
+    assert np.asarray(table[schema.SUCCESS]).reshape(-1)[5]  # the operator's verdict on the last frame
+    assert set(ds.meta.tasks.index) == {"pick the cube", "hand it over"}
+    assert ds[7][schema.image_key("top")].shape == (3, 48, 64)
+
+
+def test_a_crash_mid_episode_loses_only_that_episode(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    record(s1, 5)
+    s1.stop(task_success=True)
+    record(s1, 7)  # never stopped: what a kill -9 leaves behind
+    assert any((tmp_path / "rec/.staging").iterdir())
+    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    assert s2.cut_episodes == ["episode_000001"] and not any((tmp_path / "rec/.staging").iterdir())
+    assert open_dataset(s2.dataset_path).meta.total_episodes == 1
+    record(s2, 3)
+    assert s2.stop(True).index == 1
+
+
+def test_a_merge_cut_short_is_redone_from_the_log(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1, merge=False)
+    for n in (3, 4):
+        record(s1, n)
+        s1.stop(True)
+    assert not (tmp_path / "rec/dataset").exists()
+    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)  # merges what the log holds
+    assert open_dataset(s2.dataset_path).meta.total_frames == 7
+    assert os.readlink(tmp_path / "rec/dataset") == "merged/000002"
+
+
+def test_a_different_schema_is_refused_before_recording(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    record(s1, 2)
+    s1.stop(True)
+    other = DatasetSpec(NAMES, cameras=("top", "left_wrist"), image_size=(48, 64))
+    with pytest.raises(StoreError, match="another schema"):
+        RecordingSession(tmp_path / "rec", other, min_free_mb=1)
+
+
+def test_full_disk_refuses_to_start_and_ends_a_running_episode(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    record(s1, 3)
+    s1.stop(True)
+    s1.min_free_mb = 1e12
+    with pytest.raises(RecorderError, match="disk almost full"):
+        s1.start("task")
+    s1.min_free_mb = 1
+    s1.start("task")
+    s1.min_free_mb = 1e12
+    sync = TickSynchronizer(SyncConfig(cameras=("top",)))
+    for k in range(60):
+        step(sync, k)
+        failed = s1.add(sync.poll(now=100 + k * DT + 0.01))
+        if failed is not None:
+            break
+    assert failed is not None and failed.outcome == "failed" and "disk almost full" in failed.message
+    assert not s1.recording and open_dataset(s1.dataset_path).meta.total_episodes == 1
+
+
+def test_stop_without_an_episode_and_empty_task_are_clear_errors(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    with pytest.raises(RecorderError, match="no episode"):
+        s1.stop(True)
+    with pytest.raises(RecorderError, match="no task instruction"):
+        s1.start("")
+    assert RecordStore(tmp_path / "rec").next_index() == 0

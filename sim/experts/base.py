@@ -13,6 +13,19 @@ GRIPPER_OPEN = 1.0
 GRIPPER_CLOSED = 0.0
 
 
+def closed_on(opening: float, width: float, widest: float | None = None, tolerance: float = 0.12) -> bool:
+    """Whether a gripper's normalised opening is what it is when closed on an object `width` wide
+    (up to `widest`, for an object that may sit turned in the fingers).
+
+    The fingers' inner faces meet at a finger position of 0.0224 m; each moves out by width / 2.
+    A gripper still closing passes this opening only in its last step or two; one closed on nothing
+    ends near 0, one held open stays near 1.
+    """
+    low = float(robot.gripper_to_normalized(0.0224 + width / 2)) - tolerance
+    high = min(float(robot.gripper_to_normalized(0.0224 + (widest or width) / 2)) + tolerance, 0.9)
+    return low < opening < high
+
+
 @dataclass
 class ArmCommand:
     """Where one arm's tool should go next, with which orientation, and its gripper."""
@@ -30,10 +43,11 @@ class ScriptedExpert:
     pose and a gripper command, from the tool and object poses. `phase` names the last decision.
     """
 
-    # The tool moves at most this far (m) toward its goal per call: smooth motion, no jumps.
-    max_lead = 0.015
-    max_turn = 0.25  # rad per call
-    max_joint_step = 0.08  # rad per call (4 rad/s at 50 Hz)
+    # Each call moves the arm in a straight line in joint space toward the goal posture (the IK
+    # solution of the goal pose), the fastest joint at most this far: smooth, and no sweeping
+    # through the arm's near-redundant directions.
+    max_joint_step = 0.06  # rad per call (3 rad/s at 50 Hz)
+    overshoot = 2.0
 
     def __init__(self, xml_file: str) -> None:
         self.kin = BimanualKinematics(xml_file)
@@ -47,24 +61,16 @@ class ScriptedExpert:
         action = agent_pos.copy()
         for arm, side in enumerate(robot.SIDES):
             cmd = commands[side]
-            pos, rot = self.kin.tcp(side)
-            target = pos + _clip_norm(cmd.goal - pos, self.max_lead)
-            target_rot = _turn_toward(rot, cmd.rot, self.max_turn)
-            action[7 * arm : 7 * arm + 6] = self.kin.solve(side, target, target_rot, max_joint_step=self.max_joint_step)
+            now = self.kin.arm_q(side)
+            goal_q = self.kin.reach(side, cmd.goal, cmd.rot)
+            # straight in joint space toward the goal posture, at most max_joint_step per joint
+            # the position servos stop short of their targets (joint friction, gravity): aim past
+            # the goal by `overshoot` times the remaining error, which a stateless expert can do
+            step = (1.0 + self.overshoot) * (goal_q - now)
+            scale = max(1.0, np.abs(step).max() / self.max_joint_step)
+            action[7 * arm : 7 * arm + 6] = now + step / scale
             action[7 * arm + 6] = cmd.gripper
         return np.clip(action, robot.JOINT_LOWER, robot.JOINT_UPPER)
 
     def plan(self, agent_pos: np.ndarray, env_state: np.ndarray) -> dict[str, ArmCommand]:
         raise NotImplementedError
-
-
-def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
-    n = np.linalg.norm(v)
-    return v if n <= limit else v * (limit / n)
-
-
-def _turn_toward(rot: np.ndarray, goal: np.ndarray, max_angle: float) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    delta = Rotation.from_matrix(goal @ rot.T).as_rotvec()
-    return Rotation.from_rotvec(_clip_norm(delta, max_angle)).as_matrix() @ rot

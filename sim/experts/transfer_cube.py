@@ -11,14 +11,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.experts.base import GRIPPER_CLOSED, GRIPPER_OPEN, ArmCommand, ScriptedExpert
+from sim.experts.base import GRIPPER_CLOSED, GRIPPER_OPEN, ArmCommand, ScriptedExpert, closed_on
 from sim.experts.kinematics import rotation_from_axes, yaw_of
 
 MEET = np.array([0.0, 0.5, 0.22])
 TILT = np.deg2rad(60)  # the right hand comes down at 60 degrees from the horizontal
-LEFT_ROT = rotation_from_axes(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))  # fingers close vertically
+# The left hand comes in level along +x, fingers closed, their closing axis vertical with the "left"
+# finger (the one ALOHA's reward watches) on top. The right hand's fingers cover the cube's top and
+# sides, so the left slides its closed fingers under the cube and lifts it off the right hand's
+# fingers from below: ALOHA counts the transfer when that finger holds the cube up in the air.
+LEFT_ROT = rotation_from_axes(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+# Closed fingers reach 2.4 cm above and below the tool point: this far below the cube's centre they
+# pass under its bottom face, and at UNDER_LIFT they press against it.
+UNDER_CLEAR = -0.052
+UNDER_LIFT = -0.03
+UNDER_X = -0.012  # tool point behind the cube's centre: the fingers reach under most of it
+# The tool point sits 3 cm behind the finger tips, and the tilted fingers are 6 cm wide: this high
+# above the cube's centre, the finger tips close around the cube without touching the table.
+GRASP_HEIGHT = 0.024
 HOLD_DIST = 0.045  # a cube this close to the tool, with the gripper not open, is held
-HELD_OPENING = 0.85  # normalised gripper opening below which a gripper counts as closed on something
+CUBE_WIDTH = 0.04
+CUBE_DIAGONAL = 0.056  # a cube turned in the fingers holds them this far apart
+
+
+def _tilted(yaw: float) -> np.ndarray:
+    """The right hand's grasp orientation: pointing down at TILT, fingers closing across the cube."""
+    closing = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+    approach = np.array([-np.cos(TILT) * np.cos(yaw), -np.cos(TILT) * np.sin(yaw), -np.sin(TILT)])
+    return rotation_from_axes(approach, closing)
 
 
 class TransferCubeExpert(ScriptedExpert):
@@ -30,14 +50,13 @@ class TransferCubeExpert(ScriptedExpert):
         right_tcp, _ = self.kin.tcp("right")
         left_tcp, _ = self.kin.tcp("left")
         g_left, g_right = agent_pos[6], agent_pos[13]
-        left_holds = np.linalg.norm(cube - left_tcp) < HOLD_DIST and g_left < HELD_OPENING
-        right_holds = np.linalg.norm(cube - right_tcp) < HOLD_DIST and g_right < HELD_OPENING
+        left_holds = np.linalg.norm(cube - left_tcp) < HOLD_DIST and closed_on(g_left, CUBE_WIDTH, CUBE_DIAGONAL)
+        right_holds = np.linalg.norm(cube - right_tcp) < HOLD_DIST and closed_on(g_right, CUBE_WIDTH, CUBE_DIAGONAL)
 
         # The right hand's grasp pose follows the cube's yaw (a cube's faces repeat every 90 deg).
         yaw = (yaw_of(quat) + np.pi / 4) % (np.pi / 2) - np.pi / 4
-        closing = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
-        approach = np.array([-np.cos(TILT) * np.cos(yaw), -np.cos(TILT) * np.sin(yaw), -np.sin(TILT)])
-        right_rot = rotation_from_axes(approach, closing)
+        right_rot = _tilted(yaw)
+        approach = right_rot[:, 0]
 
         if left_holds:
             self.phase = "handover: right releases"
@@ -48,35 +67,52 @@ class TransferCubeExpert(ScriptedExpert):
             return {"left": left, "right": right}
 
         if right_holds:
-            right = ArmCommand(MEET, right_rot, GRIPPER_CLOSED)
-            at_meet = np.linalg.norm(cube - MEET) < 0.03
+            # carry the cube (not the tool) to the meeting point: it hangs where the fingers hold it
+            # keep the hand's orientation as it is: the cube may have turned in the fingers
+            right = ArmCommand(MEET + (right_tcp - cube), _tilted(0.0), GRIPPER_CLOSED)
+            # the left hand comes in once the cube has arrived (or when it is already there)
+            at_meet = np.linalg.norm(cube - MEET) < 0.015 or np.linalg.norm(cube - left_tcp) < 0.05
             if not at_meet:
                 self.phase = "carry to the meeting point"
                 left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_OPEN)
             else:
-                self.phase = "left grasps"
-                left = self._approach(left_tcp, cube + np.array([-0.025, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]),
-                                      LEFT_ROT, g_left)
+                self.phase = "left lifts it from below"
+                left = self._from_below(left_tcp, cube)
             return {"left": left, "right": right}
 
         self.phase = "right picks"
-        grasp = cube + np.array([0.0, 0.0, 0.005]) - 0.01 * approach
+        grasp = cube + np.array([0.0, 0.0, GRASP_HEIGHT])
         right = self._approach(right_tcp, grasp, approach, right_rot, g_right)
         left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_OPEN)
         return {"left": left, "right": right}
 
     @staticmethod
-    def _approach(tcp: np.ndarray, grasp: np.ndarray, approach: np.ndarray, rot: np.ndarray,
-                  opening: float) -> ArmCommand:
+    def _from_below(tcp: np.ndarray, cube: np.ndarray) -> ArmCommand:
+        """Slide the closed fingers in under the cube, level, then press up against its bottom."""
+        under = cube + np.array([UNDER_X, 0.0, UNDER_CLEAR])
+        offset = tcp - under
+        if abs(offset[1]) < 0.008 and -0.008 < offset[2] < UNDER_LIFT - UNDER_CLEAR + 0.008 and offset[0] > -0.01:
+            return ArmCommand(cube + np.array([UNDER_X, 0.0, UNDER_LIFT]), LEFT_ROT, GRIPPER_CLOSED)
+        # line up in y and z first, behind the cube; then go in along +x
+        behind = offset[0] < -0.01 and (abs(offset[1]) > 0.008 or abs(offset[2]) > 0.008)
+        goal = under + np.array([-0.06, 0.0, 0.0]) if behind and offset[0] < -0.03 else under
+        if offset[0] > -0.03 and (abs(offset[1]) > 0.015 or abs(offset[2]) > 0.015):
+            goal = under + np.array([-0.06, 0.0, 0.0])  # off the line near the cube: back out
+        return ArmCommand(goal, LEFT_ROT, GRIPPER_CLOSED)
+
+    @staticmethod
+    def _approach(
+        tcp: np.ndarray, grasp: np.ndarray, approach: np.ndarray, rot: np.ndarray, opening: float
+    ) -> ArmCommand:
         """Come in along the approach axis, then close at the grasp point; re-open if it missed."""
         offset = tcp - grasp
         along = -offset @ approach  # how far before the grasp point, along the approach (>0: before)
         lateral = np.linalg.norm(offset + along * approach)
-        if np.linalg.norm(offset) < 0.012:
+        if abs(along) < 0.01 and lateral < 0.012:
             return ArmCommand(grasp, rot, GRIPPER_CLOSED)
         if opening < 0.9 and np.linalg.norm(offset) > 0.02:
             # closed (or closing) away from the object: open before coming in again
             return ArmCommand(tcp + np.array([0.0, 0.0, 0.01]), rot, GRIPPER_OPEN)
-        if lateral > 0.01 or along < 0.0:
-            return ArmCommand(grasp - 0.08 * approach, rot, GRIPPER_OPEN)
-        return ArmCommand(grasp, rot, GRIPPER_OPEN)
+        # a funnel along the approach axis: the further off the axis, the further back the aim
+        back = 0.08 if along < -0.005 else float(np.clip(4.0 * (lateral - 0.008), 0.0, 0.08))
+        return ArmCommand(grasp - back * approach, rot, GRIPPER_OPEN)

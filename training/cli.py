@@ -46,6 +46,9 @@ def build_parser(method: str) -> argparse.ArgumentParser:
             kind = type(default)
         metavar = "BOOL" if kind is _parse_bool else kind.__name__.upper()
         parser.add_argument(f"--{f.name}", type=kind, default=None, metavar=metavar, help=f"(default: {default})")
+    from training.il.vla_cli import add_vla_arguments
+
+    add_vla_arguments(parser)
     return parser
 
 
@@ -72,6 +75,12 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     from training.experts import expert_for
 
     config = config_from_args(method, args)
+    from training.il.vla_cli import run_vla, wants_vla
+
+    if wants_vla(args):  # images + instruction + state: the VLA's data path
+        config.extra.update({"dataset": str(args.dataset) if args.dataset else None,
+                             "model_path": str(args.model_path) if args.model_path else None})
+        return run_vla(method, args, config)
     env_name = args.env or "CartPole-v1"
     env = make_env(env_name)
     config.extra.update({"env": env_name, "dataset": str(args.dataset) if args.dataset else None,

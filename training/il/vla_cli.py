@@ -1,0 +1,202 @@
+"""The VLA side of the trainers' command lines (`python training/il/<method>.py`, `vla-il train <method>`).
+
+    python training/il/behavioral_cloning.py --dataset <local LeRobot dataset> --bc_epochs 50 --batch_size 32 \
+        --learning_rate 1e-4 --output_dir ./output/vla_bc            # a dataset with cameras and no --env: the VLA
+    python training/il/dagger.py --model_path ./output/vla_bc/best --dagger_iterations 5 \
+        --dagger_beta_schedule exponential --output_dir ./output/vla_dagger
+    python training/il/gail.py --model_path ./output/vla_dagger/best --total_timesteps 10000 \
+        --output_dir ./output/vla_gail
+
+The model: `--vla tiny` (the CPU preset; the default for a new model), or `--vision_model_name` /
+`--llm_model_name` (hub ids or local directories, through from_pretrained), or `--model_path`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from training.config import ILConfig
+
+DEFAULT_CHUNK = 10
+
+
+def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("VLA (vision-language-action model)")
+    g.add_argument(
+        "--vla",
+        choices=["tiny", "pretrained"],
+        default=None,
+        help="train the VLA: the tiny CPU preset, or pretrained backbones (--vision_model_name/--llm_model_name)",
+    )
+    g.add_argument("--vision_model_name", default=None, help="SigLIP weights: hub id or local dir")
+    g.add_argument("--llm_model_name", default=None, help="Qwen2 weights: hub id or local dir")
+    g.add_argument("--task", default=None, help="ALOHA task for evaluation, DAgger and GAIL (default: transfer_cube)")
+    g.add_argument("--cameras", nargs="+", default=None, help="cameras the VLA sees (default: the dataset's)")
+    g.add_argument(
+        "--image_size",
+        nargs=2,
+        type=int,
+        default=None,
+        metavar=("H", "W"),
+        help="image size the VLA takes (resized from the dataset's, with a log line)",
+    )
+    g.add_argument("--vla_action_head", choices=["regression", "flow_matching"], default="regression")
+    g.add_argument("--vla_hidden", type=int, default=64, help="width of the tiny preset")
+    g.add_argument("--vla_layers", type=int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
+    g.add_argument("--freeze_vision", action="store_true")
+    g.add_argument("--freeze_llm", action="store_true")
+    g.add_argument("--llm_train_last_n_layers", type=int, default=0)
+    g.add_argument("--lora_rank", type=int, default=0)
+    g.add_argument("--gradient_checkpointing", action="store_true")
+    g.add_argument("--num_workers", type=int, default=None, help="dataloader workers (default: by core count)")
+    g.add_argument("--episode_length", type=int, default=400, help="sim episode length (evaluation, rollouts)")
+
+
+def _is_vla_checkpoint(path: Path | None) -> bool:
+    if path is None:
+        return False
+    for d in (Path(path), Path(path) / "best"):
+        if (d / "policy.json").is_file():
+            return json.loads((d / "policy.json").read_text()).get("class") == "VLAModel"
+    return False
+
+
+def _has_cameras(root: Path | None) -> bool:
+    info = Path(root) / "meta" / "info.json" if root is not None else None
+    if info is None or not info.is_file():
+        return False
+    return any(f.get("dtype") in ("video", "image") for f in json.loads(info.read_text())["features"].values())
+
+
+def wants_vla(args: argparse.Namespace) -> bool:
+    """The VLA path: asked for, a VLA checkpoint, or a dataset with cameras and no --env (the spec's command)."""
+    return bool(
+        getattr(args, "vla", None)
+        or getattr(args, "vision_model_name", None)
+        or getattr(args, "llm_model_name", None)
+        or _is_vla_checkpoint(args.model_path)
+        or (args.dataset is not None and args.env is None and _has_cameras(args.dataset))
+    )
+
+
+def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str, Any]:
+    from training.checkpoint import load_checkpoint
+    from training.datasets.lerobot_dataset import LeRobotVLADataset, create_lerobot_dataloader
+    from training.il import vla_trainers as vt
+    from training.models.vla import VLAModel
+
+    rank, _, _ = vt.init_distributed()
+    task = args.task or (args.env.split(":", 1)[1] if args.env and args.env.startswith("aloha:") else "transfer_cube")
+    if args.action_chunk_size is None:
+        config.action_chunk_size = DEFAULT_CHUNK
+    model = None
+    if args.model_path is not None:
+        model, _, _ = load_checkpoint(args.model_path)
+        if not isinstance(model, VLAModel):
+            raise ValueError(f"{args.model_path} holds a {type(model).__name__}, not a VLAModel")
+        config.action_chunk_size = model.chunk_size
+    train_ds = val_ds = None
+    if args.dataset is not None:
+        cams = model.cameras if model is not None else args.cameras
+        size = model.image_size if model is not None else args.image_size
+        common = dict(
+            chunk_size=config.action_chunk_size,
+            cameras=cams,
+            val_fraction=config.bc_validation_split,
+            seed=config.seed,
+            image_size=size,
+        )
+        train_ds = LeRobotVLADataset(args.dataset, split="train", **common)
+        if config.bc_validation_split > 0 and train_ds.meta.total_episodes > 1:
+            val_ds = LeRobotVLADataset(args.dataset, split="val", **common)
+    if model is None:
+        if train_ds is None:
+            raise ValueError("a new VLA needs --dataset (its cameras, state and action sizes); or give --model_path")
+        shape = dict(
+            action_dim=train_ds.action_dim,
+            state_dim=train_ds.state_dim,
+            cameras=train_ds.cameras,
+            image_size=train_ds.image_size,
+            chunk_size=config.action_chunk_size,
+            action_head=args.vla_action_head,
+            freeze_vision=args.freeze_vision,
+            freeze_llm=args.freeze_llm,
+            llm_train_last_n_layers=args.llm_train_last_n_layers,
+            lora_rank=args.lora_rank,
+            gradient_checkpointing=args.gradient_checkpointing,
+        )
+        if args.vision_model_name or args.llm_model_name or args.vla == "pretrained":
+            model = VLAModel(
+                args.vision_model_name or "google/siglip-base-patch16-224",
+                args.llm_model_name or "Qwen/Qwen2-1.5B-Instruct",
+                **shape,
+            )
+        else:
+            model = VLAModel.tiny(hidden=args.vla_hidden, layers=args.vla_layers, **shape)
+    if rank == 0:
+        counts = model.parameter_counts()
+        print(
+            f"VLA: {counts['total'] / 1e6:.2f} M parameters ({counts['trainable'] / 1e6:.2f} M trainable), "
+            f"cameras {', '.join(model.cameras)} at {model.image_size[0]}x{model.image_size[1]}, "
+            f"chunk {model.chunk_size}" + (f"; data: {train_ds.describe()}" if train_ds is not None else "")
+        )
+    eval_task = task if model.action_dim == 14 else None  # the ALOHA sim evaluates 14-d policies
+    name = str(args.dataset) if args.dataset else None
+    loader = lambda ds, shuffle=True: create_lerobot_dataloader(  # noqa: E731
+        ds, config.batch_size, shuffle=shuffle, num_workers=args.num_workers, seed=config.seed
+    )
+    if method == "bc":
+        if train_ds is None:
+            raise ValueError("VLA BC needs --dataset")
+        trainer = vt.VLABehavioralCloning(
+            model, config, dataset_name=name, eval_task=eval_task, eval_episode_length=args.episode_length
+        )
+        result = trainer.train(loader(train_ds), loader(val_ds, False) if val_ds is not None else None)
+        trainer.close()
+    elif method == "dagger":
+        result = vt.VLADAgger(
+            model,
+            config,
+            task,
+            dataset=train_ds,
+            val_dataset=val_ds,
+            dataset_name=name,
+            episode_length=args.episode_length,
+        ).train()["final"]
+    else:
+        trainer = vt.VLAGAIL(model, config, task, dataset_name=name, episode_length=args.episode_length)
+        expert_data = train_ds if train_ds is not None else expert_rollouts(model, task, config, args.episode_length)
+        result = trainer.train(loader(expert_data))
+    if rank == 0:
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def expert_rollouts(model, task: str, config: ILConfig, episode_length: int):
+    """num_expert_episodes of the scripted expert, seen through the model's cameras (GAIL without a dataset)."""
+    import numpy as np
+
+    from sim.aloha.env import AlohaEnv
+    from sim.experts import make_expert
+    from training.il.vla_rollouts import RolloutDataset, VLASimPolicy, collect_labelled_episodes
+
+    data = RolloutDataset(model.cameras, model.chunk_size)
+    env = AlohaEnv(task, cameras=model.cameras, image_size=model.image_size, episode_length=episode_length)
+    try:
+        collect_labelled_episodes(
+            env,
+            VLASimPolicy(model),
+            make_expert(task),
+            config.num_expert_episodes,
+            1.0,
+            config.seed,
+            np.random.default_rng(config.seed),
+            data,
+        )
+    finally:
+        env.close()
+    return data

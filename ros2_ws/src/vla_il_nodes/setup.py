@@ -9,6 +9,11 @@ NODES = {
     "intervention_mux": "vla_il_nodes.intervention_mux:main",
     "sim_bridge": "vla_il_nodes.sim_bridge:main",
     "policy_node": "vla_il_nodes.policy_node:main",
+    "dagger_recorder": "vla_il_nodes.dagger_recorder:main",
+    "teleop_sim_expert": "vla_il_nodes.teleop_sim_expert:main",
+    "teleop_joy": "vla_il_nodes.teleop_joy:main",
+    "teleop_keyboard": "vla_il_nodes.teleop_keyboard:main",
+    "teleop_leader": "vla_il_nodes.teleop_leader:main",
     "camera_node": "vla_il_nodes.camera_node:main",
 }
 

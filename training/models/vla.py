@@ -51,7 +51,7 @@ def _load_backbone(kind: str, name: str | None, config: dict[str, Any] | None) -
         return model_cls(cfg)
     try:
         return model_cls.from_pretrained(name, attn_implementation="sdpa")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: huggingface_hub's invalid repo id (a missing path)
         from training.models.vla_tokenizer import _first_line, _where
 
         raise FileNotFoundError(

@@ -1,0 +1,171 @@
+"""The VLA model: it can overfit (gradients reach every part not frozen), freezing/LoRA/last-N choose what
+trains, checkpoints reload to identical outputs, weights load through from_pretrained, bad input is named."""
+
+import pytest
+import torch
+
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import ILConfig
+from training.models.vla import VLAInputError, VLAModel
+
+INSTRUCTION = "Pick up the red cube with the right arm and hand it over to the left arm."
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+
+def batch(n=6, chunk=4, size=(32, 48), action_dim=3, state_dim=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pad = torch.zeros(n, chunk, dtype=torch.bool)
+    pad[0, -2:] = True  # one row ends its episode early
+    return {
+        "observation.state": torch.randn(n, state_dim, generator=g),
+        "observation.images.top": torch.rand(n, 3, *size, generator=g),
+        "task": [INSTRUCTION] * (n - 1) + ["push the block"],
+        "action": torch.randn(n, chunk, action_dim, generator=g),
+        "action_is_pad": pad,
+    }
+
+
+def tiny(**kw):
+    args = dict(action_dim=3, state_dim=5, image_size=(32, 48), chunk_size=4, hidden=32)
+    args.update(kw)
+    return VLAModel.tiny(**args)
+
+
+def train_steps(model, b, steps, lr=3e-3):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model.loss(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_tiny_vla_overfits_a_fixed_batch_and_every_part_gets_gradients():
+    model = tiny()
+    b = batch()
+    loss = model.loss(b)
+    loss.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert {n.split(".")[0] for n, _ in trainable} >= {
+        "vision",
+        "llm",
+        "projector",
+        "head",
+        "state_proj",
+        "action_queries",
+        "camera_embed",
+    }
+    dead = [n for n, p in trainable if p.grad is None or not torch.any(p.grad != 0)]
+    assert not dead, f"no gradient reaches {dead}"
+    model.zero_grad()
+    losses = train_steps(model, b, 150)
+    assert losses[-1] < 0.02 * losses[0], (losses[0], losses[-1])
+
+
+def test_frozen_backbones_do_not_change_and_the_rest_still_learns():
+    model = tiny(freeze_vision=True, freeze_llm=True)
+    vision_before = {k: v.clone() for k, v in model.vision.state_dict().items()}
+    llm_before = {k: v.clone() for k, v in model.llm.state_dict().items()}
+    head_before = model.head[0].weight.clone()
+    losses = train_steps(model, batch(), 20)
+    assert all(torch.equal(v, model.vision.state_dict()[k]) for k, v in vision_before.items())
+    assert all(torch.equal(v, model.llm.state_dict()[k]) for k, v in llm_before.items())
+    assert not torch.equal(head_before, model.head[0].weight) and losses[-1] < losses[0]
+
+
+def test_last_n_layers_and_lora_choose_what_trains_in_the_llm():
+    last = tiny(llm_train_last_n_layers=1)
+    names = {n for n, p in last.llm.named_parameters() if p.requires_grad}
+    assert names and all(n.startswith(("layers.1.", "norm.")) for n in names), names
+    lora = tiny(lora_rank=4)
+    names = {n for n, p in lora.llm.named_parameters() if p.requires_grad}
+    assert names and all("lora_" in n for n in names), names
+    assert train_steps(lora, batch(), 15)[-1] < lora.loss(batch(seed=0)).item() + 1.0  # it runs and trains
+
+
+def test_checkpoint_saved_and_loaded_gives_identical_outputs(tmp_path):
+    for head in ("regression", "flow_matching"):
+        model = tiny(action_head=head, lora_rank=2 if head == "regression" else 0)
+        model.set_normalization(torch.arange(5.0), torch.full((5,), 2.0), torch.ones(3), torch.full((3,), 0.5))
+        train_steps(model, batch(), 3)
+        model.eval()
+        save_checkpoint(tmp_path / head, model, ILConfig(action_chunk_size=4))
+        loaded, _, _ = load_checkpoint(tmp_path / head)
+        loaded.eval()
+        obs = batch(seed=1)
+        with torch.no_grad():
+            assert torch.equal(model.predict(obs), loaded.predict(obs))
+            assert model.predict(obs).shape == (6, 4, 3)
+
+
+def test_flow_matching_head_learns_the_chunk():
+    model = tiny(action_head="flow_matching", flow_steps=8)
+    b = batch(n=2)
+    b["action_is_pad"][:] = False
+    losses = train_steps(model, b, 250, lr=3e-3)
+    model.eval()
+    with torch.no_grad():
+        err = (model.predict(b) - b["action"]).abs().mean().item()
+    assert losses[-1] < 0.5 * losses[0] and err < 0.5 * b["action"].abs().mean().item(), (losses[0], losses[-1], err)
+
+
+def test_bad_images_instructions_and_cameras_are_named():
+    model = tiny()
+    good = batch()
+    with pytest.raises(VLAInputError, match=r"images are 48x64, the model takes 32x48"):
+        model.predict({**good, "observation.images.top": torch.rand(6, 3, 48, 64)})
+    with pytest.raises(VLAInputError, match="channel-last"):
+        model.predict({**good, "observation.images.top": torch.rand(6, 32, 48, 3)})
+    with pytest.raises(VLAInputError, match=r"must be in \[0, 1\].*uint8"):
+        model.predict({**good, "observation.images.top": torch.rand(6, 3, 32, 48) * 255})
+    with pytest.raises(VLAInputError, match="sees cameras top; missing top.*the data has: left_wrist"):
+        model.predict(
+            {k: v for k, v in good.items() if "images" not in k}
+            | {"observation.images.left_wrist": torch.rand(6, 3, 32, 48)}
+        )
+    with pytest.raises(VLAInputError, match=r"tokens, the model's instruction context is 32"):
+        model.predict({**good, "task": [INSTRUCTION * 3] * 6})
+    with pytest.raises(VLAInputError, match=r"'observation.state' must be \(batch, 5\)"):
+        model.predict({**good, "observation.state": torch.zeros(6, 14)})
+    uint8 = (good["observation.images.top"] * 255).round().to(torch.uint8)
+    with torch.no_grad():  # uint8 images are scaled, not refused
+        assert model.predict({**good, "observation.images.top": uint8}).shape == (6, 4, 3)
+
+
+def test_missing_weights_are_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no tokenizer for .*local directory"):
+        VLAModel(str(tmp_path / "no-siglip"), str(tmp_path / "no-qwen"), action_dim=2)
+    with pytest.raises(FileNotFoundError, match=r"Qwen/Qwen2-1.5B-Instruct.*hub cache.*HF_HUB_OFFLINE"):
+        VLAModel(action_dim=2)  # the spec's names: not downloadable here
+    tok_dir = tmp_path / "tok_only"
+    tiny().tokenizer.save_pretrained(tok_dir)
+    with pytest.raises(FileNotFoundError, match=r"vision weights .*no-siglip.*VLAModel.tiny\(\)"):
+        VLAModel(str(tmp_path / "no-siglip"), str(tok_dir), action_dim=2)
+
+
+def test_weights_load_through_from_pretrained_from_local_directories(tmp_path):
+    from transformers import Qwen2Config, Qwen2Model, SiglipVisionConfig, SiglipVisionModel
+
+    ref = tiny()
+    vision = SiglipVisionModel(SiglipVisionConfig(**ref.spec()["config"]["vision_config"]))
+    llm = Qwen2Model(Qwen2Config(**ref.spec()["config"]["llm_config"]))
+    vision.save_pretrained(tmp_path / "siglip")
+    llm.save_pretrained(tmp_path / "qwen2")
+    ref.tokenizer.save_pretrained(tmp_path / "qwen2")
+    model = VLAModel(
+        str(tmp_path / "siglip"), str(tmp_path / "qwen2"), action_dim=3, state_dim=5, image_size=(32, 48), chunk_size=4
+    )
+    for name, p in llm.named_parameters():
+        assert torch.equal(p, dict(model.llm.named_parameters())[name]), name
+    patch = model.vision.vision_model.embeddings.patch_embedding.weight
+    assert torch.equal(patch, vision.vision_model.embeddings.patch_embedding.weight)
+    with torch.no_grad():
+        assert model.predict(batch()).shape == (6, 4, 3)

@@ -67,6 +67,33 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's flags (vla-il train bc --help)")
     train.set_defaults(func=_train)
 
+    imp = sub.add_parser(
+        "import-bag",
+        help="rosbag2 recordings (sqlite3 / MCAP) -> a LeRobot dataset, through a robot profile",
+        description="Resamples the profile's joint states, cameras and commands onto the control clock and writes "
+        "a LeRobot v3 dataset; reports gaps, skipped messages and the time skew of each stream. No ROS needed.",
+    )
+    imp.add_argument("bag", type=Path, help="rosbag2 directory (with metadata.yaml)")
+    imp.add_argument("--profile", required=True, help="robot profile: a name in config/robots/ or a YAML path")
+    imp.add_argument("--out", type=Path, required=True, help="dataset directory (created)")
+    imp.add_argument("--task", required=True, help="the language instruction of these episodes")
+    imp.add_argument("--fps", type=float, default=0.0, help="control clock (default: the profile's rate)")
+    imp.add_argument("--sync", choices=["nearest", "interpolate"], default="nearest", help="joint-state resampling")
+    imp.add_argument("--action", choices=["command", "next_state"], default="command", help="where actions come from")
+    imp.add_argument("--split", choices=["gap", "topic", "length"], default="gap", help="how episodes end")
+    imp.add_argument("--split-topic", default="", help="--split topic: each message on it ends an episode")
+    imp.add_argument("--episode-length", type=float, default=0.0, help="--split length: seconds per episode")
+    imp.add_argument(
+        "--max-skew",
+        type=float,
+        default=0.0,
+        help="a sample further than this (s) from a tick is a gap (default: two control periods)",
+    )
+    imp.add_argument("--min-frames", type=int, default=10, help="leave out shorter episodes")
+    imp.add_argument("--time", choices=["header", "receive"], default="header", help="header stamps or bag times")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    imp.set_defaults(func=_import_bag)
+
     bench = sub.add_parser("bench", help="run a benchmark and print its table (sim; more arrive with each part)",
                            description="Benchmarks print tables with a baseline measured in the same run.")
     bench.add_argument("which", choices=sorted(_BENCHMARKS), help="which benchmark")
@@ -146,10 +173,39 @@ def _train(args: argparse.Namespace) -> int:
     return run_il_cli(args.method, args.rest)
 
 
+def _import_bag(args: argparse.Namespace) -> int:
+    from training.datasets.rosbag_import import BagImportError, ImportOptions, import_bag
+    from training.datasets.writer import DatasetExistsError
+    from vla_il.profiles import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile)
+        options = ImportOptions(
+            task=args.task,
+            fps=args.fps,
+            sync=args.sync,
+            action=args.action,
+            split=args.split,
+            split_topic=args.split_topic,
+            episode_length_s=args.episode_length,
+            max_skew_s=args.max_skew,
+            min_episode_frames=args.min_frames,
+            time_source=args.time,
+            overwrite=args.overwrite,
+        )
+        report = import_bag(args.bag, profile, args.out, options, log=lambda m: print(f"import-bag: {m}"))
+    except (BagImportError, ProfileError, DatasetExistsError) as exc:
+        print(f"vla-il import-bag: {exc}", file=sys.stderr)
+        return 2
+    print(report.text())
+    return 0
+
+
 _BENCHMARKS = {
     "sim": "benchmarks.sim_throughput",
     "il": "benchmarks.il_benchmark",
     "policy": "benchmarks.policy_latency",
+    "camera": "benchmarks.camera_rate",
 }
 
 

@@ -45,6 +45,113 @@ class ExpertPolicy:
         return self.expert(obs["agent_pos"], info["env_state"])
 
 
+class BundlePolicy:
+    """An exported policy bundle, run by the policy node's own core (ONNX Runtime, chunk queue or
+    temporal ensembling) on simulated time: what the robot would do, without ROS."""
+
+    def __init__(self, path: str | Path, task: str | None = None) -> None:
+        from vla_il_nodes.policy_node_core import load_policy
+
+        self.path = str(path)
+        self.loaded = load_policy(self.path, prefer_gpu=False)
+        self.spec = self.loaded.spec
+        self.runner = None
+        self.tick = 0
+
+    def reset(self) -> None:
+        from vla_il_nodes.policy_node_core import PolicyRunner
+
+        self.runner = PolicyRunner(self.loaded, async_inference=False)
+        self.tick = 0
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        now = self.tick / FPS
+        self.tick += 1
+        sources = {"joint_positions": obs["agent_pos"], "env_state": info["env_state"]}
+        for component in self.spec.state_components:
+            if component.name not in sources:
+                raise ValueError(
+                    f"bundle input {component.name!r} has no source in the simulated ALOHA "
+                    f"(known: {', '.join(sources)})"
+                )
+            self._observe(component.name, sources[component.name], now)
+        for cam in self.spec.cameras:
+            self._observe(f"image_{cam}", obs["images"][cam], now)
+        action = self.runner.tick(now)
+        if action is None:
+            raise RuntimeError(f"bundle {self.path} produced no action at tick {self.tick - 1}")
+        return np.asarray(action, dtype=np.float64)
+
+    def _observe(self, name: str, value: np.ndarray, now: float) -> None:
+        problem = self.runner.observe(name, value, now)
+        if problem is not None:
+            raise ValueError(f"bundle {self.path}: {problem}")
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The cameras and image size this bundle reads."""
+        if not self.spec.cameras:
+            return {"cameras": ()}
+        return {"cameras": tuple(self.spec.cameras), "image_size": tuple(self.spec.image_size)}
+
+
+class BundleFactory:
+    """Picklable: builds a BundlePolicy in each evaluation worker."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+
+    def __call__(self, task: str) -> BundlePolicy:
+        return BundlePolicy(self.path, task)
+
+
+class PerturbedPrefixPolicy:
+    """The first `fraction` of the episode is driven by a perturbed policy: the base policy's action
+    plus a slowly wandering joint offset (Ornstein-Uhlenbeck, `sigma` rad per step; the base policy
+    re-plans from the measured joints every step, so the offset accumulates into a drift of a few
+    tenths of a radian) and random gripper flips. Then the base policy alone must recover from
+    wherever that left the arms and the objects."""
+
+    def __init__(self, base: Policy, prefix_steps: int, sigma: float = 0.04, seed: int = 0) -> None:
+        self.base = base
+        self.prefix_steps = prefix_steps
+        self.sigma = sigma
+        self.rng = np.random.default_rng(seed)
+        self.episode = 0
+
+    def reset(self) -> None:
+        self.base.reset()
+        self.rng = np.random.default_rng([self.episode, 7])
+        self.episode += 1
+        self.offset = np.zeros(14)
+        self.t = 0
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        action = np.asarray(self.base(obs, info), dtype=np.float64)
+        self.t += 1
+        if self.t > self.prefix_steps:
+            return action
+        theta = 0.05  # OU mean reversion per step: the offset wanders for ~20 steps at a time
+        self.offset += -theta * self.offset + self.sigma * np.sqrt(2 * theta) * self.rng.standard_normal(14)
+        out = action + self.offset
+        for g in (6, 13):
+            out[g] = action[g] if self.rng.random() > 0.05 else 1.0 - action[g]
+        from sim.aloha import robot
+
+        return np.clip(out, robot.JOINT_LOWER, robot.JOINT_UPPER)
+
+
+class PerturbedPrefixFactory:
+    """Picklable: wraps a policy factory so every episode starts with a perturbed prefix."""
+
+    def __init__(self, base: PolicyFactory, fraction: float, episode_length: int = 400, sigma: float = 0.04) -> None:
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"perturbed prefix fraction must be in [0, 1), got {fraction}")
+        self.base, self.fraction, self.episode_length, self.sigma = base, fraction, episode_length, sigma
+
+    def __call__(self, task: str) -> PerturbedPrefixPolicy:
+        return PerturbedPrefixPolicy(self.base(task), int(self.fraction * self.episode_length), self.sigma)
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default)."""
     if n == 0:
@@ -101,9 +208,11 @@ class EvalResult:
 
     def line(self) -> str:
         lo, hi = self.interval
-        return (f"{self.task} / {self.policy}: success {self.successes}/{self.n} = {100 * self.success_rate:.0f}% "
-                f"(Wilson 95%: {100 * lo:.0f}-{100 * hi:.0f}%), mean max reward "
-                f"{self.summary()['mean_max_reward']:.2f}, mean length {self.summary()['mean_length']:.0f}")
+        return (
+            f"{self.task} / {self.policy}: success {self.successes}/{self.n} = {100 * self.success_rate:.0f}% "
+            f"(Wilson 95%: {100 * lo:.0f}-{100 * hi:.0f}%), mean max reward "
+            f"{self.summary()['mean_max_reward']:.2f}, mean length {self.summary()['mean_length']:.0f}"
+        )
 
 
 def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = None) -> EpisodeResult:
@@ -182,7 +291,8 @@ def write_report(result: EvalResult, out_dir: Path) -> Path:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     lo, hi = result.interval
-    ax1.bar([0], [result.success_rate], yerr=[[result.success_rate - lo], [hi - result.success_rate]], capsize=8)
+    p = result.success_rate
+    ax1.bar([0], [p], yerr=[[max(0.0, p - lo)], [max(0.0, hi - p)]], capsize=8)
     ax1.set_ylim(0, 1)
     ax1.set_xticks([0], [result.policy])
     ax1.set_ylabel("success rate (Wilson 95%)")
@@ -197,8 +307,14 @@ def write_report(result: EvalResult, out_dir: Path) -> Path:
     return summary_path
 
 
-def record_videos(task: str, policy_factory: PolicyFactory, seeds: Sequence[int], out_dir: Path,
-                  camera: str = "top", image_size: tuple[int, int] = (240, 320)) -> list[Path]:
+def record_videos(
+    task: str,
+    policy_factory: PolicyFactory,
+    seeds: Sequence[int],
+    out_dir: Path,
+    camera: str = "top",
+    image_size: tuple[int, int] = (240, 320),
+) -> list[Path]:
     """MP4 videos (OpenCV) of the given episodes, seen from `camera`."""
     import cv2
 

@@ -29,7 +29,8 @@ def _build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=lambda _args: 1 if _run_doctor() else 0)
 
     collect = sub.add_parser(
-        "collect", help="record scripted-expert demonstrations from the simulated ALOHA into a LeRobot dataset",
+        "collect",
+        help="record scripted-expert demonstrations from the simulated ALOHA into a LeRobot dataset",
         description="Runs the task's closed-loop expert and writes each episode into a LeRobot dataset (v3).",
     )
     collect.add_argument("--task", default="transfer_cube", help="transfer_cube | insertion")
@@ -42,27 +43,47 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     collect.set_defaults(func=_collect)
 
-    ev = sub.add_parser("eval", help="evaluate a policy in the simulated ALOHA (success rate, Wilson 95%%)",
-                        description="Runs N episodes on seeds seed..seed+N-1 and reports the success rate.")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a policy in the simulated ALOHA (success rate, Wilson 95%%)",
+        description="Runs N episodes on seeds seed..seed+N-1 and reports the success rate.",
+    )
     ev.add_argument("--task", default="transfer_cube", help="transfer_cube | insertion")
-    ev.add_argument("--policy", default="expert", help="expert (bundles and checkpoints arrive with #5/#7)")
+    ev.add_argument(
+        "--policy",
+        default="expert",
+        help="expert (the scripted expert), a policy bundle directory, or a training checkpoint directory",
+    )
     ev.add_argument("--episodes", type=int, default=50)
     ev.add_argument("--seed", type=int, default=100_000, help="first seed (held out from collection)")
     ev.add_argument("--workers", type=int, default=1, help="parallel processes")
     ev.add_argument("--videos", type=int, default=0, help="record MP4 videos of the first N episodes")
     ev.add_argument("--out", type=Path, default=None, help="write episodes.jsonl, summary.json, success.png here")
+    ev.add_argument(
+        "--perturb-prefix",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="drive the first FRACTION of each episode with a perturbed policy (recovery test)",
+    )
     ev.set_defaults(func=_eval)
 
-    export = sub.add_parser("export", help="export a trained checkpoint to an ONNX policy bundle",
-                            description="Writes policy.onnx + policy.json after a PyTorch / ONNX Runtime parity check.")
+    export = sub.add_parser(
+        "export",
+        help="export a trained checkpoint to an ONNX policy bundle",
+        description="Writes policy.onnx + policy.json after a PyTorch / ONNX Runtime parity check.",
+    )
     export.add_argument("--checkpoint", type=Path, required=True, help="checkpoint dir (or an output dir: best/)")
     export.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     export.add_argument("--name", default=None, help="bundle name (default: the training run's folder)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     export.set_defaults(func=_export)
 
-    train = sub.add_parser("train", help="train a policy: bc | dagger | gail (every ILConfig field is a flag)",
-                           description="The trainers of training/il/, as `python training/il/<method>.py` runs them.")
+    train = sub.add_parser(
+        "train",
+        help="train a policy: bc | dagger | gail (every ILConfig field is a flag)",
+        description="The trainers of training/il/, as `python training/il/<method>.py` runs them.",
+    )
     train.add_argument("method", choices=["bc", "dagger", "gail"])
     train.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's flags (vla-il train bc --help)")
     train.set_defaults(func=_train)
@@ -94,8 +115,11 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     imp.set_defaults(func=_import_bag)
 
-    bench = sub.add_parser("bench", help="run a benchmark and print its table (sim; more arrive with each part)",
-                           description="Benchmarks print tables with a baseline measured in the same run.")
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark and print its table (sim; more arrive with each part)",
+        description="Benchmarks print tables with a baseline measured in the same run.",
+    )
     bench.add_argument("which", choices=sorted(_BENCHMARKS), help="which benchmark")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark (see its --help)")
     bench.set_defaults(func=_bench)
@@ -122,27 +146,59 @@ def _demo(_args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace) -> int:
     from sim.collect import collect
 
-    report = collect(args.task, args.episodes, args.out, cameras=tuple(args.cameras),
-                     image_size=tuple(args.image_size), keep_failed=args.keep_failed, seed=args.seed,
-                     overwrite=args.overwrite)
+    report = collect(
+        args.task,
+        args.episodes,
+        args.out,
+        cameras=tuple(args.cameras),
+        image_size=tuple(args.image_size),
+        keep_failed=args.keep_failed,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     print(report.line())
     return 0
 
 
 def _policy_factory(spec: str):
-    if spec == "expert":
-        from sim.evaluation import ExpertPolicy
+    """(factory, env kwargs) for --policy: expert, a bundle directory, or a checkpoint directory."""
+    from sim.evaluation import BundleFactory, ExpertPolicy
 
-        return ExpertPolicy
-    raise SystemExit(f"vla-il eval: unknown --policy {spec!r} (this version knows: expert)")
+    if spec == "expert":
+        return ExpertPolicy, {}
+    path = Path(spec)
+    if (path / "policy.onnx").exists():
+        return BundleFactory(path), BundleFactory(path)("").env_kwargs()
+    for candidate in (path, path / "best", path / "last"):
+        if (candidate / "model.pt").exists():
+            return _checkpoint_factory(candidate), {}
+    raise SystemExit(
+        f"vla-il eval: --policy {spec!r} is neither 'expert', a bundle (policy.json) nor a checkpoint directory"
+    )
+
+
+def _checkpoint_factory(path: Path):
+    """Export the checkpoint to a temporary bundle, so it is evaluated exactly as it would be deployed."""
+    import tempfile
+
+    from sim.evaluation import BundleFactory
+    from training.export.onnx_export import export_checkpoint
+
+    out = Path(tempfile.mkdtemp(prefix="vla-il-eval-")) / "bundle"
+    export_checkpoint(path, out)
+    return BundleFactory(out)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from sim.evaluation import evaluate, record_videos, write_report
+    from sim.evaluation import PerturbedPrefixFactory, evaluate, record_videos, write_report
 
-    factory = _policy_factory(args.policy)
+    factory, env_kwargs = _policy_factory(args.policy)
+    name = args.policy
+    if args.perturb_prefix > 0:
+        factory = PerturbedPrefixFactory(factory, args.perturb_prefix)
+        name = f"{args.policy} after a {100 * args.perturb_prefix:.0f}% perturbed prefix"
     seeds = range(args.seed, args.seed + args.episodes)
-    result = evaluate(args.task, factory, seeds, policy_name=args.policy, workers=args.workers)
+    result = evaluate(args.task, factory, seeds, policy_name=name, workers=args.workers, env_kwargs=env_kwargs)
     print(result.line())
     if args.out is not None:
         print(f"wrote {write_report(result, args.out)}")
@@ -162,8 +218,10 @@ def _export(args: argparse.Namespace) -> int:
     except (BundleError, CheckpointError) as exc:
         print(f"vla-il export: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
-          f"at {spec.fps:g} Hz; PyTorch vs ONNX Runtime max abs diff {diff:.2e}")
+    print(
+        f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
+        f"at {spec.fps:g} Hz; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
+    )
     return 0
 
 

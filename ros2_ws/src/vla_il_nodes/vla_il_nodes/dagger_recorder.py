@@ -14,6 +14,7 @@ Synchronisation and drops: recorder_core.py; episodes and write errors: recorder
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +105,23 @@ class DaggerRecorderNode(Node):
         self.create_service(StartEpisode, "~/start_episode", self._on_start)
         self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
         self.create_timer(0.02, self._poll)
+        # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up already
+        self._preparing = threading.Thread(target=self._prepare, daemon=True)
+        self._preparing.start()
         self.get_logger().info(
             f"recording into {self.session.store.root} ({len(self.session.store.episodes())} episodes there): "
             f"{len(self.joint_names)} joints, cameras {', '.join(self.cameras) or 'none'} ({reliability}), "
             f"{'sim state, ' if env_dim else ''}one frame per command"
         )
+
+    def _prepare(self) -> None:
+        try:
+            self.session.prepare()
+        except Exception as exc:  # noqa: BLE001 - reported; start_episode retries and answers with it
+            self.get_logger().error(f"preparing the record directory failed: {exc}")
+            return
+        n = len(self.session.store.episodes())
+        self.get_logger().info(f"ready: {self.session.dataset_path} holds {n} episodes")
 
     # ------------------------------------------------------------------ inputs
     def _stamp(self, header: Header) -> float:
@@ -184,9 +197,10 @@ class DaggerRecorderNode(Node):
 
     def _on_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
         task = req.task or self.instruction
+        self._preparing.join()
         try:
             index = self.session.start(task)
-        except (RecorderError, OSError) as exc:
+        except (RecorderError, StoreError, OSError, ValueError) as exc:
             resp.success, resp.message, resp.episode_index = False, str(exc), -1
             self.get_logger().error(f"cannot start an episode: {exc}")
             return resp

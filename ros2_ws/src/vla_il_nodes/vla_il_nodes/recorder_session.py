@@ -79,12 +79,19 @@ class RecordingSession:
         self.merge_after_save = merge
         self.cut_episodes = self.store.recover()
         self.store.check_features(spec.features(), spec.fps)
-        if merge:
-            self.store.merge()  # episodes a crash left unmerged
+        self.ready = False
         self.writer = None
         self.episode: EpisodeSummary | None = None
         self._staged: Path | None = None
         self._lags: list[float] = []
+
+    def prepare(self) -> None:
+        """Load lerobot (slow: it imports torch) and merge what a crash left unmerged."""
+        from training.datasets.writer import EpisodeWriter  # noqa: F401 - the import is the point
+
+        if self.merge_after_save:
+            self.store.merge()
+        self.ready = True
 
     @property
     def recording(self) -> bool:
@@ -95,6 +102,8 @@ class RecordingSession:
 
         if self.episode is not None:
             raise RecorderError(f"episode {self.episode.index} is being recorded: stop or discard it first")
+        if not self.ready:
+            self.prepare()
         if not task:
             raise RecorderError("no task instruction: give one in the request or set the 'instruction' parameter")
         free = free_mb(self.store.root)

@@ -1,0 +1,176 @@
+"""The DAgger recorder as a real process over DDS: episodes on disk, services, kill -9 and restart."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
+from vla_il_msgs.msg import EpisodeEvent, InterventionEvent
+from vla_il_msgs.srv import StartEpisode, StopEpisode
+
+from sim.aloha import robot
+from tests.ros_harness import CONFIG, LATCHED, RELIABLE, wait_until
+from training.datasets import schema
+from training.datasets.lerobot_io import open_dataset
+
+pytestmark = pytest.mark.ros
+
+H, W = 48, 64
+NAMES = list(robot.JOINT_NAMES)
+
+
+def stamp(t: float) -> Time:
+    return Time(sec=int(t), nanosec=int((t - int(t)) * 1e9))
+
+
+class FakeRobot:
+    """Publishes what a lockstep graph would, step by step, with explicit stamps: the recorder's inputs."""
+
+    def __init__(self, probe, cameras=("top",)):
+        self.probe = probe
+        self.joints = probe.publisher(JointState, "joint_states")
+        self.images = {c: probe.publisher(Image, f"cameras/{c}/image_raw", RELIABLE) for c in cameras}
+        self.command = probe.publisher(JointState, "command")
+        self.policy = probe.publisher(JointState, "policy/action")
+        self.teleop = probe.publisher(JointState, "teleop/action")
+        self.intervention = probe.publisher(InterventionEvent, "intervention", LATCHED)
+        self.events = probe.collect(EpisodeEvent, "recorder/episode", LATCHED)
+        self.k = 0
+
+    def wait_for_recorder(self):
+        for pub in (self.joints, self.command, *self.images.values()):
+            self.probe.wait_for_subscribers(pub)
+
+    def step(self, driver: str | None = None, image_delay: float = 0.0, policy_nan: bool = False):
+        """One control step: observation (image value = step % 256), proposals, then the command."""
+        k, t = self.k, time.time()
+        self.k += 1
+        head = Header(stamp=stamp(t))
+        self.joints.publish(JointState(header=head, name=NAMES, position=[float(k)] * 14))
+        if driver:
+            self.intervention.publish(InterventionEvent(header=Header(stamp=stamp(t + 0.0005)), driver=driver))
+        policy = [float("nan")] * 14 if policy_nan else [1000.0 + k] * 14
+        self.policy.publish(JointState(header=Header(stamp=stamp(t + 0.001)), name=NAMES, position=policy))
+        self.teleop.publish(JointState(header=head, name=NAMES, position=[2000.0 + k] * 14))
+        if image_delay:
+            time.sleep(image_delay)
+        for cam, pub in self.images.items():
+            data = np.full((H, W, 3), k % 256, np.uint8).tobytes()
+            pub.publish(
+                Image(
+                    header=Header(stamp=stamp(t), frame_id=cam),
+                    height=H,
+                    width=W,
+                    encoding="rgb8",
+                    step=W * 3,
+                    data=data,
+                )
+            )
+        self.command.publish(JointState(header=Header(stamp=stamp(t + 0.002)), name=NAMES, position=[3000.0 + k] * 14))
+        time.sleep(0.01)
+
+
+def start_recorder(node_process, record_dir, **params):
+    base = {
+        "record_dir": str(record_dir),
+        "cameras": ["top"],
+        "image_height": H,
+        "image_width": W,
+        "image_reliability": "reliable",
+        "min_free_mb": 1.0,
+        "image_writer_threads": 1,
+        "instruction": "pick up the cube",
+    }
+    return node_process("dagger_recorder", params_files=[CONFIG / "dagger_recorder.yaml"], params={**base, **params})
+
+
+def start(probe, task=""):
+    return probe.call(StartEpisode, "dagger_recorder/start_episode", StartEpisode.Request(task=task))
+
+
+def stop(probe, success=True, discard=False):
+    req = StopEpisode.Request(task_success=success, discard=discard)
+    return probe.call(StopEpisode, "dagger_recorder/stop_episode", req, timeout=60)
+
+
+@pytest.fixture
+def rig(probe, node_process, tmp_path):
+    rec = start_recorder(node_process, tmp_path / "rec")
+    robot_ = FakeRobot(probe)
+    assert rec.wait_for_log("ready:", timeout=180), rec.log()  # lerobot (torch) takes a while to import
+    robot_.wait_for_recorder()
+    return rec, robot_, tmp_path / "rec"
+
+
+def test_records_one_frame_per_command_with_matching_observations_and_flags(rig, probe):
+    rec, bot, root = rig
+    assert start(probe).success
+    drivers = ["policy"] * 5 + ["expert"] * 5 + ["policy"] * 5
+    for d in drivers:
+        bot.step(driver=d)
+    done = stop(probe, success=True)
+    assert done.success and done.num_frames == 15, done.message
+    assert wait_until(lambda: any(e.event == "saved" for e in bot.events), 10)
+    saved = next(e for e in bot.events if e.event == "saved")
+    assert saved.intervention_frames == 5 and saved.dropped_frames == 0 and saved.success
+
+    ds = open_dataset(root / "dataset")
+    table = ds.hf_dataset.with_format("numpy")
+    state = np.stack(table[schema.STATE])[:, 0]
+    assert list(state) == list(range(15))
+    # every frame's action is its own command, its labels the proposals for the same observation
+    assert np.all(np.stack(table[schema.ACTION])[:, 0] == 3000 + state)
+    assert np.all(np.stack(table[schema.POLICY_ACTION])[:, 0] == 1000 + state)
+    assert np.all(np.stack(table[schema.EXPERT_ACTION])[:, 0] == 2000 + state)
+    assert list(np.asarray(table[schema.INTERVENTION]).reshape(-1)) == [d == "expert" for d in drivers]
+    frame = ds[12]
+    assert abs(float(frame[schema.image_key("top")].mean()) * 255 - 12) < 2  # the image of step 12
+    assert ds.meta.tasks.index[0] == "pick up the cube"
+
+
+def test_discard_and_bad_requests_answer_clearly(rig, probe):
+    rec, bot, root = rig
+    assert "no episode" in stop(probe).message
+    assert start(probe).success
+    again = start(probe)
+    assert not again.success and "stop or discard it first" in again.message
+    for _ in range(3):
+        bot.step()
+    gone = stop(probe, discard=True)
+    assert gone.success and "discarded" in gone.message
+    assert not (root / "dataset").exists()
+    assert start(probe).episode_index == 0  # the discarded episode took no index
+
+
+def test_kill_9_mid_episode_loses_only_that_episode(probe, node_process, tmp_path):
+    root = tmp_path / "rec"
+    rec = start_recorder(node_process, root)
+    bot = FakeRobot(probe)
+    assert rec.wait_for_log("ready:", timeout=180), rec.log()
+    bot.wait_for_recorder()
+    assert start(probe).success
+    for _ in range(8):
+        bot.step()
+    assert stop(probe).success
+    assert start(probe).success
+    for _ in range(6):
+        bot.step()
+    rec.proc.kill()  # SIGKILL mid-episode: no clean-up runs
+    rec.proc.wait(timeout=5)
+
+    rec2 = start_recorder(node_process, root)
+    assert rec2.wait_for_log("ready:", timeout=180), rec2.log()
+    assert "removed episode_000001" in rec2.log()
+    ds = open_dataset(root / "dataset")
+    assert ds.meta.total_episodes == 1 and ds.meta.total_frames == 8
+    bot.wait_for_recorder()
+    assert start(probe).episode_index == 1  # the cut episode's index is reused: it never existed
+    for _ in range(4):
+        bot.step()
+    assert stop(probe).success
+    ds = open_dataset(root / "dataset")
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 12

@@ -176,7 +176,8 @@ def test_a_merge_cut_short_is_redone_from_the_log(tmp_path):
         record(s1, n)
         s1.stop(True)
     assert not (tmp_path / "rec/dataset").exists()
-    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)  # merges what the log holds
+    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    s2.prepare()  # merges what the log holds
     assert open_dataset(s2.dataset_path).meta.total_frames == 7
     assert os.readlink(tmp_path / "rec/dataset") == "merged/000002"
 

@@ -161,7 +161,8 @@ def test_a_crash_mid_episode_loses_only_that_episode(tmp_path):
     s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
     record(s1, 5)
     s1.stop(task_success=True)
-    record(s1, 7)  # never stopped: what a kill -9 leaves behind
+    record(s1, 7)  # never stopped: what a kill -9 leaves behind ...
+    s1.writer.dataset.stop_image_writer()  # ... once its threads are gone too (they would write on)
     assert any((tmp_path / "rec/.staging").iterdir())
     s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
     assert s2.cut_episodes == ["episode_000001"] and not any((tmp_path / "rec/.staging").iterdir())

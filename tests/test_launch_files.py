@@ -9,6 +9,7 @@ remapped topic among the node's own topic names, each LaunchConfiguration declar
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from tests.ros_harness import INSTALL, ROOT
 
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 NODES_SRC = ROOT / "ros2_ws/src/vla_il_nodes"
-ALLOWED_IMPORTS = {"launch", "launch_ros", "os", "pathlib", "yaml", "__future__"}
+ALLOWED_IMPORTS = {"launch", "launch_ros", "os", "pathlib", "yaml", "json", "__future__"}
 
 
 def _str(node: ast.AST | None) -> str | None:
@@ -70,6 +71,8 @@ def test_everything_a_launch_file_names_exists(path: Path):
         source = (NODES_SRC / package / f"{executable}.py").read_text()
         remaps = _kwarg(call, "remappings")
         for pair in getattr(remaps, "elts", []):
+            if isinstance(pair, ast.Starred):
+                continue  # remappings computed from a robot profile: test_every_robot_profile_fits_the_launch_files
             topic = _str(pair.elts[0]) if isinstance(pair, ast.Tuple) else None
             assert topic is not None, f"{path.name}: remapping without a literal source topic"
             assert f'"{topic}"' in source, f"{path.name}: {executable} has no topic {topic!r} to remap"
@@ -81,3 +84,30 @@ def test_everything_a_launch_file_names_exists(path: Path):
     declared = {_str(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
     for call in _calls(tree, "LaunchConfiguration"):
         assert _str(call.args[0]) in declared, f"{path.name}: LaunchConfiguration {_str(call.args[0])!r} not declared"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "config/robots").glob("*.yaml")))
+def test_every_robot_profile_fits_the_launch_files(name: str):
+    """robot:=<profile>: what deploy.launch.py takes from a profile is there, and the nodes take it."""
+    from vla_il.profiles import load_profile
+
+    profile = load_profile(name)
+    assert (INSTALL / "vla_il/share/vla_il/config/robots" / f"{name}.yaml").exists(), f"{name} is not installed"
+    deploy = (ROOT / "launch/deploy.launch.py").read_text()
+    assert "robot" in {_str(c.args[0]) for c in _calls(ast.parse(deploy), "DeclareLaunchArgument")}
+    node_src = {n: (NODES_SRC / "vla_il_nodes" / f"{n}.py").read_text() for n in _entry_points()}
+
+    def declares(node: str, param: str) -> bool:
+        return re.search(rf'declare\(\s*self,\s*"{param}"', node_src[node]) is not None
+
+    for param in profile.mux_parameters():  # the mux's limits come from the profile
+        assert declares("intervention_mux", param), f"the mux takes no {param}"
+    for topic in ("joint_states", "command"):  # remapped to the profile's topics
+        assert f'"{topic}"' in node_src["intervention_mux"]
+    assert 'f"cameras/{cam}/image_raw"' in node_src["policy_node"]  # the camera remaps' source topics
+    for cam in profile.cameras:
+        if cam.driver == "camera_node":
+            for key in cam.settings:  # every camera setting is a camera_node parameter
+                assert declares("camera_node", key), f"{name}: camera_node has no parameter {key}"
+    if profile.has_adapter:
+        assert "robot_adapter" in _entry_points() and '"robot_adapter"' in deploy

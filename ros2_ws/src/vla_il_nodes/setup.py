@@ -15,6 +15,7 @@ NODES = {
     "teleop_keyboard": "vla_il_nodes.teleop_keyboard:main",
     "teleop_leader": "vla_il_nodes.teleop_leader:main",
     "camera_node": "vla_il_nodes.camera_node:main",
+    "robot_adapter": "vla_il_nodes.robot_adapter:main",
 }
 
 setup(

@@ -1,0 +1,197 @@
+"""The VLA trainers: the spec's stage pipeline BC -> DAgger -> GAIL through the CLIs on a tiny model,
+DistributedDataParallel with 2 CPU processes under torchrun, and bad input stopping cleanly."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.ros_harness import ROOT
+from tests.vla_fixtures import aloha_dataset
+from training.checkpoint import load_checkpoint
+from training.cli import run_il_cli
+from training.models.vla import VLAModel
+
+TINY = ["--vla_hidden", "32", "--batch_size", "16", "--learning_rate", "1e-3"]
+
+
+@pytest.fixture(scope="module")
+def aloha(tmp_path_factory):
+    return aloha_dataset(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path):
+    bc, dagger, gail = tmp_path / "bc", tmp_path / "dagger", tmp_path / "gail"
+    assert (
+        run_il_cli(
+            "bc",
+            [
+                "--dataset",
+                str(aloha),
+                "--bc_epochs",
+                "2",
+                "--action_chunk_size",
+                "5",
+                "--bc_validation_split",
+                "0.34",
+                "--eval_episodes",
+                "1",
+                "--episode_length",
+                "20",
+                "--output_dir",
+                str(bc),
+                *TINY,
+            ],
+        )
+        == 0
+    )
+    history = rows(bc)
+    assert [r["val/loss"] for r in history if "val/loss" in r] and any("success_rate" in r for r in history)
+    model, config, metrics = load_checkpoint(bc)
+    assert isinstance(model, VLAModel) and model.chunk_size == 5 and config.extra["dataset"] == str(aloha)
+    assert (bc / "learning_curves.png").exists() and (bc / "last/model.pt").exists()
+
+    assert (
+        run_il_cli(
+            "dagger",
+            [
+                "--model_path",
+                str(bc / "best"),
+                "--dagger_iterations",
+                "2",
+                "--dagger_episodes_per_iter",
+                "1",
+                "--episode_length",
+                "15",
+                "--bc_epochs",
+                "1",
+                "--dagger_beta_schedule",
+                "exponential",
+                "--eval_episodes",
+                "0",
+                "--output_dir",
+                str(dagger),
+                *TINY,
+            ],
+        )
+        == 0
+    )
+    history = [r for r in rows(dagger) if "dagger/beta" in r]
+    assert [r["dagger/beta"] for r in history] == pytest.approx([1.0, 0.9])
+    assert [r["dagger/expert_labels"] for r in history] == [15, 30]  # every visited state labelled, aggregated
+    loaded, _, _ = load_checkpoint(dagger)
+    assert not torch.equal(loaded.head[-1].weight, model.head[-1].weight)  # it trained on the new labels
+
+    assert (
+        run_il_cli(
+            "gail",
+            [
+                "--model_path",
+                str(dagger / "best"),
+                "--total_timesteps",
+                "24",
+                "--ppo_rollout_steps",
+                "12",
+                "--ppo_minibatch_size",
+                "6",
+                "--num_expert_episodes",
+                "1",
+                "--episode_length",
+                "12",
+                "--eval_episodes",
+                "1",
+                "--output_dir",
+                str(gail),
+                *TINY,
+            ],
+        )
+        == 0
+    )
+    last = rows(gail)[-1]
+    assert {"train/loss", "disc_loss", "gail_reward", "mean_reward"} <= set(last)
+    assert (gail / "best/discriminator.pt").exists() and (gail / "best/value_head.pt").exists()
+
+
+def test_bad_dataset_or_checkpoint_stops_the_cli_with_a_message(aloha, tmp_path, capsys):
+    assert (
+        run_il_cli(
+            "bc",
+            ["--dataset", str(aloha), "--cameras", "left_wrist", "--vla", "tiny", "--output_dir", str(tmp_path / "x")],
+        )
+        == 2
+    )
+    assert "lacks the camera(s) left_wrist" in capsys.readouterr().err
+    assert run_il_cli("bc", ["--vla", "tiny", "--output_dir", str(tmp_path / "y")]) == 2
+    assert "needs --dataset" in capsys.readouterr().err
+    assert (
+        run_il_cli(
+            "bc",
+            [
+                "--dataset",
+                str(aloha),
+                "--vision_model_name",
+                str(tmp_path / "none"),
+                "--llm_model_name",
+                str(tmp_path / "none"),
+                "--output_dir",
+                str(tmp_path / "z"),
+            ],
+        )
+        == 2
+    )
+    assert "no tokenizer for" in capsys.readouterr().err
+
+
+def test_ddp_with_two_cpu_processes_under_torchrun(aloha, tmp_path):
+    import socket
+
+    out = tmp_path / "ddp"
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(ROOT / "training/il/behavioral_cloning.py"),
+        "--dataset",
+        str(aloha),
+        "--bc_epochs",
+        "2",
+        "--bc_validation_split",
+        "0",
+        "--eval_episodes",
+        "0",
+        "--action_chunk_size",
+        "4",
+        "--num_workers",
+        "0",
+        "--output_dir",
+        str(out),
+        *TINY,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=280)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    frames = 3 * 40
+    per_rank_steps = -(-frames // 2 // 16)  # each rank iterates its own half of the frames
+    assert [r["step"] for r in rows(out) if "train/loss" in r] == [per_rank_steps, 2 * per_rank_steps]
+    _, config, _ = load_checkpoint(out)
+    assert config.extra["world_size"] == 2
+    assert done.stdout.count("bc done") == 2 and not list(out.glob("*.tmp"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -56,27 +57,29 @@ class FakeRobot:
         policy = [float("nan")] * 14 if policy_nan else [1000.0 + k] * 14
         self.policy.publish(JointState(header=Header(stamp=stamp(t + 0.001)), name=NAMES, position=policy))
         self.teleop.publish(JointState(header=head, name=NAMES, position=[2000.0 + k] * 14))
-        if image_delay:
-            time.sleep(image_delay)
-        for cam, pub in self.images.items():
-            data = np.full((H, W, 3), k % 256, np.uint8).tobytes()
-            pub.publish(
-                Image(
-                    header=Header(stamp=stamp(t), frame_id=cam),
-                    height=H,
-                    width=W,
-                    encoding="rgb8",
-                    step=W * 3,
-                    data=data,
-                )
-            )
+
+        def publish_images():
+            for cam, pub in self.images.items():
+                data = np.full((H, W, 3), k % 256, np.uint8).tobytes()
+                head = Header(stamp=stamp(t), frame_id=cam)
+                pub.publish(Image(header=head, height=H, width=W, encoding="rgb8", step=W * 3, data=data))
+
+        if image_delay:  # the camera lags: its image of this step comes after the command
+            threading.Timer(image_delay, publish_images).start()
+        else:
+            publish_images()
         self.command.publish(JointState(header=Header(stamp=stamp(t + 0.002)), name=NAMES, position=[3000.0 + k] * 14))
-        time.sleep(0.01)
+        time.sleep(0.02)  # 50 Hz: neighbouring observations are further apart than the tolerance
 
 
 def start_recorder(node_process, record_dir, **params):
+    """The recorder with the ALOHA parameter file and small images; cameras=[] records none."""
+    files = [CONFIG / "dagger_recorder.yaml"]
+    if params.get("cameras") == []:  # an empty list on the command line does not override the file's
+        files, params = [], {k: v for k, v in params.items() if k != "cameras"}
     base = {
         "record_dir": str(record_dir),
+        "joint_names": NAMES,
         "cameras": ["top"],
         "image_height": H,
         "image_width": W,
@@ -85,7 +88,9 @@ def start_recorder(node_process, record_dir, **params):
         "image_writer_threads": 1,
         "instruction": "pick up the cube",
     }
-    return node_process("dagger_recorder", params_files=[CONFIG / "dagger_recorder.yaml"], params={**base, **params})
+    if not files:
+        del base["cameras"]
+    return node_process("dagger_recorder", params_files=files, params={**base, **params})
 
 
 def start(probe, task=""):

@@ -49,7 +49,7 @@ class DaggerRecorderNode(Node):
         sim_task = declare(self, "sim_task", "", "In the sim: its task; records its privileged object poses.")
         reliability = declare(self, "image_reliability", "best_effort", "Camera QoS: best_effort | reliable.")
         image_depth = declare(self, "image_depth", 10, "Camera QoS history depth.")
-        tolerance = declare(self, "image_tolerance_s", 0.012, "An image belongs to a joint state this close in stamp.")
+        tolerance = declare(self, "image_tolerance_s", 0.009, "An image belongs to a joint state this close in stamp.")
         fresh = declare(self, "action_fresh_s", 0.1, "A proposal older than the tick's joint state by more is stale.")
         settle = declare(self, "settle_s", 0.05, "Assemble a frame at the latest this long after its command.")
         max_lag = declare(self, "max_lag_s", 0.25, "Drop a frame whose observations are this late.")

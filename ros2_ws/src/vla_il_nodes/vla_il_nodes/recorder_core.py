@@ -40,7 +40,7 @@ class SyncConfig:
 
     cameras: tuple[str, ...] = ()
     env_state: bool = False
-    image_tolerance_s: float = 0.012  # an image (or env state) belongs to a joint state this close in stamp
+    image_tolerance_s: float = 0.009  # an image (or env state) belongs to a joint state this close in stamp
     action_fresh_s: float = 0.1  # an action older than the tick's joint state by more is not this tick's
     settle_s: float = 0.05  # assemble a tick at the latest this long after its command
     max_lag_s: float = 0.25  # drop a tick still missing an observation this long after its command

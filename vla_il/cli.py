@@ -263,6 +263,7 @@ _BENCHMARKS = {
     "sim": "benchmarks.sim_throughput",
     "il": "benchmarks.il_benchmark",
     "policy": "benchmarks.policy_latency",
+    "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",
 }
 

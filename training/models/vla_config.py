@@ -103,7 +103,7 @@ def tiny_backbone_configs(
         "num_hidden_layers": layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "max_position_embeddings": 512,
+        "max_position_embeddings": 2048,  # rotary: no parameters, room for 3 cameras
         "tie_word_embeddings": False,
         "use_cache": False,
     }

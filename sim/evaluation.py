@@ -88,10 +88,11 @@ class BundlePolicy:
             raise ValueError(f"bundle {self.path}: {problem}")
 
     def env_kwargs(self) -> dict[str, Any]:
-        """The cameras and image size this bundle reads."""
+        """The cameras and image size this bundle reads; actions clamped to the joint limits, as the
+        intervention mux does on the robot (a learned policy's gripper may overshoot 0..1 slightly)."""
         if not self.spec.cameras:
-            return {"cameras": ()}
-        return {"cameras": tuple(self.spec.cameras), "image_size": tuple(self.spec.image_size)}
+            return {"cameras": (), "clamp_actions": True}
+        return {"cameras": tuple(self.spec.cameras), "image_size": tuple(self.spec.image_size), "clamp_actions": True}
 
 
 class BundleFactory:

@@ -33,6 +33,14 @@ def build_parser(method: str) -> argparse.ArgumentParser:
                         "(default: CartPole-v1)")
     parser.add_argument("--dataset", type=Path, default=None, help="a local LeRobot dataset of demonstrations")
     parser.add_argument("--model_path", type=Path, default=None, help="start from this checkpoint (or output dir)")
+    if method == "dagger":
+        g = parser.add_argument_group("human-gated DAgger (--dagger_mode human_gated): recorded rounds")
+        g.add_argument("--extra_dataset", type=Path, action="append", default=[],
+                       help="another dataset to aggregate with --dataset (initial demos, earlier rounds); repeatable")
+        g.add_argument("--export_bundle", type=Path, default=None,
+                       help="export the trained policy to this bundle directory")
+        g.add_argument("--load_policy_service", default=None,
+                       help="then ask the running policy node to load it (e.g. /load_policy)")
     defaults = ILConfig()
     for f in dataclasses.fields(ILConfig):
         if f.name == "extra":
@@ -75,6 +83,8 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     from training.experts import expert_for
 
     config = config_from_args(method, args)
+    if method == "dagger" and config.dagger_mode == "human_gated":
+        return _run_hg_dagger(args, config)
     from training.il.vla_cli import run_vla, wants_vla
 
     if wants_vla(args):  # images + instruction + state: the VLA's data path
@@ -114,4 +124,24 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
         result = trainer.train(expert_policy=expert if demos is None else None, expert_demonstrations=demos)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def _run_hg_dagger(args: argparse.Namespace, config: ILConfig) -> dict[str, Any]:
+    """HG-DAgger from recorded datasets: train on the expert's segments, export, hot-load."""
+    from training.checkpoint import load_checkpoint
+    from training.il.hg_dagger import HGDAgger, export_and_load
+
+    if args.dataset is None:
+        raise ValueError("--dagger_mode human_gated needs --dataset (the recording: <record_dir>/dataset)")
+    env_name = args.env or "aloha:transfer_cube"
+    config.extra.update({"env": env_name, "dataset": str(args.dataset),
+                         "model_path": str(args.model_path) if args.model_path else None})
+    policy = load_checkpoint(args.model_path)[0] if args.model_path is not None else None
+    trainer = HGDAgger(config, policy, env_name=env_name)
+    result = trainer.train([args.dataset, *args.extra_dataset])
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    if args.export_bundle is not None:
+        print(export_and_load(Path(config.output_dir) / "best", args.export_bundle, args.load_policy_service))
     return result

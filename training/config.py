@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 BETA_SCHEDULES = ("constant", "linear", "exponential")
+DAGGER_MODES = ("online", "human_gated")
+DAGGER_LABELS = ("intervention", "expert")
 
 
 @dataclass
@@ -34,6 +36,11 @@ class ILConfig:
     dagger_beta_schedule: str = "linear"
     dagger_initial_beta: float = 1.0
     dagger_initial_episodes: int = 0  # expert episodes that seed D0 (0: the first iteration, beta=1, does)
+    # online: the specification's DAgger (roll out, the expert labels every state); human_gated:
+    # HG-DAgger from recorded datasets (the dagger_recorder's), whose labels are the expert's frames
+    dagger_mode: str = "online"
+    dagger_labels: str = "intervention"  # human_gated: intervention (expert-driven frames) | expert (every label)
+    intervention_weight: float = 1.0  # human_gated: expert-driven frames count this many times (oversampled)
     # --- GAIL ---
     gail_disc_hidden_dim: int = 256
     gail_disc_updates: int = 5
@@ -82,6 +89,13 @@ class ILConfig:
         if self.dagger_beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"ILConfig.dagger_beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, "
                              f"got {self.dagger_beta_schedule!r}")
+        if self.dagger_mode not in DAGGER_MODES:
+            raise ValueError(f"ILConfig.dagger_mode must be one of {', '.join(DAGGER_MODES)}, got {self.dagger_mode!r}")
+        if self.dagger_labels not in DAGGER_LABELS:
+            raise ValueError(f"ILConfig.dagger_labels must be one of {', '.join(DAGGER_LABELS)}, "
+                             f"got {self.dagger_labels!r}")
+        if not self.intervention_weight >= 1.0:
+            raise ValueError(f"ILConfig.intervention_weight must be >= 1, got {self.intervention_weight}")
         if not 0.0 <= self.dagger_initial_beta <= 1.0:
             raise ValueError(f"ILConfig.dagger_initial_beta must be in [0, 1], got {self.dagger_initial_beta}")
         for name in ("ppo_clip_range", "ppo_gae_lambda", "ppo_gamma"):

@@ -20,9 +20,27 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="the simulated HG-DAgger loop: sim, record, train, export, deploy, correct, retrain",
-        description="Runs the whole loop on the simulated ALOHA. Until the loop lands (issue #8) it checks "
-        "the environment that the loop runs on.",
+        description="Collects expert demonstrations, trains BC, exports a bundle, brings the ROS graph up in "
+        "lockstep (sim_bridge, policy_node, intervention_mux, teleop_sim_expert, dagger_recorder), runs rounds of "
+        "human-gated DAgger with the scripted expert playing the human, retrains and hot-loads the policy each "
+        "round, evaluates every round on held-out seeds and writes a table, a plot and a report.",
     )
+    from vla_il.demo import DemoConfig
+
+    d = DemoConfig()
+    demo.add_argument("--task", default=d.task, help="transfer_cube | insertion")
+    demo.add_argument("--out", type=Path, default=d.out, help="where everything is written")
+    demo.add_argument("--demos", type=int, default=d.demos, help="expert demonstrations for BC")
+    demo.add_argument("--rounds", type=int, default=d.rounds, help="HG-DAgger rounds")
+    demo.add_argument("--episodes-per-round", type=int, default=d.episodes_per_round)
+    demo.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="held-out seeds per evaluation")
+    demo.add_argument("--obs", default=d.obs, choices=["state", "images"], help="what the policy sees")
+    demo.add_argument("--policy", default=d.policy, choices=["mlp", "vla"], help="the policy trained")
+    demo.add_argument("--chunk-size", type=int, default=d.chunk_size, help="actions per chunk (temporal ensembling)")
+    demo.add_argument("--epochs", type=int, default=d.epochs, help="BC epochs")
+    demo.add_argument("--round-epochs", type=int, default=d.round_epochs, help="epochs per HG-DAgger round")
+    demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     demo.set_defaults(func=_demo)
 
     doctor = sub.add_parser("doctor", help="check that every part of the environment works here")
@@ -137,10 +155,19 @@ def _run_doctor() -> int:
     return run_doctor()
 
 
-def _demo(_args: argparse.Namespace) -> int:
-    print("vla-il demo: the simulated HG-DAgger loop is not in this version yet (issue #8).")
-    print("Checking the environment it will run on instead:\n")
-    return 1 if _run_doctor() else 0
+def _demo(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from vla_il.demo import DemoConfig, DemoError, run_demo
+
+    fields = {f.name for f in dataclasses.fields(DemoConfig)}
+    cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        run_demo(cfg)
+    except DemoError as exc:
+        print(f"vla-il demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _collect(args: argparse.Namespace) -> int:

@@ -146,3 +146,17 @@ def _param_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_param_text(v) for v in value) + "]"
     return str(value)
+
+
+def call_load_policy(service: str, bundle: str, timeout: float = 10.0, probe: Probe | None = None) -> tuple[bool, str]:
+    """Ask a running policy node to load a bundle: (accepted, its message)."""
+    from vla_il_msgs.srv import LoadPolicy
+
+    own = probe is None
+    probe = probe or Probe("vla_il_load_policy")
+    try:
+        reply = probe.call(LoadPolicy, service, LoadPolicy.Request(bundle_path=bundle), timeout)
+        return bool(reply.success), reply.message
+    finally:
+        if own:
+            probe.close()

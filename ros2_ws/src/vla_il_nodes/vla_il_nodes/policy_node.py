@@ -60,6 +60,8 @@ class PolicyNode(Node):
         self.status_pub = self.create_publisher(PolicyStatus, "policy/status", RELIABLE)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, RELIABLE)
         self._subscribed: set[str] = set()
+        self._stamps: dict[str, int] = {}  # input -> stamp (ns) of its latest message (lockstep ticks)
+        self._ticked_stamp: int | None = None
         self._subscribe_inputs(policy)
         self._timer = None
         self._start_timer(policy)
@@ -92,12 +94,10 @@ class PolicyNode(Node):
             self.get_logger().error(f"refusing to drive: {self._joint_error}", throttle_duration_sec=5.0)
             return
         self._joint_error = None
-        self._observe("joint_positions", np.array([msg.position[index[n]] for n in names]))
-        if self.tick_source == "observation":
-            self._tick()
+        self._observe("joint_positions", np.array([msg.position[index[n]] for n in names]), msg.header.stamp)
 
     def _on_sim_state(self, msg: SimState) -> None:
-        self._observe("env_state", np.asarray(msg.env_state))
+        self._observe("env_state", np.asarray(msg.env_state), msg.header.stamp)
 
     def _on_image(self, camera: str, msg: Image) -> None:
         if msg.encoding != "rgb8":
@@ -109,12 +109,23 @@ class PolicyNode(Node):
             self.get_logger().warning(f"dropping {camera} image: {img.size} bytes for {msg.width}x{msg.height}",
                                       throttle_duration_sec=1.0)
             return
-        self._observe(f"image_{camera}", img.reshape(msg.height, msg.width, 3))
+        self._observe(f"image_{camera}", img.reshape(msg.height, msg.width, 3), msg.header.stamp)
 
-    def _observe(self, name: str, value: np.ndarray) -> None:
+    def _observe(self, name: str, value: np.ndarray, stamp=None) -> None:
         error = self.runner.observe(name, value, time.monotonic())
         if error is not None:
             self.get_logger().warning(f"dropping observation: {error}", throttle_duration_sec=1.0)
+            return
+        if self.tick_source == "observation" and stamp is not None:
+            # Lockstep: one tick per observation, once every input of that observation (same stamp:
+            # joint states, object poses, images of one sim step) has arrived, in whatever order.
+            ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+            self._stamps[name] = ns
+            spec = self.runner.policy.spec
+            needed = [c.name for c in spec.state_components] + [f"image_{c}" for c in spec.cameras]
+            if ns != self._ticked_stamp and all(self._stamps.get(n) == ns for n in needed):
+                self._ticked_stamp = ns
+                self._tick()
 
     # ------------------------------------------------------------------ control
     def _start_timer(self, policy: LoadedPolicy) -> None:

@@ -86,6 +86,7 @@ class PolicyRunner:
         self.ticks = self.missed_ticks = self.inferences = 0
         self._obs: dict[str, tuple[np.ndarray, float]] = {}
         self._worker: threading.Thread | None = None
+        self._last_tick_time: float | None = None
         self.on_chunk = None  # called as on_chunk(chunk, latency_ms, policy) after every inference
         self._install(policy)
 
@@ -153,10 +154,16 @@ class PolicyRunner:
         with self._lock:
             tick = self.ticks
             self.ticks += 1
-            if self.missing_or_stale(now):
+            paused = self._last_tick_time is not None and now - self._last_tick_time > self.stale_after_s
+            self._last_tick_time = now
+            stale = bool(self.missing_or_stale(now))
+            if paused or stale:
+                # a pause (the robot stopped, the sim was reset) or stale inputs: the queued chunk and
+                # the ensembled predictions belong to another moment; start again from this one
                 self._queue.clear()
                 if self._ensembler is not None:
                     self._ensembler.reset()
+            if stale:
                 return None
             if self._ensembler is not None:
                 self._ensembler_chunk(tick)

@@ -1,0 +1,423 @@
+"""`vla-il demo`: the whole loop on the simulated ALOHA, in one command.
+
+  1. collect expert demonstrations (the scripted expert)          -> data/demos (LeRobot v3)
+  2. train BC on them, export a bundle                            -> train/round_0, bundles/round_0
+  3. bring the ROS graph up in lockstep: sim_bridge, policy_node, intervention_mux,
+     teleop_sim_expert (the scripted expert with the gate that plays the human), dagger_recorder
+     (the same executables and parameter files as launch/dagger_teleop.launch.py)
+  4. K rounds of HG-DAgger: the policy drives episodes, the expert takes over when it drifts and
+     hands back, the recorder writes every frame with who drove; then train on all rounds' expert
+     segments (continuing from the last policy), export, and hot-load it into the running policy
+     node through its load_policy service
+  5. evaluate BC and every round on the same held-out seeds; and BC trained on as many expert
+     labels as the last round had (more demonstrations): the comparison at equal labels
+  6. print the table; write report.md, results.json and success_vs_labels.png
+
+Everything lands in --out; progress bars throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vla_il.rosgraph import CONFIG, LATCHED, RELIABLE, NodeProcess, Probe, wait_until
+
+
+@dataclass
+class DemoConfig:
+    task: str = "transfer_cube"
+    out: Path = Path("./output/demo")
+    demos: int = 6  # expert demonstrations for BC
+    rounds: int = 4  # HG-DAgger rounds
+    episodes_per_round: int = 6
+    eval_episodes: int = 40
+    eval_seed: int = 100_000  # held out: collection uses 0.., rounds 10_000..
+    obs: str = "state"  # state | images
+    policy: str = "mlp"  # mlp | vla
+    chunk_size: int = 5
+    epochs: int = 60
+    round_epochs: int = 30
+    learning_rate: float = 1e-3
+    hidden_dim: int = 256
+    workers: int = 2
+    episode_timeout_s: float = 60.0
+    overwrite: bool = False
+
+
+@dataclass
+class RoundResult:
+    name: str
+    expert_labels: int
+    bundle: str
+    success: int = 0
+    episodes: int = 0
+    interval: tuple[float, float] = (0.0, 1.0)
+    interventions_per_episode: float | None = None  # in the round's recorded episodes that trained it
+    intervention_frames: int = 0
+    attempt_success: float | None = None  # episodes of the round that ended in success (with help)
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.success / self.episodes if self.episodes else 0.0
+
+
+LOCKSTEP_STALE_S = 2.0
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    if cfg.obs != "state" or cfg.policy != "mlp":
+        raise DemoError(f"--obs {cfg.obs} --policy {cfg.policy}: this version of the demo runs the state-based "
+                        "chunking policy (--obs state --policy mlp); the VLA trains with `vla-il train bc --vla`")
+    out = Path(cfg.out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise DemoError(f"{out} exists and is not empty (choose another --out, or --overwrite)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "logs").mkdir()
+    (out / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    t0 = time.monotonic()
+    env_name = f"aloha:{cfg.task}"
+
+    _stage(1, f"collect {cfg.demos} expert demonstrations of {cfg.task}")
+    from sim.collect import collect
+
+    demos = out / "data" / "demos"
+    report = collect(cfg.task, cfg.demos, demos, cameras=(), seed=0)
+    print(report.line())
+
+    _stage(2, "train BC on them and export the bundle")
+    rounds: list[RoundResult] = []
+    ckpt, labels = _train(cfg, out / "train" / "round_0", [demos], None, env_name, cfg.epochs)
+    bundle = _export(ckpt, out / "bundles" / "round_0")
+    rounds.append(RoundResult("BC", labels, str(bundle)))
+
+    _stage(3, "bring the ROS graph up (lockstep): sim_bridge, policy_node, intervention_mux, "
+              "teleop_sim_expert, dagger_recorder")
+    record_dir = out / "recording"
+    graph = SimGraph(cfg.task, bundle, record_dir, out / "logs")
+    try:
+        graph.start()
+        for k in range(1, cfg.rounds + 1):
+            _stage(4, f"HG-DAgger round {k}/{cfg.rounds}: {cfg.episodes_per_round} episodes, the policy drives")
+            t_round = time.monotonic()
+            episodes = graph.run_episodes(cfg.episodes_per_round, first_seed=10_000 * k,
+                                          timeout_s=cfg.episode_timeout_s, desc=f"round {k}")
+            ckpt, labels = _train(cfg, out / "train" / f"round_{k}", [record_dir / "dataset", demos], ckpt, env_name,
+                                  cfg.round_epochs)
+            bundle = _export(ckpt, out / "bundles" / f"round_{k}")
+            ok, message = graph.load_policy(bundle)
+            if not ok:
+                raise DemoError(f"the policy node refused the new bundle: {message}")
+            print(f"policy_node: {message}")
+            interventions = [e["interventions"] for e in episodes]
+            rounds.append(RoundResult(
+                f"HG-DAgger {k}", labels, str(bundle),
+                interventions_per_episode=sum(interventions) / len(interventions),
+                intervention_frames=sum(e["intervention_frames"] for e in episodes),
+                attempt_success=sum(e["success"] for e in episodes) / len(episodes),
+                seconds=time.monotonic() - t_round,
+            ))
+    finally:
+        problems = graph.stop()
+    if problems:
+        print("node problems during the run:\n  " + "\n  ".join(problems))
+
+    _stage(5, f"evaluate every policy on the same {cfg.eval_episodes} held-out seeds")
+    baseline = _equal_label_baseline(cfg, out, env_name, rounds[-1].expert_labels, report)
+    for r in [*rounds, baseline]:
+        _evaluate(cfg, r)
+
+    _stage(6, "report")
+    results = {"config": asdict(cfg), "rounds": [_round_dict(r) for r in rounds],
+               "bc_equal_labels": _round_dict(baseline), "minutes": (time.monotonic() - t0) / 60}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    table = _table(rounds, baseline)
+    print(table)
+    _plot(rounds, baseline, out / "success_vs_labels.png")
+    _markdown(cfg, rounds, baseline, table, out / "report.md", results["minutes"])
+    print(f"wrote {out / 'report.md'}, {out / 'success_vs_labels.png'}, {out / 'results.json'} "
+          f"({results['minutes']:.1f} min)")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def _stage(n: int, text: str) -> None:
+    print(f"\n[{n}/6] {text}", flush=True)
+
+
+def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | None, env_name: str,
+           epochs: int) -> tuple[Path, int]:
+    """Train on the expert labels of `datasets` (continuing from `previous`); (best checkpoint, labels)."""
+    from training.checkpoint import load_checkpoint
+    from training.config import ILConfig
+    from training.il.hg_dagger import HGDAgger
+
+    config = ILConfig.dagger(
+        dagger_mode="human_gated", bc_epochs=epochs, learning_rate=cfg.learning_rate, batch_size=256,
+        hidden_dim=cfg.hidden_dim, action_chunk_size=cfg.chunk_size, temporal_aggregation=cfg.chunk_size > 1,
+        eval_episodes=0, output_dir=str(out), extra={"env": env_name, "demo": True},
+    )
+    policy = load_checkpoint(previous)[0] if previous is not None else None
+    trainer = HGDAgger(config, policy, env_name=env_name)
+    trainer.train(datasets)
+    return out / "best", trainer.stats.labels
+
+
+def _export(checkpoint: Path, bundle: Path) -> Path:
+    from training.export.onnx_export import export_checkpoint
+
+    export_checkpoint(checkpoint, bundle, overwrite=True)
+    return bundle
+
+
+def _equal_label_baseline(cfg: DemoConfig, out: Path, env_name: str, labels: int, report) -> RoundResult:
+    """BC on more expert demonstrations, until it has as many expert labels as the last round."""
+    from sim.collect import collect
+
+    per_demo = report.frames / max(report.saved, 1)
+    n = max(cfg.demos, math.ceil(labels / per_demo))
+    _stage(5, f"BC at equal labels: {n} expert demonstrations (~{labels} labels)")
+    path = out / "data" / "demos_equal_labels"
+    collect(cfg.task, n, path, cameras=(), seed=0)
+    ckpt, got = _train(cfg, out / "train" / "bc_equal_labels", [path], None, env_name, cfg.epochs)
+    bundle = _export(ckpt, out / "bundles" / "bc_equal_labels")
+    return RoundResult("BC, equal labels", got, str(bundle))
+
+
+def _evaluate(cfg: DemoConfig, r: RoundResult) -> None:
+    from sim.evaluation import BundleFactory, evaluate
+
+    factory = BundleFactory(r.bundle)
+    result = evaluate(cfg.task, factory, range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes), policy_name=r.name,
+                      workers=cfg.workers, env_kwargs=factory(cfg.task).env_kwargs())
+    r.success, r.episodes, r.interval = result.successes, result.n, result.interval
+    print(result.line())
+
+
+# ---------------------------------------------------------------------------------------------- the graph
+class SimGraph:
+    """Our nodes as processes, in lockstep, with a probe that drives episodes through services."""
+
+    def __init__(self, task: str, bundle: Path, record_dir: Path, log_dir: Path) -> None:
+        self.task, self.bundle, self.record_dir, self.log_dir = task, bundle, record_dir, log_dir
+        self.nodes: dict[str, NodeProcess] = {}
+        self.probe: Probe | None = None
+
+    def start(self) -> None:
+        from vla_il_msgs.msg import EpisodeEvent, InterventionEvent
+
+        specs = {
+            "sim_bridge": (["sim_aloha.yaml"], {"task": self.task, "mode": "lockstep", "cameras": []}),
+            # Lockstep: sim time stands still between steps, and on a loaded 2-core machine a step through
+            # five processes can take longer than the wall-clock staleness limits meant for a 50 Hz robot;
+            # a stalled graph is caught by the episode timeout instead.
+            "policy_node": (["policy_node.yaml"], {"bundle": str(self.bundle), "tick_source": "observation",
+                                                   "stale_after_s": LOCKSTEP_STALE_S}),
+            "intervention_mux": (["intervention_mux.yaml"], {"stale_after_s": LOCKSTEP_STALE_S}),
+            "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task}),
+            "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
+                                                           "cameras": []}),
+        }
+        for name, (files, params) in specs.items():
+            self.nodes[name] = NodeProcess(name, self.log_dir, [self._params_file(name, files[0], params)])
+        self.probe = Probe("vla_il_demo")
+        self.sim_events = self.probe.collect(EpisodeEvent, "sim/episode", RELIABLE)
+        self.recorder_events = self.probe.collect(EpisodeEvent, "recorder/episode", LATCHED)
+        self.switches = self.probe.collect(InterventionEvent, "intervention", LATCHED)
+        from std_srvs.srv import Trigger
+        from vla_il_msgs.srv import LoadPolicy, ResetSim, StartEpisode, StopEpisode
+
+        self._types = {"trigger": Trigger, "load": LoadPolicy, "reset": ResetSim, "start": StartEpisode,
+                       "stop": StopEpisode}
+        for service in ("sim/reset", "load_policy", "teleop_sim_expert/reset", "dagger_recorder/start_episode"):
+            client = self.probe.node.create_client(self._srv_type(service), service)
+            if not client.wait_for_service(timeout_sec=60.0):
+                self._fail(f"service {service} did not come up in 60 s")
+        # the recorder loads lerobot (and torch) aside: it says when it can record
+        if not self.nodes["dagger_recorder"].wait_for_log("ready:", timeout=300.0):
+            self._fail("the recorder did not get ready in 300 s")
+        # in lockstep the sim starts an episode as it comes up (seed 0, the policy driving): let it end,
+        # so that every recorded episode starts with our reset
+        if not wait_until(lambda: len(self.sim_events) > 0 or self._any_dead(), 120.0, 0.05):
+            self._fail("the sim's first episode did not end in 120 s (the graph stalled)")
+        time.sleep(1.0)  # every node has seen that episode end before the first one we record starts
+
+    def _params_file(self, node: str, base: str, overrides: dict[str, Any]) -> Path:
+        """The launch file's parameter file with the demo's values written in (a `-p name:=[]` on the
+        command line has no type and would not override the file's list), kept beside the logs."""
+        import yaml
+
+        data = yaml.safe_load((CONFIG / base).read_text())
+        data["/**"]["ros__parameters"].update(overrides)
+        path = self.log_dir / f"{node}.params.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def _srv_type(self, service: str):
+        t = self._types
+        return {"sim/reset": t["reset"], "load_policy": t["load"], "teleop_sim_expert/reset": t["trigger"],
+                "dagger_recorder/start_episode": t["start"], "dagger_recorder/stop_episode": t["stop"]}[service]
+
+    def _call(self, service: str, request, timeout: float = 30.0):
+        self._check_alive()
+        return self.probe.call(self._srv_type(service), service, request, timeout)
+
+    def _check_alive(self) -> None:
+        dead = [n for n, p in self.nodes.items() if p.proc.poll() is not None]
+        if dead:
+            self._fail(f"node(s) died: {', '.join(dead)}")
+
+    def _fail(self, why: str) -> None:
+        tails = "\n".join(f"--- {n} ({p.log_path}):\n" + "\n".join(p.log().splitlines()[-8:])
+                          for n, p in self.nodes.items())
+        raise DemoError(f"{why}\n{tails}")
+
+    def run_episodes(self, n: int, first_seed: int, timeout_s: float, desc: str) -> list[dict[str, Any]]:
+        from tqdm import tqdm
+
+        t = self._types
+        results = []
+        for i in tqdm(range(n), desc=desc, unit="ep"):
+            seed = first_seed + i
+            saved_before = self._saved_count()
+            switches_before = len(self.switches)
+            self._call("teleop_sim_expert/reset", t["trigger"].Request())
+            started = self._call("dagger_recorder/start_episode", t["start"].Request(task=""))
+            if not started.success:
+                self._fail(f"the recorder did not start an episode: {started.message}")
+            reset = self._call("sim/reset", t["reset"].Request(task=self.task, seed=seed))
+            if not reset.success:
+                self._fail(f"sim/reset refused: {reset.message}")
+            # the sim says done (success or the episode's length); the recorder then saves the episode
+            if not wait_until(lambda before=saved_before: self._saved_count() > before or self._any_dead(),
+                              timeout_s, 0.05):
+                self._call("dagger_recorder/stop_episode", t["stop"].Request(task_success=False, discard=True))
+                self._fail(f"episode with seed {seed} did not finish in {timeout_s} s (the graph stalled)")
+            self._check_alive()
+            event = self._last_saved()
+            engaged = sum(1 for s in self.switches[switches_before:] if s.driver == "expert")
+            results.append({"seed": seed, "success": bool(event.success), "frames": int(event.num_frames),
+                            "intervention_frames": int(event.intervention_frames), "interventions": engaged,
+                            "dropped_frames": int(event.dropped_frames)})
+        return results
+
+    def _any_dead(self) -> bool:
+        return any(p.proc.poll() is not None for p in self.nodes.values())
+
+    def _saved(self) -> list:
+        return [e for e in self.recorder_events if e.event in ("saved", "failed", "discarded")]
+
+    def _saved_count(self) -> int:
+        return len(self._saved())
+
+    def _last_saved(self):
+        event = self._saved()[-1]
+        if event.event != "saved":
+            self._fail(f"the recorder did not save the episode: {event.event}: {event.message}")
+        return event
+
+    def load_policy(self, bundle: Path) -> tuple[bool, str]:
+        from vla_il.rosgraph import call_load_policy
+
+        self._check_alive()
+        return call_load_policy("load_policy", str(bundle), timeout=30.0, probe=self.probe)
+
+    def stop(self) -> list[str]:
+        problems = [f"{n} exited with {p.proc.returncode} (log: {p.log_path})"
+                    for n, p in self.nodes.items() if p.proc.poll() is not None]
+        for p in self.nodes.values():
+            p.stop()
+        if self.probe is not None:
+            self.probe.close()
+        return problems
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _round_dict(r: RoundResult) -> dict[str, Any]:
+    d = asdict(r)
+    d["success_rate"] = r.rate
+    return d
+
+
+def _table(rounds: list[RoundResult], baseline: RoundResult) -> str:
+    lines = [f"{'round':<18}{'expert labels':>14}{'success':>10}{'Wilson 95%':>14}{'interventions/ep':>18}",
+             "-" * 74]
+    for r in [*rounds, baseline]:
+        iv = "-" if r.interventions_per_episode is None else f"{r.interventions_per_episode:.2f}"
+        lo, hi = r.interval
+        lines.append(f"{r.name:<18}{r.expert_labels:>14}{100 * r.rate:>9.0f}%{f'{100 * lo:.0f}-{100 * hi:.0f}%':>14}"
+                     f"{iv:>18}")
+    last = rounds[-1]
+    lines.append(f"HG-DAgger (last round) vs BC at equal labels: {100 * (last.rate - baseline.rate):+.0f} points "
+                 f"({last.expert_labels} vs {baseline.expert_labels} labels)")
+    return "\n".join(lines)
+
+
+def _plot(rounds: list[RoundResult], baseline: RoundResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    x = [r.expert_labels for r in rounds]
+    y = [r.rate for r in rounds]
+    err = [[max(0.0, r.rate - r.interval[0]) for r in rounds], [max(0.0, r.interval[1] - r.rate) for r in rounds]]
+    ax1.errorbar(x, y, yerr=err, marker="o", capsize=4, label="BC, then HG-DAgger rounds")
+    b_err = [[max(0.0, baseline.rate - baseline.interval[0])], [max(0.0, baseline.interval[1] - baseline.rate)]]
+    ax1.errorbar([baseline.expert_labels], [baseline.rate], yerr=b_err, capsize=4, marker="s", color="C3",
+                 label="BC with as many labels")
+    ax1.set_xlabel("expert-labelled frames")
+    ax1.set_ylabel("success rate (held-out seeds, Wilson 95%)")
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.legend(loc="lower right")
+    ax1.grid(alpha=0.3)
+    dag = [r for r in rounds if r.interventions_per_episode is not None]
+    ax2.plot(range(1, len(dag) + 1), [r.interventions_per_episode for r in dag], marker="o")
+    ax2.set_xlabel("HG-DAgger round (the policy that drove it: the previous round's)")
+    ax2.set_ylabel("expert interventions per episode")
+    ax2.set_xticks(range(1, len(dag) + 1))
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(cfg: DemoConfig, rounds: list[RoundResult], baseline: RoundResult, table: str, path: Path,
+              minutes: float) -> None:
+    path.write_text(f"""# vla-il demo: HG-DAgger on the simulated ALOHA ({cfg.task})
+
+{cfg.demos} scripted-expert demonstrations trained a state-based chunking policy (MLP, chunk {cfg.chunk_size},
+temporal ensembling) by BC. Then {cfg.rounds} rounds of {cfg.episodes_per_round} episodes ran through the ROS graph
+in lockstep (sim_bridge, policy_node, intervention_mux, teleop_sim_expert, dagger_recorder): the policy drove;
+the scripted expert took over when the policy drifted from it or progress stalled, and handed back; the recorder
+wrote every frame with its `intervention` flag. After each round the policy was retrained on the expert-driven
+frames of all rounds plus the demonstrations, exported, and hot-loaded into the running policy node.
+
+Every policy was evaluated on the same {cfg.eval_episodes} held-out seeds ({cfg.eval_seed}..), offline, by the
+policy node's own runner. "Interventions/ep" counts the expert's takeovers in the episodes of that round (driven
+by the previous round's policy). The baseline is BC trained on as many expert demonstrations as it takes to
+reach the last round's number of expert-labelled frames.
+
+```
+{table}
+```
+
+![success vs labels](success_vs_labels.png)
+
+Total time: {minutes:.1f} min. Data: `data/demos`, `recording/dataset` (LeRobot v3); checkpoints `train/`;
+bundles `bundles/`; node logs `logs/`.
+""")

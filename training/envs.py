@@ -16,7 +16,8 @@ class AlohaStateEnv(gym.ObservationWrapper):
     def __init__(self, task: str, episode_length: int = 400) -> None:
         from sim.aloha.env import AlohaEnv
 
-        env = AlohaEnv(task, cameras=(), privileged=True, episode_length=episode_length)
+        # joint limits clamped, as the intervention mux does on the robot
+        env = AlohaEnv(task, cameras=(), privileged=True, episode_length=episode_length, clamp_actions=True)
         super().__init__(env)
         dim = 14 + env.task.env_state_dim
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)

@@ -92,8 +92,13 @@ def load_labelled(root: Path, labels: str = "intervention", intervention_weight:
                        labels=len(idx), segments=int(starts.sum()))
     copies = int(round(intervention_weight))
     if copies > 1 and labels == "expert":
-        driven = np.unique(segment[idx][intervention[idx]])
-        extra = demos.select_episodes(driven)
+        # the expert-driven stretches again, each as its own segment
+        driven = keep & intervention
+        d_starts = driven & np.concatenate([[True], ~driven[:-1] | (episode[1:] != episode[:-1])])
+        d_segment = np.cumsum(d_starts) - 1
+        d_idx = np.flatnonzero(driven)
+        extra = Demonstrations(obs[d_idx], actions[d_idx], d_segment[d_idx].astype(np.int64),
+                               {int(d_segment[i]): success.get(int(episode[i]), 0.0) for i in d_idx[d_starts[d_idx]]})
         for _ in range(copies - 1):
             demos = demos.aggregate(extra)
     return demos, stats

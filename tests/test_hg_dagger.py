@@ -1,0 +1,101 @@
+"""HG-DAgger from recorded datasets: which frames are labels, segments, and a round that exports a bundle."""
+
+import numpy as np
+import pytest
+
+from sim.aloha import robot
+from training.config import ILConfig
+from training.datasets import schema
+from training.datasets.writer import EpisodeWriter
+from training.il.hg_dagger import HGDAgger, export_and_load, load_labelled, load_rounds
+
+ENV_DIM = 7
+
+
+def _write_recording(root, episodes):
+    """A dataset with the recorder's schema; each episode is a list of intervention flags."""
+    feats = schema.features(robot.JOINT_NAMES, (), env_state_dim=ENV_DIM, recorder_flags=True)
+    writer = EpisodeWriter(root, feats, fps=50)
+    for e, flags in enumerate(episodes):
+        for t, driven in enumerate(flags):
+            state = robot.START_STATE + 0.001 * t
+            expert = np.full(14, 0.1 * e + 0.01 * t, np.float32)
+            policy = np.full(14, -1.0, np.float32)
+            writer.add({
+                schema.STATE: state, schema.ENV_STATE: np.r_[0.1, 0.5, 0.02, 1, 0, 0, 0] + 0.0 * t,
+                schema.ACTION: expert if driven else policy, schema.EXPERT_ACTION: expert, schema.POLICY_ACTION: policy,
+                schema.INTERVENTION: driven, schema.SUCCESS: t == len(flags) - 1 and e == 0,
+                schema.EXPERT_LABEL: True, schema.POLICY_VALID: True,
+            }, task="transfer the cube")
+        writer.save_episode()
+    writer.close()
+    return root
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rec") / "dataset"
+    return _write_recording(root, [[False, False, True, True, True, False, True, True],
+                                   [False, True, True, False, False, False, False, False]])
+
+
+def test_intervention_labels_are_the_expert_driven_frames_in_segments(recording):
+    demos, stats = load_labelled(recording, "intervention")
+    assert stats.frames == 16 and stats.episodes == 2 and stats.intervention_frames == 7
+    assert len(demos) == 7 and stats.segments == 3 and len(demos.episodes) == 3
+    # labels are the expert's actions, never the policy's
+    assert np.all(demos.actions > -0.5)
+    np.testing.assert_allclose(demos.actions[:3, 0], [0.02, 0.03, 0.04], atol=1e-6)
+    # a chunk never joins two stretches: the frame before a gap has no next action in its segment
+    _, mask = demos.chunk_targets(2)
+    assert mask[:, 1].tolist() == [True, True, False, True, False, True, False]
+    # an episode's success is carried by its segments
+    assert sorted(demos.returns.values()) == [0.0, 1.0, 1.0]
+
+
+def test_expert_labels_keep_every_labelled_frame_and_oversample_interventions(recording):
+    demos, stats = load_labelled(recording, "expert")
+    assert len(demos) == 16 and stats.labels == 16
+    heavy, _ = load_labelled(recording, "expert", intervention_weight=3.0)
+    assert len(heavy) == 16 + 2 * 7  # the driven frames twice more
+
+
+def test_a_dataset_without_intervention_flags_is_refused(tmp_path):
+    feats = schema.features(robot.JOINT_NAMES, ())
+    feats.pop(schema.INTERVENTION)
+    writer = EpisodeWriter(tmp_path / "plain", feats, fps=50)
+    for _ in range(3):
+        writer.add({k: np.zeros(v["shape"], np.float32 if v["dtype"] == "float32" else bool)
+                    for k, v in feats.items()}, task="t")
+    writer.save_episode()
+    writer.close()
+    with pytest.raises(ValueError, match="intervention"):
+        load_labelled(tmp_path / "plain")
+
+
+def test_no_expert_frames_is_a_clear_error(tmp_path):
+    root = _write_recording(tmp_path / "none", [[False, False, False]])
+    with pytest.raises(ValueError, match="no expert labels"):
+        load_rounds([root], ILConfig.dagger(dagger_mode="human_gated"))
+
+
+def test_a_round_trains_from_the_previous_policy_and_exports_a_bundle(recording, tmp_path):
+    from training.checkpoint import load_checkpoint
+    from vla_il_nodes.policy_node_core import load_policy
+
+    config = ILConfig.dagger(dagger_mode="human_gated", bc_epochs=3, eval_episodes=0, batch_size=4,
+                             action_chunk_size=2, hidden_dim=32, output_dir=str(tmp_path / "r0"),
+                             extra={"env": "aloha:transfer_cube"})
+    first = HGDAgger(config, env_name="aloha:transfer_cube")
+    first.train([recording])
+    previous, _, _ = load_checkpoint(tmp_path / "r0" / "best")
+    second = HGDAgger(ILConfig.dagger(**{**config.to_dict(), "output_dir": str(tmp_path / "r1")}), previous,
+                      env_name="aloha:transfer_cube")
+    result = second.train([recording, recording])  # aggregation: the union of both
+    assert result["dagger/labels"] == 14 and result["dagger/intervention_frames"] == 14
+    # continuing keeps the first round's input normalisation
+    np.testing.assert_allclose(second.policy.obs_mean.numpy(), previous.obs_mean.numpy())
+    message = export_and_load(tmp_path / "r1" / "best", tmp_path / "bundle")
+    assert "exported" in message
+    loaded = load_policy(str(tmp_path / "bundle"), prefer_gpu=False)
+    assert [c.name for c in loaded.spec.state_components] == ["joint_positions", "env_state"]

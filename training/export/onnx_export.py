@@ -54,6 +54,10 @@ def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, over
     import onnxruntime as ort
 
     policy, config, metrics = load_checkpoint(checkpoint)
+    if type(policy).__name__ == "VLAModel":  # images + baked instruction: training/models/vla_export.py
+        from training.models.vla_export import export_vla_checkpoint
+
+        return export_vla_checkpoint(checkpoint, out, name, overwrite=overwrite)
     if not isinstance(policy, MLPPolicy):
         raise BundleError(f"export of {type(policy).__name__} is not supported by this exporter")
     if policy.discrete:

@@ -368,7 +368,12 @@ class VLAModel(ILPolicy):
             ones = torch.ones(b, vis.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)
             tail = torch.ones(b, 1 + self.chunk_size, dtype=attention_mask.dtype, device=attention_mask.device)
             mask = torch.cat([ones, attention_mask, tail], dim=1)
-            hidden = self.llm(inputs_embeds=x, attention_mask=mask).last_hidden_state
+            # Our own 4-D mask (causal, padded instruction tokens hidden): the decoder uses it as given,
+            # which also traces to ONNX (transformers' mask builder vmaps, which tracing cannot).
+            n = x.shape[1]
+            causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            mask4 = causal[None, None] & mask.bool()[:, None, None, :]
+            hidden = self.llm(inputs_embeds=x, attention_mask=mask4).last_hidden_state
         return hidden[:, -self.chunk_size :].float()
 
     def forward(

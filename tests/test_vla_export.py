@@ -1,0 +1,46 @@
+"""The tiny VLA exports to a policy bundle the node can run: images + state in, the instruction baked."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from training.checkpoint import save_checkpoint
+from training.config import ILConfig
+from training.export.bundle import BundleError, read_bundle
+from training.export.onnx_export import export_checkpoint
+from training.models.vla import VLAModel
+
+
+def test_vla_checkpoint_exports_to_a_bundle_with_parity(tmp_path):
+    torch.set_num_threads(1)
+    model = VLAModel.tiny(chunk_size=5, hidden=32)
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5, extra={"task": "transfer_cube"}))
+    spec, diff = export_checkpoint(tmp_path / "run", tmp_path / "bundle")
+    assert diff < 1e-4 and spec.cameras == ("top",) and spec.image_size == (48, 64) and spec.chunk_size == 5
+    meta = json.loads((tmp_path / "bundle/policy.json").read_text())
+    text = "Pick up the red cube with the right arm and hand it over to the left arm."
+    assert meta["inputs"]["instruction"] == {"text": text, "baked": True}
+    state = np.random.default_rng(1).standard_normal((1, 14)).astype(np.float32)
+    image = np.random.default_rng(2).random((1, 3, 48, 64), dtype=np.float32)
+    session = ort.InferenceSession(str(spec.onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"state": state, "image_top": image})[0]
+    obs = {
+        "observation.state": torch.from_numpy(state),
+        "observation.images.top": torch.from_numpy(image),
+        "task": [meta["inputs"]["instruction"]["text"]],
+    }
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model.eval().predict(obs).numpy(), atol=5e-4)
+    assert read_bundle(tmp_path / "bundle").policy_id == spec.policy_id
+
+
+def test_flow_matching_vla_is_refused_without_writing(tmp_path):
+    model = VLAModel.tiny(chunk_size=4, hidden=32, action_head="flow_matching")
+    save_checkpoint(tmp_path / "ckpt", model, ILConfig(action_chunk_size=4))
+    with pytest.raises(BundleError, match="only the regression head"):
+        export_checkpoint(tmp_path / "ckpt", tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.tmp").exists()

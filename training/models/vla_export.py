@@ -1,0 +1,173 @@
+"""A VLA checkpoint -> a policy bundle (policy.onnx + policy.json) the policy node runs.
+
+Graph inputs: `state` (B, 14) and `image_<camera>` (B, 3, H, W) float in [0, 1] — what the node
+feeds; output `actions` (B, chunk, action_dim). The instruction is tokenised at export and baked
+into the graph as constant token ids (the node has no tokenizer): policy.json names it under
+`inputs.instruction` with `"baked": true`; another instruction needs another export. Only the
+regression head exports (the flow-matching head samples noise). PyTorch vs ONNX Runtime parity is
+checked on random inputs before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.models.vla import VLAModel
+
+OPSET = 17
+
+
+class BakedInstructionVLA(nn.Module):
+    """The VLA with its instruction fixed: (state, image_<cam>...) -> actions."""
+
+    def __init__(self, model: VLAModel, instruction: str) -> None:
+        super().__init__()
+        self.model = model
+        ids, mask = model.tokenize([instruction])
+        self.register_buffer("ids", ids[:, : int(mask.sum())].clone())
+
+    def forward(self, state: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
+        ids = self.ids.expand(state.shape[0], -1)
+        return self.model(state, torch.stack(images, dim=1), ids, torch.ones_like(ids))
+
+
+def export_vla(
+    policy: VLAModel,
+    config,
+    metrics: dict[str, Any],
+    checkpoint: Path,
+    out: Path,
+    name: str | None = None,
+    instruction: str | None = None,
+    tolerance: float = 1e-4,
+):
+    """Write the bundle into `out` (which must not hold one); return its spec and the parity max abs diff."""
+    import onnxruntime as ort
+
+    from sim.aloha.robot import JOINT_NAMES
+    from training.export.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
+
+    if policy.config.action_head != "regression":
+        raise BundleError("only the regression head exports to ONNX (flow matching samples noise at inference)")
+    if policy.action_dim != len(JOINT_NAMES) or policy.state_dim != len(JOINT_NAMES):
+        raise BundleError(
+            f"bundles drive the ALOHA's {len(JOINT_NAMES)} joints; this VLA has state "
+            f"{policy.state_dim}, action {policy.action_dim}"
+        )
+    if instruction is None:
+        from sim.aloha.tasks import get_task
+
+        instruction = get_task(config.extra.get("task") or "transfer_cube").instruction
+    policy.eval()
+    wrapper = BakedInstructionVLA(policy, instruction).eval()
+    cams = [f"image_{c}" for c in policy.cameras]
+    h, w = policy.image_size
+    rng = np.random.default_rng(0)
+    state = policy.state_mean.numpy() + rng.standard_normal((4, policy.state_dim)) * policy.state_std.numpy()
+    state = state.astype(np.float32)
+    images = [rng.random((4, 3, h, w), dtype=np.float32) for _ in cams]
+
+    out.mkdir(parents=True)
+    dynamic = {n: {0: "batch"} for n in ["state", *cams, "actions"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript tracer notices
+        torch.onnx.export(
+            wrapper,
+            (torch.from_numpy(state[:2]), *[torch.from_numpy(i[:2]) for i in images]),
+            str(out / "policy.onnx"),
+            input_names=["state", *cams],
+            output_names=["actions"],
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        expected = wrapper(torch.from_numpy(state), *[torch.from_numpy(i) for i in images]).numpy()
+    session = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"state": state, **dict(zip(cams, images))})[0]
+    max_diff = float(np.abs(got - expected).max())
+    if not max_diff <= tolerance:
+        raise BundleError(
+            f"export parity failed: PyTorch and ONNX Runtime differ by {max_diff:.3g} "
+            f"(tolerance {tolerance:g}); no bundle written"
+        )
+    sha = file_sha256(out / "policy.onnx")
+    bundle_name = name or Path(checkpoint).resolve().parent.name
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "name": bundle_name,
+        "policy_id": f"{bundle_name}-{sha[:12]}",
+        "inputs": {
+            "state": {
+                "name": "state",
+                "components": [{"name": "joint_positions", "dim": policy.state_dim, "source": "joint_states"}],
+            },
+            "cameras": list(policy.cameras),
+            "image_size": [h, w],
+            "instruction": {"text": instruction, "baked": True},
+        },
+        "outputs": {"name": "actions", "chunk_size": policy.chunk_size, "action_dim": policy.action_dim},
+        "joint_names": list(JOINT_NAMES),
+        "fps": 50.0,
+        "recommended": {
+            "n_action_steps": policy.chunk_size if not config.temporal_aggregation else 1,
+            "temporal_ensembling": bool(config.temporal_aggregation),
+            "temporal_ensembling_k": config.temporal_aggregation_k,
+        },
+        "normalization": {
+            "folded_into_graph": True,
+            "obs_mean": policy.state_mean.tolist(),
+            "obs_std": policy.state_std.tolist(),
+            "action_mean": policy.action_mean.tolist(),
+            "action_std": policy.action_std.tolist(),
+        },
+        "provenance": {
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "dataset": config.extra.get("dataset"),
+            "model": "VLAModel",
+            "vla_config": {k: v for k, v in policy.spec()["config"].items() if k != "tokenizer_json"},
+            "config": config.to_dict(),
+            "metrics": metrics,
+            "exported_at": dt.datetime.now(dt.UTC).isoformat(),
+        },
+        "parity": {"max_abs_diff": max_diff, "tolerance": tolerance, "samples": len(state)},
+        "onnx": {"file": "policy.onnx", "opset": OPSET, "sha256": sha},
+    }
+    (out / "policy.json").write_text(json.dumps(meta, indent=2, default=float))
+    spec = read_bundle(out)
+    check_graph(spec, session)
+    return spec, max_diff
+
+
+def export_vla_checkpoint(
+    checkpoint: Path, out: Path, name: str | None = None, instruction: str | None = None, overwrite: bool = False
+):
+    """Load a VLA checkpoint and export it (atomic: a temporary folder renamed into place)."""
+    from training.checkpoint import load_checkpoint
+    from training.export.bundle import BundleError, read_bundle
+
+    policy, config, metrics = load_checkpoint(checkpoint)
+    if not isinstance(policy, VLAModel):
+        raise BundleError(f"{checkpoint} holds a {type(policy).__name__}, not a VLAModel")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BundleError(f"{out} exists and is not empty (choose another --out, or overwrite)")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _, diff = export_vla(policy, config, metrics, Path(checkpoint), tmp, name, instruction)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return read_bundle(out), diff

@@ -46,3 +46,8 @@ export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export VLA_IL_ROOT="$_vla_root"
 [ -n "$_vla_nounset" ] && set -u
 unset _vla_root _vla_site _vla_ld _d _vla_nounset
+# Byte-code caches: imports of torch, transformers and lerobot compile thousands of modules; without
+# a cache every process pays that again (~40 s for lerobot on 2 busy cores). Some shells disable
+# writing them (PYTHONDONTWRITEBYTECODE); we keep them, outside the clone, beside the venv.
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-${VLA_IL_CACHE:-$HOME/.cache/vla-il}/pycache}"

@@ -33,7 +33,7 @@ from vla_il.rosgraph import CONFIG, LATCHED, RELIABLE, NodeProcess, Probe, wait_
 class DemoConfig:
     task: str = "transfer_cube"
     out: Path = Path("./output/demo")
-    demos: int = 6  # expert demonstrations for BC
+    demos: int = 10  # expert demonstrations for BC
     rounds: int = 4  # HG-DAgger rounds
     episodes_per_round: int = 6
     eval_episodes: int = 40
@@ -154,8 +154,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- stages
+_T0 = time.monotonic()
+
+
 def _stage(n: int, text: str) -> None:
-    print(f"\n[{n}/6] {text}", flush=True)
+    print(f"\n[{n}/6] {text}  (t={(time.monotonic() - _T0) / 60:.1f} min)", flush=True)
 
 
 def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | None, env_name: str,

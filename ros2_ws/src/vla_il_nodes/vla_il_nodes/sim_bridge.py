@@ -86,8 +86,10 @@ class SimBridgeNode(Node):
         self._publish(self.core.step())
 
     def _resend_if_idle(self) -> None:
-        if time.monotonic() - self._last_activity > 0.5 and self.core.last is not None:
-            self._publish(self.core.last)
+        # only an episode in progress waits for a command; an ended one was announced once
+        last = self.core.last
+        if time.monotonic() - self._last_activity > 0.5 and last is not None and not last.done:
+            self._publish(last)
 
     def _on_reset(self, req: ResetSim.Request, resp: ResetSim.Response) -> ResetSim.Response:
         try:

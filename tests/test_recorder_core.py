@@ -63,11 +63,22 @@ def test_arrival_order_does_not_matter():
     sync.on_state(s1, np.full(14, 1))
     sync.on_command(s1 + 0.004, s1 + 0.005, np.zeros(14))
     sync.on_state(s1 + DT, np.full(14, 2))  # resolves tick 1's state, but its image is late
-    res = sync.poll(now=s1 + 0.01)
+    res = sync.poll(now=s1 + 0.06)  # settled: the proposals stopped speaking after tick 0
     assert len(res.frames) == 1 and not res.drops
     sync.on_image("top", s1, img(1))
-    res = sync.poll(now=s1 + 0.02)
+    res = sync.poll(now=s1 + 0.07)
     assert len(res.frames) == 1 and res.frames[0][schema.image_key("top")][0, 0, 0] == 1
+
+
+def test_a_slow_expert_label_is_waited_for_while_the_expert_keeps_speaking():
+    sync = TickSynchronizer(SyncConfig(cameras=()))
+    step(sync, 0, cams=())
+    t_c = step(sync, 1, cams=(), expert=False)  # the expert's label of state 1 is still being computed
+    sync.on_state(100 + 2 * DT, np.full(14, 2))  # the next state is already there
+    assert not sync.poll(now=t_c + 0.01).frames  # the expert spoke 30 ms ago: its next label is awaited
+    sync.on_expert_action(100 + DT, np.full(14, 1001), arrival=t_c + 0.03)
+    frames = sync.poll(now=t_c + 0.09).frames  # (the expert then goes quiet: the last tick settles)
+    assert [f[schema.EXPERT_ACTION][0] for f in frames] == [1000, 1001] and frames[1][schema.EXPERT_LABEL]
 
 
 def test_a_lagging_camera_drops_frames_and_says_why():

@@ -8,6 +8,7 @@ Publishes   recorder/episode (EpisodeEvent: started / saved / discarded / failed
             and intervention counts)
 Services    ~/start_episode (StartEpisode), ~/stop_episode (StopEpisode: save with the task's
             success, or discard). stop_episode answers once the episode is on disk and merged.
+            Both are offered once lerobot is loaded (it imports torch: seconds to a minute).
 Output      <record_dir>/dataset: all saved episodes as one LeRobot dataset (see recorder_store.py)
 Synchronisation and drops: recorder_core.py; episodes and write errors: recorder_session.py.
 """
@@ -102,12 +103,12 @@ class DaggerRecorderNode(Node):
         self.create_subscription(JointState, "teleop/action", self._on_teleop_action, RELIABLE)
         self.create_subscription(InterventionEvent, "intervention", self._on_intervention, LATCHED)
         self.create_subscription(EpisodeEvent, "sim/episode", self._on_sim_episode, RELIABLE)
-        self.create_service(StartEpisode, "~/start_episode", self._on_start)
-        self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
         self.create_timer(0.02, self._poll)
-        # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up already
+        # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up
+        # already; the services appear once it is ready, so waiting for them waits for the recorder
         self._preparing = threading.Thread(target=self._prepare, daemon=True)
         self._preparing.start()
+        self._services_timer = self.create_timer(0.1, self._offer_services_when_ready)
         self.get_logger().info(
             f"recording into {self.session.store.root} ({len(self.session.store.episodes())} episodes there): "
             f"{len(self.joint_names)} joints, cameras {', '.join(self.cameras) or 'none'} ({reliability}), "
@@ -122,6 +123,13 @@ class DaggerRecorderNode(Node):
             return
         n = len(self.session.store.episodes())
         self.get_logger().info(f"ready: {self.session.dataset_path} holds {n} episodes")
+
+    def _offer_services_when_ready(self) -> None:
+        if self._preparing.is_alive():
+            return
+        self.destroy_timer(self._services_timer)
+        self.create_service(StartEpisode, "~/start_episode", self._on_start)
+        self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
 
     # ------------------------------------------------------------------ inputs
     def _stamp(self, header: Header) -> float:
@@ -173,12 +181,12 @@ class DaggerRecorderNode(Node):
     def _on_policy_action(self, msg: JointState) -> None:
         values = self._ordered(msg, "policy action")
         if values is not None:
-            self.sync.on_policy_action(self._stamp(msg.header), values)
+            self.sync.on_policy_action(self._stamp(msg.header), values, self._now())
 
     def _on_teleop_action(self, msg: JointState) -> None:
         values = self._ordered(msg, "teleop action")
         if values is not None:
-            self.sync.on_expert_action(self._stamp(msg.header), values)
+            self.sync.on_expert_action(self._stamp(msg.header), values, self._now())
 
     def _on_intervention(self, msg: InterventionEvent) -> None:
         self.sync.on_driver(self._stamp(msg.header), msg.driver)
@@ -197,7 +205,6 @@ class DaggerRecorderNode(Node):
 
     def _on_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
         task = req.task or self.instruction
-        self._preparing.join()
         try:
             index = self.session.start(task)
         except (RecorderError, StoreError, OSError, ValueError) as exc:

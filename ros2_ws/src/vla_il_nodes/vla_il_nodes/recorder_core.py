@@ -13,9 +13,10 @@ it answered and the proposals around it, all chosen by header stamp (t = the com
   next.success        the sim's success flag after the step (when the sim's state is recorded)
 
 Messages of different topics arrive in any order, so a tick is assembled only when it is resolved:
-a later joint state has arrived (so the one before t is final), or `settle_s` has passed since its
-command. A tick whose observations do not arrive within `max_lag_s` is dropped and counted, never
-filled with a stale image: an observation stream that lags shows up as dropped frames.
+the joint states and the proposals have moved past t (so what they hold up to t is final), or
+`settle_s` has passed since its command. A tick whose observations do not arrive within
+`max_lag_s` is dropped and counted, never filled with a stale image: an observation stream that
+lags shows up as dropped frames.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class TickSynchronizer:
         self.expert = StampedBuffer(n)
         self.driver = StampedBuffer(n)
         self.pending: deque[Tick] = deque()
+        self._arrivals: dict[str, float] = {}
 
     # ----------------------------------------------------------------- inputs
     def on_state(self, stamp: float, positions: Sequence[float]) -> None:
@@ -139,11 +141,13 @@ class TickSynchronizer:
     def on_env_state(self, stamp: float, env_state: Sequence[float], success: bool) -> None:
         self.env.add(stamp, (np.asarray(env_state, dtype=np.float32), bool(success)))
 
-    def on_policy_action(self, stamp: float, action: Sequence[float]) -> None:
+    def on_policy_action(self, stamp: float, action: Sequence[float], arrival: float | None = None) -> None:
         self.policy.add(stamp, np.asarray(action, dtype=np.float64))
+        self._arrivals["policy"] = stamp if arrival is None else arrival
 
-    def on_expert_action(self, stamp: float, action: Sequence[float]) -> None:
+    def on_expert_action(self, stamp: float, action: Sequence[float], arrival: float | None = None) -> None:
         self.expert.add(stamp, np.asarray(action, dtype=np.float64))
+        self._arrivals["expert"] = stamp if arrival is None else arrival
 
     def on_driver(self, stamp: float, driver: str) -> None:
         self.driver.add(stamp, driver)
@@ -161,7 +165,7 @@ class TickSynchronizer:
         while self.pending:
             tick = self.pending[0]
             age = now - tick.arrival
-            resolved = flush or age >= self.config.settle_s or self.state.after(tick.stamp) is not None
+            resolved = flush or age >= self.config.max_lag_s or self._resolved(tick, now)
             if not resolved:
                 break
             frame, missing = self._assemble(tick)
@@ -174,6 +178,22 @@ class TickSynchronizer:
                 out.frames.append(frame)
                 out.lags_s.append(tick.stamp - frame.pop("_state_stamp"))
         return out
+
+    def _resolved(self, tick: Tick, now: float) -> bool:
+        """What every stream holds up to the tick is final: it has a message stamped after the tick,
+        or (joint states) `settle_s` has passed, or (proposals) it has been quiet for `settle_s`.
+
+        A sim expert labelling every state keeps speaking but may come after the next joint state
+        (it is slower than the policy): its label is waited for, up to `max_lag_s`.
+        """
+        settle = self.config.settle_s
+        if self.state.after(tick.stamp) is None and now - tick.arrival < settle:
+            return False
+        for name, buf in (("policy", self.policy), ("expert", self.expert)):
+            newest = buf.newest_stamp()
+            if newest is not None and newest <= tick.stamp and now - self._arrivals[name] < settle:
+                return False
+        return True
 
     def _assemble(self, tick: Tick) -> tuple[dict[str, Any] | None, str]:
         cfg = self.config

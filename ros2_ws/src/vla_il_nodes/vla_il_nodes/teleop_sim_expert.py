@@ -67,8 +67,11 @@ class SimExpertTeleopNode(Node):
             return
         if msg.step < self._last_step or (msg.step == 0 and self._last_step != 0):
             self._reset("new episode")
-        if msg.step == self._last_step:
-            return  # the same state again (an idle sim re-sends it): not a tick
+        if msg.step == self._last_step and self.label is not None:
+            # the same state again (an idle lockstep sim re-sends it): not a tick, but answer it, or
+            # a graph waiting for the driver's action would stall
+            self._publish(msg.header)
+            return
         self._last_step = msg.step
         try:
             self.label = self.expert(np.asarray(msg.agent_pos), np.asarray(msg.env_state))
@@ -79,9 +82,12 @@ class SimExpertTeleopNode(Node):
             reason = self.gate.step(progress=float(msg.reward), success=bool(msg.success))
             if reason:
                 self.get_logger().info(f"step {msg.step}: {reason}")
+        self._publish(msg.header)
+
+    def _publish(self, header) -> None:
         # engaged first, then the action, so that a takeover's first action is the expert's
         self.engaged_pub.publish(Bool(data=self.gate.engaged))
-        self.action_pub.publish(JointState(header=msg.header, name=list(JOINT_NAMES), position=self.label.tolist()))
+        self.action_pub.publish(JointState(header=header, name=list(JOINT_NAMES), position=self.label.tolist()))
 
     def _on_policy_action(self, msg: JointState) -> None:
         if self.label is None:

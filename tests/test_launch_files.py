@@ -111,3 +111,11 @@ def test_every_robot_profile_fits_the_launch_files(name: str):
                 assert declares("camera_node", key), f"{name}: camera_node has no parameter {key}"
     if profile.has_adapter:
         assert "robot_adapter" in _entry_points() and '"robot_adapter"' in deploy
+
+
+def test_dagger_teleop_launch_takes_the_documented_arguments():
+    tree = ast.parse((ROOT / "launch/dagger_teleop.launch.py").read_text())
+    declared = {_str(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    assert {"sim", "task", "policy", "teleop", "record_dir", "mode"} <= declared
+    executables = {_str(_kwarg(c, "executable")) for c in _calls(tree, "Node")}
+    assert {"teleop_sim_expert", "teleop_joy", "teleop_keyboard", "teleop_leader", "dagger_recorder"} <= executables

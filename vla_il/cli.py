@@ -292,6 +292,7 @@ _BENCHMARKS = {
     "policy": "benchmarks.policy_latency",
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",
+    "recorder": "benchmarks.recorder_throughput",
 }
 
 

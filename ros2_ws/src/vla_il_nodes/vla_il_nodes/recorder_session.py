@@ -55,6 +55,7 @@ class EpisodeSummary:
     drop_reasons: dict[str, int] = field(default_factory=dict)
     lag_ms_p50: float = 0.0
     lag_ms_max: float = 0.0
+    write_ms_per_frame: float = 0.0  # time in lerobot's add_frame (images queued to its writer threads)
     save_s: float = 0.0
     message: str = ""
 
@@ -62,8 +63,11 @@ class EpisodeSummary:
         text = (
             f"episode {self.index} {self.outcome}: {self.frames} frames, {self.intervention_frames} by the expert, "
             f"{self.dropped_frames} dropped, observation lag p50 {self.lag_ms_p50:.1f} ms max "
-            f"{self.lag_ms_max:.1f} ms, {self.policy_invalid_frames} without a valid policy action"
+            f"{self.lag_ms_max:.1f} ms, {self.policy_invalid_frames} without a valid policy action, "
+            f"write {self.write_ms_per_frame:.2f} ms/frame"
         )
+        if self.save_s:
+            text += f", saved in {self.save_s:.1f} s"
         if self.drop_reasons:
             text += "; drops: " + "; ".join(f"{n}x {r}" for r, n in self.drop_reasons.items())
         return text + (f"; {self.message}" if self.message else "")
@@ -84,6 +88,7 @@ class RecordingSession:
         self.episode: EpisodeSummary | None = None
         self._staged: Path | None = None
         self._lags: list[float] = []
+        self._write_s = 0.0
 
     def prepare(self) -> None:
         """Load lerobot (slow: it imports torch) and merge what a crash left unmerged."""
@@ -118,6 +123,7 @@ class RecordingSession:
         )
         self.episode = EpisodeSummary(index=index, task=task)
         self._lags = []
+        self._write_s = 0.0
         return index
 
     def add(self, result: SyncResult) -> EpisodeSummary | None:
@@ -131,7 +137,9 @@ class RecordingSession:
         self._lags += result.lags_s
         try:
             for frame in result.frames:
+                t0 = time.perf_counter()
                 self.writer.add(frame, task=ep.task)
+                self._write_s += time.perf_counter() - t0
                 ep.frames += 1
                 ep.intervention_frames += bool(frame[schema.INTERVENTION])
                 ep.expert_label_frames += bool(frame[schema.EXPERT_LABEL])
@@ -220,6 +228,7 @@ class RecordingSession:
     def _end(self, outcome: str, message: str) -> EpisodeSummary:
         ep = self._require()
         ep.outcome, ep.message = outcome, message
+        ep.write_ms_per_frame = 1000 * self._write_s / max(ep.frames, 1)
         if self._lags:
             lags = 1000 * np.asarray(self._lags)
             ep.lag_ms_p50, ep.lag_ms_max = float(np.median(lags)), float(lags.max())

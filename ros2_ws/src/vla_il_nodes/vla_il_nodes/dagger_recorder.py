@@ -55,7 +55,9 @@ class DaggerRecorderNode(Node):
         settle = declare(self, "settle_s", 0.05, "Assemble a frame at the latest this long after its command.")
         max_lag = declare(self, "max_lag_s", 0.25, "Drop a frame whose observations are this late.")
         min_free_mb = declare(self, "min_free_mb", 500.0, "End the episode when less disk space is left (MB).")
-        writer_threads = declare(self, "image_writer_threads", 4, "Threads writing image files.")
+        writer_threads = declare(self, "image_writer_threads", 4, "Threads writing image files (per process).")
+        writer_procs = declare(self, "image_writer_processes", 0, "Processes writing image files (0: threads here).")
+        spool = declare(self, "spool_images", True, "Raw images to disk while recording; encode after the episode.")
         merge = declare(self, "merge_after_save", True, "Update <record_dir>/dataset after every saved episode.")
         self.stop_on_sim_done = declare(self, "stop_on_sim_done", True, "Save the episode when the sim says done.")
         if not record_dir:
@@ -81,7 +83,9 @@ class DaggerRecorderNode(Node):
             self.instruction = self.instruction or task.instruction
         try:
             sync_config = SyncConfig(self.cameras, env_dim > 0, tolerance, fresh, settle, max_lag)
-            spec = DatasetSpec(self.joint_names, self.cameras, self.image_size, env_dim, fps, writer_threads)
+            spec = DatasetSpec(
+                self.joint_names, self.cameras, self.image_size, env_dim, fps, writer_threads, writer_procs, spool
+            )
             self.session = RecordingSession(Path(record_dir).expanduser(), spec, min_free_mb, merge)
         except (ValueError, StoreError) as exc:
             raise ParameterError(f"parameter {exc}") from exc

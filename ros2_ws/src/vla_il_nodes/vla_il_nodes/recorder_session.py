@@ -34,6 +34,8 @@ class DatasetSpec:
     env_state_dim: int = 0
     fps: int = 50
     image_writer_threads: int = 4
+    image_writer_processes: int = 0  # > 0: PNG encoding in processes, off this process's GIL
+    spool_images: bool = True  # raw images to disk while recording, lerobot's encoding after the episode
 
     def features(self) -> dict[str, dict[str, Any]]:
         return schema.features(self.joint_names, self.cameras, self.image_size, self.env_state_dim, recorder_flags=True)
@@ -85,6 +87,8 @@ class RecordingSession:
         self.store.check_features(spec.features(), spec.fps)
         self.ready = False
         self.writer = None
+        self._spool: ImageSpool | None = None
+        self._pending: list[dict[str, Any]] = []
         self.episode: EpisodeSummary | None = None
         self._staged: Path | None = None
         self._lags: list[float] = []
@@ -121,6 +125,13 @@ class RecordingSession:
         self.writer = EpisodeWriter(
             self._staged, self.spec.features(), fps=self.spec.fps, image_writer_threads=self.spec.image_writer_threads
         )
+        if self.spec.image_writer_processes and self.spec.cameras:
+            self.writer.dataset.stop_image_writer()
+            self.writer.dataset.start_image_writer(self.spec.image_writer_processes, self.spec.image_writer_threads)
+        self._spool = None
+        if self.spec.spool_images and self.spec.cameras:
+            self._spool = ImageSpool(self._staged.with_name(self._staged.name + ".spool"), self.spec.cameras)
+        self._pending = []
         self.episode = EpisodeSummary(index=index, task=task)
         self._lags = []
         self._write_s = 0.0
@@ -138,7 +149,10 @@ class RecordingSession:
         try:
             for frame in result.frames:
                 t0 = time.perf_counter()
-                self.writer.add(frame, task=ep.task)
+                if self._spool is not None:
+                    self._pending.append(self._spool.put(frame))
+                else:
+                    self.writer.add(frame, task=ep.task)
                 self._write_s += time.perf_counter() - t0
                 ep.frames += 1
                 ep.intervention_frames += bool(frame[schema.INTERVENTION])
@@ -162,6 +176,10 @@ class RecordingSession:
             return self._end(DISCARDED, "no frames recorded: nothing saved")
         t0 = time.monotonic()
         try:
+            if self._spool is not None:
+                for frame in self._spool.replay(self._pending):
+                    self.writer.add(frame, task=ep.task)
+                self._close_spool()
             if task_success:
                 self._mark_success()
             self.writer.save_episode()
@@ -210,7 +228,13 @@ class RecordingSession:
         self._close_writer(discard=True)
         return self._end(FAILED, message + "; earlier episodes are kept")
 
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool, self._pending = None, []
+
     def _close_writer(self, discard: bool) -> None:
+        self._close_spool()
         if self.writer is not None:
             try:
                 if discard:
@@ -234,3 +258,49 @@ class RecordingSession:
             ep.lag_ms_p50, ep.lag_ms_max = float(np.median(lags)), float(lags.max())
         self.episode = None
         return ep
+
+
+class ImageSpool:
+    """Raw camera frames appended to one file per camera while an episode runs.
+
+    lerobot's add_frame encodes a PNG per image (threads in this process) and its video encoder runs
+    at save: at 3 x 480x640 x 50 Hz that competes with receiving the images on a small CPU, and
+    frames drop (benchmarks/recorder_throughput.py). Spooled, a frame costs a copy into the page
+    cache; the encoding runs after the episode, when nothing arrives. The spool lives in staging:
+    a crash leaves it there and the next start removes it with the rest of the cut episode.
+    """
+
+    def __init__(self, root: Path, cameras: tuple[str, ...]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True)
+        self.files = {cam: open(self.root / f"{cam}.raw", "wb") for cam in cameras}  # noqa: SIM115 - closed in close()
+        self.shape: dict[str, tuple[int, ...]] = {}
+        self.count = 0
+
+    def put(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Write the frame's images out; returns the frame without them (they come back in replay)."""
+        rest = dict(frame)
+        for cam, f in self.files.items():
+            img = np.ascontiguousarray(rest.pop(schema.image_key(cam)))
+            self.shape.setdefault(cam, img.shape)
+            f.write(memoryview(img).cast("B"))
+        self.count += 1
+        return rest
+
+    def replay(self, frames: list[dict[str, Any]]):
+        """The frames again, each with its images read back (memory-mapped)."""
+        for f in self.files.values():
+            f.flush()
+        maps = {
+            cam: np.memmap(self.root / f"{cam}.raw", np.uint8, "r", shape=(self.count, *self.shape[cam]))
+            for cam in self.files
+        }
+        for i, frame in enumerate(frames):
+            yield {**frame, **{schema.image_key(cam): np.asarray(m[i]) for cam, m in maps.items()}}
+
+    def close(self) -> None:
+        import shutil
+
+        for f in self.files.values():
+            f.close()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -48,6 +48,7 @@ class RecordStore:
             if leftover.name.startswith(EPISODE_PREFIX):
                 cut.append(leftover.name.split(".")[0])
             _remove(leftover)
+        cut = list(dict.fromkeys(cut))  # an episode's dataset and its image spool
         current = self._merged_count()
         for old in self.merged_dir.iterdir():
             if current is None or old.name != f"{current:06d}":

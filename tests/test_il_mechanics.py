@@ -114,3 +114,27 @@ def test_gae_matches_a_hand_computation():
     d1 = 1.0 - 0.5  # terminal: no bootstrap
     d0 = 1.0 + 0.9 * 0.5 - 0.5
     assert adv.tolist() == pytest.approx([d0 + 0.9 * 0.8 * d1, d1])
+
+
+def test_residual_mlp_predicts_relative_to_the_joint_positions():
+    import torch
+
+    from training.models.policies import MLPPolicy, build_policy
+
+    torch.manual_seed(0)
+    policy = MLPPolicy(obs_dim=5, action_dim=3, discrete=False, hidden_dim=8, chunk_size=2, residual=True)
+    obs = np.random.default_rng(0).normal(size=(50, 5)).astype(np.float32)
+    actions = obs[:, :3] + 0.1  # the expert always moves by +0.1 from where the joints are
+    policy.set_normalization(obs, actions)
+    np.testing.assert_allclose(policy.act_mean.numpy(), 0.1, atol=1e-5)  # statistics of the motion
+    with torch.no_grad():
+        for p in policy.net.parameters():
+            p.zero_()
+        out = policy(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(out, np.repeat(actions[:, None], 2, axis=1), atol=1e-5)  # zero net: the mean motion
+    batch = {"obs": torch.as_tensor(obs), "action": torch.as_tensor(np.repeat(actions[:, None], 2, axis=1)),
+             "mask": torch.ones(50, 2)}
+    assert float(policy.loss(batch)) < 1e-8
+    assert build_policy({"class": "MLPPolicy", **policy.spec()}).residual
+    with pytest.raises(ValueError, match="residual"):
+        MLPPolicy(obs_dim=2, action_dim=3, discrete=False, residual=True)

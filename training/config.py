@@ -28,6 +28,7 @@ class ILConfig:
     weight_decay: float = 0.01
     grad_clip_norm: float = 1.0
     hidden_dim: int = 256  # width of the MLP policies
+    action_residual: bool = False  # MLP: predict actions relative to the joint positions at the start of the state
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
     # --- DAgger ---

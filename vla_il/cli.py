@@ -37,6 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--obs", default=d.obs, choices=["state", "images"], help="what the policy sees")
     demo.add_argument("--policy", default=d.policy, choices=["mlp", "vla"], help="the policy trained")
     demo.add_argument("--chunk-size", type=int, default=d.chunk_size, help="actions per chunk (temporal ensembling)")
+    demo.add_argument("--residual", action="store_true", help="predict joint targets relative to the joint positions")
     demo.add_argument("--epochs", type=int, default=d.epochs, help="BC epochs")
     demo.add_argument("--round-epochs", type=int, default=d.round_epochs, help="epochs per HG-DAgger round")
     demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")

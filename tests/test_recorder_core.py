@@ -81,6 +81,21 @@ def test_a_slow_expert_label_is_waited_for_while_the_expert_keeps_speaking():
     assert [f[schema.EXPERT_ACTION][0] for f in frames] == [1000, 1001] and frames[1][schema.EXPERT_LABEL]
 
 
+def test_an_episodes_first_frame_waits_for_the_label_of_an_expert_quiet_since_the_last_episode():
+    sync = TickSynchronizer(SyncConfig(cameras=(), max_lag_s=0.25))
+    step(sync, 0, cams=())
+    assert len(sync.poll(now=100.5, flush=True).frames) == 1  # the last episode ends; a reset follows
+    sync.clear_pending()  # a new episode, 10 s later: the expert's first label is slower than the command
+    t_c = step(sync, 0, t0=110.0, cams=(), expert=False)
+    sync.on_state(110 + DT, np.full(14, 1))
+    assert not sync.poll(now=t_c + 0.1).frames  # quiet for 10 s, but it labelled before: awaited
+    sync.on_expert_action(110.0, np.full(14, 1000), arrival=t_c + 0.12)
+    frames = sync.poll(now=t_c + 0.2).frames
+    assert len(frames) == 1 and frames[0][schema.EXPERT_LABEL] and frames[0][schema.EXPERT_ACTION][0] == 1000
+    t_c = step(sync, 1, t0=110.0, cams=(), expert=False)  # later ticks: a quiet stream is not waited for
+    assert len(sync.poll(now=t_c + 0.2).frames) == 1
+
+
 def test_a_lagging_camera_drops_frames_and_says_why():
     sync = TickSynchronizer(SyncConfig(cameras=("top",), max_lag_s=0.1))
     for k in range(3):

@@ -130,6 +130,7 @@ class TickSynchronizer:
         self.driver = StampedBuffer(n)
         self.pending: deque[Tick] = deque()
         self._arrivals: dict[str, float] = {}
+        self._episode_start = True  # the next tick is an episode's first
 
     # ----------------------------------------------------------------- inputs
     def on_state(self, stamp: float, positions: Sequence[float]) -> None:
@@ -156,7 +157,9 @@ class TickSynchronizer:
         self.pending.append(Tick(stamp, arrival, [float(x) for x in action]))
 
     def clear_pending(self) -> None:
+        """A new episode: forget unassembled ticks; its first tick waits for the proposal streams."""
         self.pending.clear()
+        self._episode_start = True
 
     # ----------------------------------------------------------------- assembly
     def poll(self, now: float, flush: bool = False) -> SyncResult:
@@ -172,6 +175,7 @@ class TickSynchronizer:
             if frame is None and not flush and age < self.config.max_lag_s and not self._lost(tick, missing):
                 break  # still waiting for an observation
             self.pending.popleft()
+            self._episode_start = False
             if frame is None:
                 out.drops.append(Drop(tick.stamp, missing))
             else:
@@ -184,15 +188,23 @@ class TickSynchronizer:
         or (joint states) `settle_s` has passed, or (proposals) it has been quiet for `settle_s`.
 
         A sim expert labelling every state keeps speaking but may come after the next joint state
-        (it is slower than the policy): its label is waited for, up to `max_lag_s`.
+        (it is slower than the policy): its label is waited for, up to `max_lag_s`. An episode's first
+        tick follows a pause (the reset) in which every stream was quiet: there, a stream that has
+        spoken before is waited for up to `max_lag_s` too, so the first frame keeps its label.
         """
         settle = self.config.settle_s
         if self.state.after(tick.stamp) is None and now - tick.arrival < settle:
             return False
         for name, buf in (("policy", self.policy), ("expert", self.expert)):
             newest = buf.newest_stamp()
-            if newest is not None and newest <= tick.stamp and now - self._arrivals[name] < settle:
+            if newest is None or newest > tick.stamp:
+                continue
+            if now - self._arrivals[name] < settle:
                 return False
+            if self._episode_start and now - tick.arrival < self.config.max_lag_s:
+                state = self.state.at_or_before(tick.stamp)
+                if state is None or newest < state[0]:  # nothing yet for the state this tick answered
+                    return False
         return True
 
     def _assemble(self, tick: Tick) -> tuple[dict[str, Any] | None, str]:

@@ -10,6 +10,7 @@ from training.demonstrations import Demonstrations
 from training.il.dagger import get_beta
 from training.il.gail import Discriminator, gae, ppo_loss
 from training.models.chunking import ChunkQueue, TemporalEnsembler, ensemble_weights
+from training.models.policies import MLPPolicy
 
 
 def demos(episodes, length=5, returns=None):
@@ -138,3 +139,22 @@ def test_residual_mlp_predicts_relative_to_the_joint_positions():
     assert build_policy({"class": "MLPPolicy", **policy.spec()}).residual
     with pytest.raises(ValueError, match="residual"):
         MLPPolicy(obs_dim=2, action_dim=3, discrete=False, residual=True)
+
+
+def test_renormalisation_keeps_the_policy_s_function_and_follows_the_data():
+    rng = np.random.default_rng(0)
+    for discrete, residual, chunk in ((False, False, 3), (False, True, 1), (True, False, 1)):
+        policy = MLPPolicy(6, 2 if not discrete else 3, discrete, hidden_dim=16, chunk_size=chunk, residual=residual)
+        obs = rng.normal(size=(50, 6)).astype(np.float32)
+        actions = (rng.integers(0, 3, 50) if discrete else rng.normal(size=(50, chunk, 2))).astype(
+            np.int64 if discrete else np.float32)
+        policy.set_normalization(obs, actions)
+        far = (rng.normal(size=(20, 6)) * 30 + 5).astype(np.float32)  # DAgger's states, far from the first data
+        far_actions = (rng.integers(0, 3, 20) if discrete else rng.normal(size=(20, chunk, 2)) * 10).astype(
+            np.int64 if discrete else np.float32)
+        probe = torch.as_tensor(np.concatenate([obs[:5], far[:5]]))
+        before = policy.raw(probe) if discrete else policy(probe)
+        policy.update_normalization(np.concatenate([obs, far]), np.concatenate([actions, far_actions]))
+        after = policy.raw(probe) if discrete else policy(probe)
+        assert torch.allclose(before, after, atol=1e-4, rtol=1e-4), (discrete, residual)
+        assert float(policy.obs_std.min()) > 5  # the statistics now cover the far states

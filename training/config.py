@@ -29,6 +29,7 @@ class ILConfig:
     grad_clip_norm: float = 1.0
     hidden_dim: int = 256  # width of the MLP policies
     action_residual: bool = False  # MLP: predict actions relative to the joint positions at the start of the state
+    renormalize: bool = True  # MLP: refresh the normalisation statistics on every fit (function-preserving)
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
     # --- DAgger ---

@@ -290,6 +290,7 @@ def _import_bag(args: argparse.Namespace) -> int:
 _BENCHMARKS = {
     "sim": "benchmarks.sim_throughput",
     "il": "benchmarks.il_benchmark",
+    "aloha-dagger": "benchmarks.aloha_dagger",
     "policy": "benchmarks.policy_latency",
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",

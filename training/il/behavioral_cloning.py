@@ -117,11 +117,14 @@ class BehavioralCloning:
         self._check_shapes(demonstrations)
         self.labels_used = len(demonstrations)
         self._train, self._val = demonstrations.split(self.config.bc_validation_split, self.config.seed)
-        if isinstance(self.policy, MLPPolicy) and not self._normalized:
-            # Once: later fits (DAgger's iterations) continue training, and moving the input scaling
-            # under a trained network would undo what it learned.
-            self.policy.set_normalization(self._train.obs, self._train.actions)
-            self._normalized = True
+        if isinstance(self.policy, MLPPolicy):
+            if not self._normalized:
+                self.policy.set_normalization(self._train.obs, self._train.actions)
+                self._normalized = True
+            elif self.config.renormalize:
+                # Later fits (DAgger's iterations, fine-tuning) continue training: the statistics follow
+                # the data, the network is rescaled so that what it learned is kept.
+                self.policy.update_normalization(self._train.obs, self._train.actions)
         if self._optimizer is None:
             self._optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.config.learning_rate,
                                                 weight_decay=self.config.weight_decay)

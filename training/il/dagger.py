@@ -10,6 +10,7 @@ D <- D u D_i; train on D (bc_epochs, continuing from the previous policy); evalu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from training.config import ILConfig
@@ -51,7 +52,11 @@ class DAgger:
     def policy(self) -> ILPolicy:
         return self.bc.policy
 
-    def train(self, initial_demonstrations: Demonstrations | None = None) -> dict[str, Any]:
+    def train(self, initial_demonstrations: Demonstrations | None = None,
+              on_iteration: Callable[[int, ILPolicy, int], None] | None = None) -> dict[str, Any]:
+        """D0 (given demonstrations and/or `dagger_initial_episodes` expert episodes) is fitted before
+        the learner's first rollout; then `dagger_iterations` rounds. `on_iteration(i, policy, labels)`
+        is called after every fit (i = -1 for the D0 fit), e.g. to snapshot the policy."""
         from tqdm import trange
 
         c = self.config
@@ -62,6 +67,12 @@ class DAgger:
                                  beta=1.0, progress="D0 expert demos")
             self.data = self.data.aggregate(d0)
             self.expert_labels += len(d0)
+        if len(self.data):
+            # the learner that rolls out in iteration 0 is BC on D0, not an untrained network
+            self.bc.fit(self.data, c.bc_epochs, extra_metrics={"dagger/expert_labels": self.expert_labels,
+                                                                "dagger/dataset_size": len(self.data)})
+            if on_iteration is not None:
+                on_iteration(-1, self.policy, self.expert_labels)
         actor = self.bc.actor()
         for i in trange(c.dagger_iterations, desc="DAgger iterations"):
             beta = get_beta(i, c.dagger_beta_schedule, c.dagger_initial_beta, c.dagger_iterations)
@@ -75,6 +86,8 @@ class DAgger:
             })
             actor = self.bc.actor()
             self.history.append(result)
+            if on_iteration is not None:
+                on_iteration(i, self.policy, self.expert_labels)
         self.bc.close()
         return {"history": self.history, "final": self.history[-1] if self.history else {}}
 

@@ -82,6 +82,26 @@ class MLPPolicy(ILPolicy):
             self.act_mean.copy_(torch.as_tensor(flat.mean(0), dtype=torch.float32))
             self.act_std.copy_(torch.as_tensor(np.maximum(flat.std(0), 1e-2), dtype=torch.float32))
 
+    @torch.no_grad()
+    def update_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
+        """New statistics (e.g. DAgger's aggregated data), with the first and last layers rescaled so the
+        policy computes exactly the same actions as before: training goes on from where it was, but
+        states far outside the first data (a knocked cube's orientation) no longer blow up the inputs."""
+        old = {k: getattr(self, k).clone() for k in ("obs_mean", "obs_std", "act_mean", "act_std")}
+        self.set_normalization(obs, actions)
+        first, last = self.net[0], self.net[-1]
+        # input: W z_old + b with z_old = (z_new * s_new + m_new - m_old) / s_old
+        scale = self.obs_std / old["obs_std"]
+        first.bias += first.weight @ ((self.obs_mean - old["obs_mean"]) / old["obs_std"])
+        first.weight *= scale[None, :]
+        if self.discrete or actions is None:
+            return
+        # output: y = o_old * s_old + m_old = o_new * s_new + m_new, per action dimension of every chunk step
+        a_scale = (old["act_std"] / self.act_std).repeat(self.chunk_size)
+        a_shift = ((old["act_mean"] - self.act_mean) / self.act_std).repeat(self.chunk_size)
+        last.weight *= a_scale[:, None]
+        last.bias.mul_(a_scale).add_(a_shift)
+
     def raw(self, obs: torch.Tensor) -> torch.Tensor:
         """Network output: logits (B, chunk, n) or normalised actions (B, chunk, A)."""
         out = self.net((obs - self.obs_mean) / self.obs_std)

@@ -158,3 +158,19 @@ def test_renormalisation_keeps_the_policy_s_function_and_follows_the_data():
         after = policy.raw(probe) if discrete else policy(probe)
         assert torch.allclose(before, after, atol=1e-4, rtol=1e-4), (discrete, residual)
         assert float(policy.obs_std.min()) > 5  # the statistics now cover the far states
+
+
+def test_an_action_dimension_with_two_values_snaps_to_the_nearer_one():
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(100, 4)).astype(np.float32)
+    actions = np.stack([rng.normal(size=100), (obs[:, 0] > 0).astype(np.float64)], 1).astype(np.float32)
+    policy = MLPPolicy(4, 2, False, hidden_dim=8)
+    policy.set_normalization(obs, actions)
+    assert policy.binary_mask.tolist() == [False, True]  # a gripper commanded open (1) or closed (0)
+    out = policy(torch.as_tensor(obs)).detach().numpy()[:, 0]
+    assert set(np.unique(out[:, 1]).tolist()) <= {0.0, 1.0} and len(np.unique(out[:, 0])) > 50
+    # an old checkpoint without the buffers loads, with nothing binary
+    state = {k: v for k, v in policy.state_dict().items() if not k.startswith("binary")}
+    fresh = MLPPolicy(4, 2, False, hidden_dim=8)
+    fresh.load_state_dict(state)
+    assert not fresh.binary_mask.any()

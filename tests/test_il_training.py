@@ -60,6 +60,27 @@ def test_gail_runs_ppo_and_the_discriminator_on_a_continuous_task(tmp_path):
     assert (tmp_path / "out/best/discriminator.pt").exists()
 
 
+def test_gail_critic_warmup_keeps_the_warm_started_actor_and_it_is_the_first_best(tmp_path):
+    config = small(tmp_path, total_timesteps=400, ppo_rollout_steps=200, num_expert_episodes=2, eval_episodes=1,
+                   gail_bc_warmstart_epochs=2, gail_value_warmup_updates=2, ppo_init_log_std=-1.5)
+    gail = GAIL(gym.make("Pendulum-v1"), config)
+    assert torch.allclose(gail.ac.log_std, torch.full((1,), -1.5))
+    warm = {}
+    original = gail._bc_warm_start
+
+    def remember(demos):
+        original(demos)
+        warm.update({k: v.clone() for k, v in gail.policy.state_dict().items()})
+
+    gail._bc_warm_start = remember
+    critic = [p.clone() for p in gail.ac.critic.parameters()]
+    gail.train(expert_policy=pendulum_expert)
+    # two updates, both critic-only: the actor is still the BC warm start, the critic has learned
+    assert all(torch.equal(warm[k], v) for k, v in gail.policy.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(critic, gail.ac.critic.parameters()))
+    assert (tmp_path / "out/best/model.pt").exists()
+
+
 def test_gail_warm_starts_from_a_bc_checkpoint_via_the_cli(tmp_path):
     bc_out, gail_out = tmp_path / "bc", tmp_path / "gail"
     assert run_il_cli("bc", ["--env", "CartPole-v1", "--bc_epochs", "5", "--num_expert_episodes", "3",

@@ -50,6 +50,7 @@ class ILConfig:
     gail_reward_scale: float = 1.0
     gail_disc_noise: float = 0.0  # std of Gaussian noise on discriminator inputs (regularisation)
     gail_bc_warmstart_epochs: int = 0  # BC epochs on the demonstrations before GAIL (warm start)
+    gail_value_warmup_updates: int = 0  # first PPO updates train the critic only (keeps a warm-started actor)
     num_expert_episodes: int = 50
     total_timesteps: int = 100_000
     # --- PPO (the policy optimiser inside GAIL) ---
@@ -61,6 +62,7 @@ class ILConfig:
     ppo_minibatch_size: int = 64
     ppo_value_coef: float = 0.5
     ppo_entropy_coef: float = 0.0
+    ppo_init_log_std: float = -0.5  # continuous actions: initial log std of the Gaussian (normalised units)
     # --- best practices ---
     action_chunk_size: int = 1  # predict this many future actions (ACT-style chunking)
     temporal_aggregation: bool = False  # blend overlapping chunks with exponential weights
@@ -80,7 +82,8 @@ class ILConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ILConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("dagger_initial_episodes", "gail_bc_warmstart_epochs", "eval_episodes"):
+        for name in ("dagger_initial_episodes", "gail_bc_warmstart_epochs", "gail_value_warmup_updates",
+                     "eval_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ILConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("learning_rate", "gail_disc_lr"):

@@ -72,7 +72,7 @@ class GAIL:
             self.ac = policy
         else:  # a BC policy (warm start) or a fresh actor
             actor = policy or MLPPolicy(obs_dim, self.action_dim, self.discrete, self.config.hidden_dim)
-            self.ac = ActorCritic(actor, self.config.hidden_dim)
+            self.ac = ActorCritic(actor, self.config.hidden_dim, self.config.ppo_init_log_std)
         self.ac.to(self.device)
         self.warm_started = isinstance(policy, MLPPolicy)
         self.disc = Discriminator(obs_dim, self.action_dim, self.config.gail_disc_hidden_dim).to(self.device)
@@ -107,6 +107,9 @@ class GAIL:
         exp_s, exp_a = self._disc_inputs(torch.as_tensor(expert_demonstrations.obs, device=self.device),
                                          torch.as_tensor(expert_demonstrations.actions, device=self.device))
 
+        if self.warm_started or c.gail_bc_warmstart_epochs:
+            # the warm-started actor is the first candidate for best/: PPO must beat it, not replace it
+            self._save({**self.evaluate(), "env_steps": 0})
         policy_opt = torch.optim.Adam(self.ac.parameters(), lr=c.learning_rate, eps=1e-5)
         disc_opt = torch.optim.Adam(self.disc.parameters(), lr=c.gail_disc_lr)
         obs, _ = self.env.reset(seed=c.seed)
@@ -180,6 +183,7 @@ class GAIL:
 
             # 4. PPO: clipped surrogate + value loss, ppo_epochs over minibatches
             pol_losses = []
+            critic_only = update < c.gail_value_warmup_updates  # a fresh critic's advantages are noise
             for _ in range(c.ppo_epochs):
                 for mb in torch.randperm(n, device=self.device).split(c.ppo_minibatch_size):
                     dist = self.ac.distribution(t["obs"][mb])
@@ -187,6 +191,8 @@ class GAIL:
                     loss, _ = ppo_loss(logp, t["logp"][mb].float(), advantages[mb], self.ac.value(t["obs"][mb]),
                                        returns[mb], c.ppo_clip_range, c.ppo_value_coef,
                                        c.ppo_entropy_coef, dist.entropy())
+                    if critic_only:
+                        loss = c.ppo_value_coef * ((self.ac.value(t["obs"][mb]) - returns[mb]) ** 2).mean()
                     if not torch.isfinite(loss):
                         raise TrainingError(f"the PPO loss became {loss.item()} after {steps} env steps")
                     policy_opt.zero_grad()

@@ -64,6 +64,11 @@ class MLPPolicy(ILPolicy):
         act_norm_dim = 1 if discrete else action_dim
         self.register_buffer("act_mean", torch.zeros(act_norm_dim))
         self.register_buffer("act_std", torch.ones(act_norm_dim))
+        # action dimensions the demonstrations only ever set to two values (a gripper commanded open or
+        # closed): the output snaps to the nearer one, since a regressed half-closed gripper drops things
+        self.register_buffer("binary_mask", torch.zeros(act_norm_dim, dtype=torch.bool))
+        self.register_buffer("binary_low", torch.zeros(act_norm_dim))
+        self.register_buffer("binary_high", torch.zeros(act_norm_dim))
 
     def spec(self) -> dict[str, Any]:
         return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "action_dim": self.action_dim,
@@ -81,6 +86,13 @@ class MLPPolicy(ILPolicy):
             flat = flat.reshape(-1, self.action_dim)
             self.act_mean.copy_(torch.as_tensor(flat.mean(0), dtype=torch.float32))
             self.act_std.copy_(torch.as_tensor(np.maximum(flat.std(0), 1e-2), dtype=torch.float32))
+            absolute = actions.reshape(-1, self.action_dim)
+            for d in range(self.action_dim):
+                values = np.unique(absolute[:, d])
+                two = len(values) == 2 and len(absolute) >= 20
+                self.binary_mask[d] = bool(two)
+                self.binary_low[d] = float(values[0]) if two else 0.0
+                self.binary_high[d] = float(values[-1]) if two else 0.0
 
     @torch.no_grad()
     def update_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
@@ -112,7 +124,15 @@ class MLPPolicy(ILPolicy):
         out = self.raw(obs)
         if self.discrete:
             return out.argmax(-1)
-        return out * self.act_std + self.act_mean + self._base(obs)
+        action = out * self.act_std + self.act_mean + self._base(obs)
+        snapped = torch.where(action > (self.binary_low + self.binary_high) / 2, self.binary_high, self.binary_low)
+        return torch.where(self.binary_mask, snapped, action)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before binary actions were detected: no dimension is binary
+        for name in ("binary_mask", "binary_low", "binary_high"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone().zero_())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     predict = forward
 
@@ -134,13 +154,13 @@ class MLPPolicy(ILPolicy):
 class ActorCritic(nn.Module):
     """PPO's policy: an MLPPolicy actor (one action) plus a value head; Gaussian for continuous actions."""
 
-    def __init__(self, actor: MLPPolicy, hidden_dim: int = 256) -> None:
+    def __init__(self, actor: MLPPolicy, hidden_dim: int = 256, init_log_std: float = -0.5) -> None:
         super().__init__()
         if actor.chunk_size != 1:
             raise ValueError("PPO/GAIL act one step at a time: the actor must have chunk_size 1")
         self.actor = actor
         self.critic = mlp(actor.obs_dim, hidden_dim, 1)
-        self.log_std = nn.Parameter(torch.full((actor.action_dim,), -0.5)) if not actor.discrete else None
+        self.log_std = nn.Parameter(torch.full((actor.action_dim,), float(init_log_std))) if not actor.discrete else None
 
     def distribution(self, obs: torch.Tensor):
         out = self.actor.raw(obs)[:, 0]

@@ -152,12 +152,28 @@ def test_renormalisation_keeps_the_policy_s_function_and_follows_the_data():
         far = (rng.normal(size=(20, 6)) * 30 + 5).astype(np.float32)  # DAgger's states, far from the first data
         far_actions = (rng.integers(0, 3, 20) if discrete else rng.normal(size=(20, chunk, 2)) * 10).astype(
             np.int64 if discrete else np.float32)
-        probe = torch.as_tensor(np.concatenate([obs[:5], far[:5]]))
+        probe = torch.as_tensor(obs[:10])  # inside the clipping range of both statistics
         before = policy.raw(probe) if discrete else policy(probe)
         policy.update_normalization(np.concatenate([obs, far]), np.concatenate([actions, far_actions]))
         after = policy.raw(probe) if discrete else policy(probe)
         assert torch.allclose(before, after, atol=1e-4, rtol=1e-4), (discrete, residual)
         assert float(policy.obs_std.min()) > 5  # the statistics now cover the far states
+
+
+def test_inputs_far_outside_the_training_data_are_clipped_not_extrapolated():
+    rng = np.random.default_rng(2)
+    policy = MLPPolicy(3, 2, False, hidden_dim=16)
+    obs = rng.normal(size=(200, 3)).astype(np.float32)
+    obs[:, 2] = 0.001 * rng.normal(size=200)  # a feature that hardly moves (a cube's tilt in the demos)
+    policy.set_normalization(obs, rng.normal(size=(200, 2)).astype(np.float32))
+    tilted = torch.tensor([[0.0, 0.0, 0.7], [0.0, 0.0, 70.0]])  # ~70 and ~7000 sigmas
+    at_edge = torch.tensor([[0.0, 0.0, float(policy.obs_mean[2] + MLPPolicy.OBS_CLIP * policy.obs_std[2])]])
+    out = policy(tilted).detach()
+    torch.testing.assert_close(out[0], out[1])
+    torch.testing.assert_close(out[:1], policy(at_edge).detach())
+    inside = torch.tensor([[0.1, -0.2, 0.0]])
+    z = (inside - policy.obs_mean) / policy.obs_std
+    torch.testing.assert_close(policy.raw(inside), policy.net(z).view(1, 1, 2))  # no clipping in range
 
 
 def test_an_action_dimension_with_two_values_snaps_to_the_nearer_one():

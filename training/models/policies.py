@@ -47,6 +47,11 @@ class ILPolicy(nn.Module):
 class MLPPolicy(ILPolicy):
     """An MLP from a state vector to one action or a chunk of actions; discrete or continuous."""
 
+    # Normalised inputs are clipped to this many standard deviations of the training data: a feature
+    # that hardly moved in the demonstrations (the cube's tilt) would otherwise put a knocked cube at
+    # hundreds of sigmas and the output anywhere (seen: DAgger validation loss 36-55 after one round).
+    OBS_CLIP = 5.0
+
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden_dim: int = 256,
                  chunk_size: int = 1, layers: int = 2, residual: bool = False) -> None:
         super().__init__()
@@ -114,9 +119,12 @@ class MLPPolicy(ILPolicy):
         last.weight *= a_scale[:, None]
         last.bias.mul_(a_scale).add_(a_shift)
 
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        return ((obs - self.obs_mean) / self.obs_std).clamp(-self.OBS_CLIP, self.OBS_CLIP)
+
     def raw(self, obs: torch.Tensor) -> torch.Tensor:
         """Network output: logits (B, chunk, n) or normalised actions (B, chunk, A)."""
-        out = self.net((obs - self.obs_mean) / self.obs_std)
+        out = self.net(self.normalize_obs(obs))
         return out.view(obs.shape[0], self.chunk_size, self.action_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -160,7 +168,7 @@ class ActorCritic(nn.Module):
             raise ValueError("PPO/GAIL act one step at a time: the actor must have chunk_size 1")
         self.actor = actor
         self.critic = mlp(actor.obs_dim, hidden_dim, 1)
-        self.log_std = nn.Parameter(torch.full((actor.action_dim,), float(init_log_std))) if not actor.discrete else None
+        self.log_std = None if actor.discrete else nn.Parameter(torch.full((actor.action_dim,), float(init_log_std)))
 
     def distribution(self, obs: torch.Tensor):
         out = self.actor.raw(obs)[:, 0]
@@ -169,7 +177,7 @@ class ActorCritic(nn.Module):
         return Normal(out, self.log_std.exp())  # in the actor's normalised action units
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic((obs - self.actor.obs_mean) / self.actor.obs_std).squeeze(-1)
+        return self.critic(self.actor.normalize_obs(obs)).squeeze(-1)
 
     def to_env(self, raw_action: torch.Tensor) -> torch.Tensor:
         """Normalised sample -> environment units (continuous); indices unchanged (discrete)."""

@@ -40,6 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--residual", action="store_true", help="predict joint targets relative to the joint positions")
     demo.add_argument("--epochs", type=int, default=d.epochs, help="BC epochs")
     demo.add_argument("--round-epochs", type=int, default=d.round_epochs, help="epochs per HG-DAgger round")
+    demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
+    demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
     demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     demo.set_defaults(func=_demo)

@@ -61,9 +61,11 @@ def test_arrival_order_does_not_matter():
     step(sync, 0)
     s1 = 100 + DT
     sync.on_state(s1, np.full(14, 1))
+    sync.on_expert_action(s1, np.full(14, 1001))
+    sync.on_policy_action(s1 + 0.002, np.full(14, 2001))
     sync.on_command(s1 + 0.004, s1 + 0.005, np.zeros(14))
     sync.on_state(s1 + DT, np.full(14, 2))  # resolves tick 1's state, but its image is late
-    res = sync.poll(now=s1 + 0.06)  # settled: the proposals stopped speaking after tick 0
+    res = sync.poll(now=s1 + 0.06)  # the proposals for state 1 are in
     assert len(res.frames) == 1 and not res.drops
     sync.on_image("top", s1, img(1))
     res = sync.poll(now=s1 + 0.07)
@@ -92,8 +94,25 @@ def test_an_episodes_first_frame_waits_for_the_label_of_an_expert_quiet_since_th
     sync.on_expert_action(110.0, np.full(14, 1000), arrival=t_c + 0.12)
     frames = sync.poll(now=t_c + 0.2).frames
     assert len(frames) == 1 and frames[0][schema.EXPERT_LABEL] and frames[0][schema.EXPERT_ACTION][0] == 1000
-    t_c = step(sync, 1, t0=110.0, cams=(), expert=False)  # later ticks: a quiet stream is not waited for
-    assert len(sync.poll(now=t_c + 0.2).frames) == 1
+    t_c = step(sync, 1, t0=110.0, cams=(), expert=False)  # the expert stops: waited for once, up to max_lag_s
+    assert not sync.poll(now=t_c + 0.2).frames
+    assert len(sync.poll(now=t_c + 0.26).frames) == 1
+    t_c = step(sync, 2, t0=110.0, cams=(), expert=False)  # then a quiet stream is not waited for
+    assert len(sync.poll(now=t_c + 0.15).frames) == 1  # quiet for settle_s since its last label (t+0.12)
+
+
+def test_an_expert_label_later_than_settle_mid_episode_is_kept():
+    """A loaded machine: the sim expert that labelled the last state answers this one 110 ms late."""
+    sync = TickSynchronizer(SyncConfig(cameras=(), settle_s=0.05, max_lag_s=0.25))
+    for k in range(3):
+        step(sync, k, cams=())
+    t_c = step(sync, 3, cams=(), expert=False)
+    sync.on_state(100 + 4 * DT, np.full(14, 4))
+    assert len(sync.poll(now=t_c + 0.1).frames) == 3  # quiet for longer than settle_s, but it labels every state
+    sync.on_expert_action(100 + 3 * DT, np.full(14, 1003), arrival=t_c + 0.11)
+    assert not sync.poll(now=t_c + 0.12).frames  # (a stream is read as final once quiet for settle_s)
+    frames = sync.poll(now=t_c + 0.17).frames
+    assert len(frames) == 1 and frames[0][schema.EXPERT_LABEL] and frames[0][schema.EXPERT_ACTION][0] == 1003
 
 
 def test_a_lagging_camera_drops_frames_and_says_why():

@@ -131,6 +131,8 @@ class TickSynchronizer:
         self.pending: deque[Tick] = deque()
         self._arrivals: dict[str, float] = {}
         self._episode_start = True  # the next tick is an episode's first
+        # proposal streams that answered the last assembled tick's state: they label every state
+        self._answering = {"policy": False, "expert": False}
 
     # ----------------------------------------------------------------- inputs
     def on_state(self, stamp: float, positions: Sequence[float]) -> None:
@@ -160,6 +162,7 @@ class TickSynchronizer:
         """A new episode: forget unassembled ticks; its first tick waits for the proposal streams."""
         self.pending.clear()
         self._episode_start = True
+        self._answering = {"policy": False, "expert": False}
 
     # ----------------------------------------------------------------- assembly
     def poll(self, now: float, flush: bool = False) -> SyncResult:
@@ -179,6 +182,8 @@ class TickSynchronizer:
             if frame is None:
                 out.drops.append(Drop(tick.stamp, missing))
             else:
+                self._answering = {name: self._answered(buf, tick.stamp, frame["_state_stamp"])
+                                   for name, buf in (("policy", self.policy), ("expert", self.expert))}
                 out.frames.append(frame)
                 out.lags_s.append(tick.stamp - frame.pop("_state_stamp"))
         return out
@@ -188,9 +193,11 @@ class TickSynchronizer:
         or (joint states) `settle_s` has passed, or (proposals) it has been quiet for `settle_s`.
 
         A sim expert labelling every state keeps speaking but may come after the next joint state
-        (it is slower than the policy): its label is waited for, up to `max_lag_s`. An episode's first
-        tick follows a pause (the reset) in which every stream was quiet: there, a stream that has
-        spoken before is waited for up to `max_lag_s` too, so the first frame keeps its label.
+        (it is slower than the policy, and on a loaded machine quiet for longer than `settle_s`): a
+        stream that answered the previous tick's state is waited for, up to `max_lag_s`, until it has
+        answered this one. An episode's first tick follows a pause (the reset) in which every stream
+        was quiet: there, a stream that has spoken before is waited for the same way, so the first
+        frame keeps its label. A stream that stops (a human lets go) costs one wait, not a frame.
         """
         settle = self.config.settle_s
         if self.state.after(tick.stamp) is None and now - tick.arrival < settle:
@@ -201,11 +208,17 @@ class TickSynchronizer:
                 continue
             if now - self._arrivals[name] < settle:
                 return False
-            if self._episode_start and now - tick.arrival < self.config.max_lag_s:
+            if (self._episode_start or self._answering[name]) and now - tick.arrival < self.config.max_lag_s:
                 state = self.state.at_or_before(tick.stamp)
                 if state is None or newest < state[0]:  # nothing yet for the state this tick answered
                     return False
         return True
+
+    @staticmethod
+    def _answered(buf: StampedBuffer, tick_stamp: float, state_stamp: float) -> bool:
+        """The stream spoke about this state (not only about an earlier one) before the command."""
+        found = buf.at_or_before(tick_stamp)
+        return found is not None and found[0] >= state_stamp
 
     def _assemble(self, tick: Tick) -> tuple[dict[str, Any] | None, str]:
         cfg = self.config

@@ -33,6 +33,7 @@ def test_named_constructors():
 @pytest.mark.parametrize("kwargs, message", [
     ({"bc_epochs": -1}, "bc_epochs must be a positive integer"),
     ({"dagger_beta_schedule": "cosine"}, "dagger_beta_schedule must be one of constant, linear, exponential"),
+    ({"lr_schedule": "linear"}, "lr_schedule must be one of constant, cosine"),
     ({"bc_validation_split": 1.0}, "bc_validation_split"),
     ({"dagger_initial_beta": 1.5}, "dagger_initial_beta"),
     ({"learning_rate": 0.0}, "learning_rate must be > 0"),

@@ -176,6 +176,37 @@ def test_inputs_far_outside_the_training_data_are_clipped_not_extrapolated():
     torch.testing.assert_close(policy.raw(inside), policy.net(z).view(1, 1, 2))  # no clipping in range
 
 
+def test_a_few_wild_values_do_not_set_the_normalisation():
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(2000, 2)).astype(np.float32)
+    obs[:5, 1] = -219.0  # a cube that fell off the table, five frames of it
+    policy = MLPPolicy(2, 1, False, hidden_dim=8)
+    policy.set_normalization(obs, rng.normal(size=(2000, 1)).astype(np.float32))
+    assert abs(float(policy.obs_mean[1])) < 0.1 and 0.9 < float(policy.obs_std[1]) < 1.1
+    assert float(policy.obs_std[0]) == pytest.approx(float(obs[:, 0].std()), rel=0.1)
+
+
+def test_cosine_schedule_anneals_each_fit_to_zero(tmp_path):
+    from training.config import ILConfig
+    from training.envs import make_env
+    from training.il.behavioral_cloning import BehavioralCloning
+
+    rng = np.random.default_rng(0)
+    demos = Demonstrations(rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 2, 64),
+                           np.repeat(np.arange(8), 8), {})
+    seen = {}
+    for schedule in ("constant", "cosine"):
+        bc = BehavioralCloning(make_env("CartPole-v1"), ILConfig(lr_schedule=schedule, learning_rate=1e-3,
+                                                                 eval_episodes=0, output_dir=str(tmp_path / schedule)))
+        original, lrs = bc.train_epoch, seen.setdefault(schedule, [])
+        bc.train_epoch = lambda o=original, b=bc, lrs=lrs: (lrs.append(b._optimizer.param_groups[0]["lr"]), o())[1]
+        for _ in range(2):  # every fit (DAgger's rounds) starts from the full rate again
+            bc.fit(demos, 4)
+    assert seen["constant"] == [1e-3] * 8
+    for lrs in (seen["cosine"][:4], seen["cosine"][4:]):
+        assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 2e-4
+
+
 def test_an_action_dimension_with_two_values_snaps_to_the_nearer_one():
     rng = np.random.default_rng(1)
     obs = rng.normal(size=(100, 4)).astype(np.float32)

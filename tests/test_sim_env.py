@@ -66,6 +66,24 @@ def test_privileged_state_is_separate_and_matches_the_objects():
     assert np.array_equal(obs["env_state"], info["env_state"])
 
 
+@pytest.mark.parametrize("task, poses", [("transfer_cube", [1.5, 0.5, 0.05, 1, 0, 0, 0]),
+                                         ("insertion", [0.1, 0.5, 0.05, 1, 0, 0, 0, 1.5, 0.5, 0.05, 1, 0, 0, 0])])
+def test_an_object_that_falls_off_the_table_ends_the_episode(task, poses):
+    env = AlohaEnv(task, cameras=())
+    env.reset(seed=0, options={"object_poses": poses})  # the last object is placed beyond the table's edge
+    for _ in range(100):
+        _obs, _r, terminated, truncated, info = env.step(robot.START_STATE)
+        if truncated:
+            break
+    assert truncated and not terminated and info.get("object_lost"), info
+    # ended as it fell, not hundreds of metres later
+    assert -0.5 < info["env_state"][2::7].min() < -0.1 and info["step"] < 60, info
+    env.reset(seed=0)
+    for _ in range(20):  # on the table: the episode goes on
+        _obs, _r, terminated, truncated, info = env.step(robot.START_STATE)
+        assert not truncated and "object_lost" not in info
+
+
 @pytest.mark.parametrize(
     "action, message",
     [

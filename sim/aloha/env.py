@@ -8,6 +8,8 @@ Observation (a dict):
                                             (state-based policies), always in info["env_state"]
 Action: float64[14] joint position targets, grippers normalised; 50 Hz (10 physics steps of 2 ms).
 Reward: ALOHA's staged reward (0..4); success when it reaches 4 (`info["is_success"]`).
+Ends: terminated on success; truncated at the episode's length, when the physics blows up
+(`info["physics_unstable"]`) or when an object has fallen off the table (`info["object_lost"]`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sim.aloha.tasks import TASKS, Task, get_task
 CONTROL_DT = 0.02
 FPS = 50
 DEFAULT_EPISODE_LENGTH = 400
+OBJECT_LOST_Z = -0.1  # an object whose centre is this far below the table top has fallen off it (metres)
 ENV_IDS = {"transfer_cube": "vla_il/AlohaTransferCube-v0", "insertion": "vla_il/AlohaInsertion-v0"}
 
 
@@ -112,12 +115,17 @@ class AlohaEnv(gym.Env):
         reward = self.task.reward(self.contacts())
         self._max_reward = max(self._max_reward, reward)
         success = reward == self.task.max_reward
+        # an object pushed off the table falls without end (there is no floor): nothing can be done any more,
+        # and its states (z in the hundreds of metres below) would only poison a dataset's statistics
+        lost = bool((self.env_state()[2::7] < OBJECT_LOST_Z).any())
         terminated = bool(success and self.terminate_on_success)
-        truncated = (self._step >= self.episode_length or unstable) and not terminated
+        truncated = (self._step >= self.episode_length or unstable or lost) and not terminated
         info = self._info(reward)
         if unstable:
             warnings.warn("physics became unstable (huge accelerations): the episode ends here", stacklevel=2)
             info["physics_unstable"] = True
+        if lost:
+            info["object_lost"] = True
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray:

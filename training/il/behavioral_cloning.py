@@ -94,7 +94,8 @@ class BehavioralCloning:
         self.prepare(demonstrations)
         result: dict[str, Any] = {}
         best_val, best_state = math.inf, None
-        for _ in trange(epochs, desc=f"{self.run_name} epochs", leave=False):
+        for epoch in trange(epochs, desc=f"{self.run_name} epochs", leave=False):
+            self._set_learning_rate(epoch, epochs)
             result = self.train_epoch()
             if result.get("val/loss", math.inf) < best_val:
                 best_val, best_state = result["val/loss"], copy.deepcopy(self.policy.state_dict())
@@ -108,6 +109,13 @@ class BehavioralCloning:
         self._log({k: v for k, v in result.items() if k in ("mean_reward", "success_rate") or k in extra_metrics})
         self.save(result)
         return result
+
+    def _set_learning_rate(self, epoch: int, epochs: int) -> None:
+        lr = self.config.learning_rate
+        if self.config.lr_schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1)))
+        for group in self._optimizer.param_groups:
+            group["lr"] = lr
 
     def prepare(self, demonstrations: Demonstrations) -> None:
         if len(demonstrations) == 0:

@@ -44,6 +44,14 @@ class ILPolicy(nn.Module):
         raise NotImplementedError
 
 
+def _robust_stats(x: np.ndarray, floor: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std of x clipped to its 1st..99th percentiles; std at least `floor`."""
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = np.percentile(x, [1, 99], axis=0)
+    clipped = np.clip(x, lo, hi)
+    return clipped.mean(0), np.maximum(clipped.std(0), floor)
+
+
 class MLPPolicy(ILPolicy):
     """An MLP from a state vector to one action or a chunk of actions; discrete or continuous."""
 
@@ -81,16 +89,19 @@ class MLPPolicy(ILPolicy):
                 "layers": self.layers, "residual": self.residual}
 
     def set_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
-        """Statistics from the training data (std floored so constant features do not explode)."""
-        self.obs_mean.copy_(torch.as_tensor(obs.mean(0), dtype=torch.float32))
-        self.obs_std.copy_(torch.as_tensor(np.maximum(obs.std(0), 1e-2), dtype=torch.float32))
+        """Statistics from the training data: robust to a few wild values (computed on the data clipped to
+        its 1st..99th percentiles: one episode whose cube fell hundreds of metres must not squash every
+        other cube height to nothing), std floored so constant features do not explode."""
+        mean, std = _robust_stats(obs)
+        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         if actions is not None and not self.discrete:
             flat = actions.reshape(len(obs), -1, self.action_dim)
             if self.residual:
                 flat = flat - obs[:, None, : self.action_dim]
-            flat = flat.reshape(-1, self.action_dim)
-            self.act_mean.copy_(torch.as_tensor(flat.mean(0), dtype=torch.float32))
-            self.act_std.copy_(torch.as_tensor(np.maximum(flat.std(0), 1e-2), dtype=torch.float32))
+            mean, std = _robust_stats(flat.reshape(-1, self.action_dim))
+            self.act_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.act_std.copy_(torch.as_tensor(std, dtype=torch.float32))
             absolute = actions.reshape(-1, self.action_dim)
             for d in range(self.action_dim):
                 values = np.unique(absolute[:, d])

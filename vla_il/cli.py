@@ -42,6 +42,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--round-epochs", type=int, default=d.round_epochs, help="epochs per HG-DAgger round")
     demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
     demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
+    demo.add_argument("--labels", default=d.labels, choices=["intervention", "expert"],
+                      help="train on the expert's takeovers (HG-DAgger) or on every state it labelled (DAgger)")
     demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     demo.set_defaults(func=_demo)

@@ -387,7 +387,8 @@ def _table(rounds: list[RoundResult], baseline: RoundResult) -> str:
         lines.append(f"{r.name:<18}{r.expert_labels:>14}{100 * r.rate:>9.0f}%{f'{100 * lo:.0f}-{100 * hi:.0f}%':>14}"
                      f"{iv:>18}")
     last = rounds[-1]
-    lines.append(f"HG-DAgger (last round) vs BC at equal labels: {100 * (last.rate - baseline.rate):+.0f} points "
+    method = last.name.rsplit(" ", 1)[0]  # HG-DAgger, or DAgger (--labels expert)
+    lines.append(f"{method} (last round) vs BC at equal labels: {100 * (last.rate - baseline.rate):+.0f} points "
                  f"({last.expert_labels} vs {baseline.expert_labels} labels)")
     return "\n".join(lines)
 

@@ -25,7 +25,10 @@ TASKS = {
     "Pendulum-v1": {"bc": dict(bc_epochs=100, num_expert_episodes=50, learning_rate=1e-3),
                     "dagger": dict(dagger_iterations=8, dagger_episodes_per_iter=10, bc_epochs=30,
                                    learning_rate=1e-3),
-                    "gail": dict(total_timesteps=100_000, num_expert_episodes=50, gail_bc_warmstart_epochs=50)},
+                    # an expert-like warm start leaves the discriminator without signal: a critic-only start and
+                    # a BC term keep PPO from walking away from it (without: the PPO policy ends at -1400)
+                    "gail": dict(total_timesteps=100_000, num_expert_episodes=50, gail_bc_warmstart_epochs=50,
+                                 gail_value_warmup_updates=5, gail_bc_coef=1.0)},
 }
 
 

@@ -81,6 +81,33 @@ def test_gail_critic_warmup_keeps_the_warm_started_actor_and_it_is_the_first_bes
     assert (tmp_path / "out/best/model.pt").exists()
 
 
+def test_gail_bc_regulariser_keeps_ppo_near_the_demonstrations(tmp_path):
+    """An expert-like warm start gives the discriminator no signal: PPO alone drifts, the BC term holds it."""
+    drift = {}
+    for coef in (0.0, 2.0):
+        config = small(tmp_path / str(coef), total_timesteps=1200, ppo_rollout_steps=400, num_expert_episodes=3,
+                       eval_episodes=0, gail_bc_warmstart_epochs=30, learning_rate=3e-3, gail_bc_coef=coef)
+        gail = GAIL(gym.make("Pendulum-v1"), config)
+        warm = {}
+        original = gail._bc_warm_start
+
+        def remember(demos, original=original, gail=gail, warm=warm):
+            original(demos)
+            warm["demos"] = demos
+            warm["loss"] = float(gail._bc_loss(torch.as_tensor(demos.obs), torch.as_tensor(demos.actions)))
+
+        gail._bc_warm_start = remember
+        gail.train(expert_policy=pendulum_expert)
+        demos = warm["demos"]
+        with torch.no_grad():
+            after = float(gail._bc_loss(torch.as_tensor(demos.obs), torch.as_tensor(demos.actions)))
+            drift[coef] = after - warm["loss"]
+        assert (tmp_path / str(coef) / "out/best/model.pt").exists()  # no evaluation: best/ is the latest
+    assert drift[2.0] < drift[0.0], drift
+    with pytest.raises(ValueError, match="gail_bc_coef must be >= 0"):
+        ILConfig(gail_bc_coef=-1.0)
+
+
 def test_gail_warm_starts_from_a_bc_checkpoint_via_the_cli(tmp_path):
     bc_out, gail_out = tmp_path / "bc", tmp_path / "gail"
     assert run_il_cli("bc", ["--env", "CartPole-v1", "--bc_epochs", "5", "--num_expert_episodes", "3",

@@ -55,6 +55,9 @@ class ILConfig:
     gail_disc_noise: float = 0.0  # std of Gaussian noise on discriminator inputs (regularisation)
     gail_bc_warmstart_epochs: int = 0  # BC epochs on the demonstrations before GAIL (warm start)
     gail_value_warmup_updates: int = 0  # first PPO updates train the critic only (keeps a warm-started actor)
+    # weight of a BC loss on the demonstrations added to every PPO minibatch: when the warm-started policy is
+    # already expert-like the discriminator has no signal and PPO alone random-walks away from it
+    gail_bc_coef: float = 0.0
     num_expert_episodes: int = 50
     total_timesteps: int = 100_000
     # --- PPO (the policy optimiser inside GAIL) ---
@@ -90,6 +93,8 @@ class ILConfig:
                      "eval_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ILConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.gail_bc_coef >= 0:
+            raise ValueError(f"ILConfig.gail_bc_coef must be >= 0, got {self.gail_bc_coef!r}")
         for name in ("learning_rate", "gail_disc_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ILConfig.{name} must be > 0, got {getattr(self, name)!r}")

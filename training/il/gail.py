@@ -106,6 +106,8 @@ class GAIL:
             self._bc_warm_start(expert_demonstrations)
         exp_s, exp_a = self._disc_inputs(torch.as_tensor(expert_demonstrations.obs, device=self.device),
                                          torch.as_tensor(expert_demonstrations.actions, device=self.device))
+        exp_obs = torch.as_tensor(expert_demonstrations.obs, device=self.device).float()
+        exp_act = torch.as_tensor(expert_demonstrations.actions, device=self.device)
 
         if self.warm_started or c.gail_bc_warmstart_epochs:
             # the warm-started actor is the first candidate for best/: PPO must beat it, not replace it
@@ -193,6 +195,9 @@ class GAIL:
                                        c.ppo_entropy_coef, dist.entropy())
                     if critic_only:
                         loss = c.ppo_value_coef * ((self.ac.value(t["obs"][mb]) - returns[mb]) ** 2).mean()
+                    elif c.gail_bc_coef > 0:
+                        e = torch.randint(0, len(exp_obs), (len(mb),), device=self.device)
+                        loss = loss + c.gail_bc_coef * self._bc_loss(exp_obs[e], exp_act[e])
                     if not torch.isfinite(loss):
                         raise TrainingError(f"the PPO loss became {loss.item()} after {steps} env steps")
                     policy_opt.zero_grad()
@@ -227,6 +232,12 @@ class GAIL:
             a = (actions.float().reshape(len(obs), -1) - actor.act_mean) / actor.act_std
         return s, a
 
+    def _bc_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The actor's imitation loss on expert pairs (cross-entropy, or MSE in normalised units)."""
+        action = actions.reshape(-1, 1) if self.discrete else actions.float().reshape(len(obs), 1, -1)
+        batch = {"obs": obs, "action": action, "mask": torch.ones(len(obs), 1, device=self.device)}
+        return self.ac.actor.loss(batch)
+
     def _bc_warm_start(self, demos: Demonstrations) -> None:
         """Pre-train the actor with BC before GAIL (the spec's warm start)."""
         bc_config = ILConfig(**{**self.config.to_dict(), "output_dir": str(self.output_dir / "bc_warmstart"),
@@ -247,8 +258,9 @@ class GAIL:
         self.config.extra.setdefault("env", self.env_name)
         extra = {"discriminator": self.disc, "critic": self.ac.critic}
         save_checkpoint(self.output_dir / "last", self.ac.actor, self.config, metrics, extra)
+        # without evaluation (eval_episodes 0) every save is the best so far: best/ is the latest policy
         if metrics.get("mean_reward", -math.inf) >= self.best_return:
-            self.best_return = metrics["mean_reward"]
+            self.best_return = metrics.get("mean_reward", -math.inf)
             save_checkpoint(self.output_dir / "best", self.ac.actor, self.config, metrics, extra)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 TASKS = {
-    "CartPole-v1": {"bc": dict(bc_epochs=20, num_expert_episodes=10),
+    "CartPole-v1": {"bc": dict(bc_epochs=50, num_expert_episodes=20),
                     "dagger": dict(dagger_iterations=5, dagger_episodes_per_iter=4, bc_epochs=10),
                     "gail": dict(total_timesteps=100_000, num_expert_episodes=50)},
     "Pendulum-v1": {"bc": dict(bc_epochs=100, num_expert_episodes=50, learning_rate=1e-3),

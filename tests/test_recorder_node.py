@@ -137,6 +137,30 @@ def test_records_one_frame_per_command_with_matching_observations_and_flags(rig,
     assert ds.meta.tasks.index[0] == "pick up the cube"
 
 
+def test_the_sims_done_before_its_last_command_still_keeps_that_frame(rig, probe):
+    """The sim publishes "done" right after stepping with the last command; the recorder may hear the event
+    (sim/episode) before that command (another topic): the episode waits for it."""
+    rec, bot, root = rig
+    sim_episode = probe.publisher(EpisodeEvent, "sim/episode")
+    probe.wait_for_subscribers(sim_episode)
+    assert start(probe).success
+    for _ in range(4):
+        bot.step()
+    command = bot.command
+    late = []
+    bot.command = type("Held", (), {"publish": lambda _self, msg: late.append(msg)})()
+    bot.step()  # the 5th step's command is held back
+    bot.command = command
+    sim_episode.publish(EpisodeEvent(event=EpisodeEvent.EVENT_DONE, num_frames=5, success=True))
+    time.sleep(0.1)
+    command.publish(late[0])
+    assert wait_until(lambda: any(e.event == "saved" for e in bot.events), 10), rec.log()
+    saved = next(e for e in bot.events if e.event == "saved")
+    assert saved.num_frames == 5 and saved.dropped_frames == 0, saved.message
+    table = open_dataset(root / "dataset").hf_dataset.with_format("numpy")
+    assert list(np.stack(table[schema.ACTION])[:, 0]) == [3000.0 + k for k in range(5)]
+
+
 def test_discard_and_bad_requests_answer_clearly(rig, probe):
     rec, bot, root = rig
     assert "no episode" in stop(probe).message

@@ -107,6 +107,7 @@ class DaggerRecorderNode(Node):
         self.create_subscription(JointState, "teleop/action", self._on_teleop_action, RELIABLE)
         self.create_subscription(InterventionEvent, "intervention", self._on_intervention, LATCHED)
         self.create_subscription(EpisodeEvent, "sim/episode", self._on_sim_episode, RELIABLE)
+        self._sim_done: tuple[EpisodeEvent, float] | None = None  # the sim's "done", until its last command is in
         self.create_timer(0.02, self._poll)
         # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up
         # already; the services appear once it is ready, so waiting for them waits for the recorder
@@ -197,6 +198,22 @@ class DaggerRecorderNode(Node):
 
     def _on_sim_episode(self, msg: EpisodeEvent) -> None:
         if msg.event == EpisodeEvent.EVENT_DONE and self.stop_on_sim_done and self.session.recording:
+            # the command of the sim's last step travels on another topic and may come after this event:
+            # the episode ends once every one of its num_frames commands is in (or max_lag_s has passed)
+            self._sim_done = (msg, self._now() + self.sync.config.max_lag_s)
+            self._end_if_sim_done()
+
+    def _end_if_sim_done(self) -> None:
+        if self._sim_done is None:
+            return
+        msg, deadline = self._sim_done
+        ep = self.session.episode if self.session.recording else None
+        if ep is None:
+            self._sim_done = None
+            return
+        seen = ep.frames + ep.dropped_frames + len(self.sync.pending)
+        if seen >= msg.num_frames or self._now() >= deadline:
+            self._sim_done = None
             self._finish(lambda: self.session.stop(task_success=msg.success))
 
     # ------------------------------------------------------------------ episodes
@@ -206,6 +223,9 @@ class DaggerRecorderNode(Node):
         failed = self.session.add(self.sync.poll(self._now(), flush))
         if failed is not None:
             self._report(failed)
+            return
+        if not flush:
+            self._end_if_sim_done()
 
     def _on_start(self, req: StartEpisode.Request, resp: StartEpisode.Response) -> StartEpisode.Response:
         task = req.task or self.instruction
@@ -216,6 +236,7 @@ class DaggerRecorderNode(Node):
             self.get_logger().error(f"cannot start an episode: {exc}")
             return resp
         self.sync.clear_pending()
+        self._sim_done = None
         resp.success, resp.episode_index = True, index
         resp.message = f"recording episode {index}: {task}"
         self.get_logger().info(resp.message)

@@ -18,7 +18,8 @@ import pytest
 
 from tests.ros_harness import ROOT
 
-pytestmark = pytest.mark.slow
+# long by design: beyond the suite-wide per-test timeout (pyproject.toml)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 OUT = Path(os.environ.get("IL_TARGETS_OUT", ROOT / "output/il_targets"))
 

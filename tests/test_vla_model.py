@@ -1,6 +1,7 @@
 """The VLA model: it can overfit (gradients reach every part not frozen), freezing/LoRA/last-N choose what
 trains, checkpoints reload to identical outputs, weights load through from_pretrained, bad input is named."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -169,3 +170,25 @@ def test_weights_load_through_from_pretrained_from_local_directories(tmp_path):
     assert torch.equal(patch, vision.vision_model.embeddings.patch_embedding.weight)
     with torch.no_grad():
         assert model.predict(batch()).shape == (6, 4, 3)
+
+
+def test_a_binary_action_dimension_snaps_and_old_checkpoints_still_load():
+    from training.datasets.lerobot_dataset import binary_actions
+
+    rng = np.random.default_rng(0)
+    actions = np.stack([rng.normal(size=40), rng.integers(0, 2, 40).astype(float), rng.normal(size=40)], 1)
+    stats = binary_actions(actions)
+    assert list(stats["binary_mask"]) == [False, True, False] and stats["binary_high"][1] == 1.0
+    model = tiny().eval()
+    old_state = {k: v for k, v in model.state_dict().items() if not k.startswith("binary_")}
+    b = batch()
+    with torch.no_grad():
+        free = model.predict(b)
+    model.set_normalization(np.zeros(5), np.ones(5), np.zeros(3), np.ones(3), **stats)
+    with torch.no_grad():
+        snapped = model.predict(b)
+    assert set(np.unique(snapped[..., 1].numpy())) <= {0.0, 1.0}
+    torch.testing.assert_close(snapped[..., [0, 2]], free[..., [0, 2]])
+    model.load_state_dict(old_state)  # a checkpoint from before: nothing is binary
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(b), free)

@@ -31,6 +31,18 @@ SPLITS = ("train", "val", "all")
 PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
 
 
+
+def binary_actions(actions: np.ndarray) -> dict[str, np.ndarray]:
+    """Action dimensions the data only ever sets to two values (a gripper open / closed): their values."""
+    actions = np.asarray(actions).reshape(len(actions), -1)
+    mask, low, high = (np.zeros(actions.shape[1], dtype=bool), np.zeros(actions.shape[1]), np.zeros(actions.shape[1]))
+    if len(actions) >= 20:
+        for d in range(actions.shape[1]):
+            values = np.unique(actions[:, d])
+            if len(values) == 2:
+                mask[d], low[d], high[d] = True, values[0], values[1]
+    return {"binary_mask": mask, "binary_low": low, "binary_high": high}
+
 class DatasetError(ValueError):
     """A dataset that does not fit what was asked (missing cameras, columns, episodes)."""
 
@@ -196,11 +208,13 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             raise DatasetError(
                 f"{self.root} has no statistics for {schema.STATE} / {self.action_key} (meta/stats.json)"
             )
+        actions = np.stack(self.lerobot.hf_dataset.with_format("numpy")[self.action_key]).astype(np.float32)
         return {
             "state_mean": np.asarray(s[schema.STATE]["mean"]),
             "state_std": np.asarray(s[schema.STATE]["std"]),
             "action_mean": np.asarray(s[self.action_key]["mean"]),
             "action_std": np.asarray(s[self.action_key]["std"]),
+            **binary_actions(actions),
         }
 
     def describe(self) -> dict[str, Any]:

@@ -173,7 +173,7 @@ def test_weights_load_through_from_pretrained_from_local_directories(tmp_path):
 
 
 def test_a_binary_action_dimension_snaps_and_old_checkpoints_still_load():
-    from training.datasets.lerobot_dataset import binary_actions
+    from training.models.policies import binary_actions
 
     rng = np.random.default_rng(0)
     actions = np.stack([rng.normal(size=40), rng.integers(0, 2, 40).astype(float), rng.normal(size=40)], 1)

@@ -25,23 +25,12 @@ import numpy as np
 import torch
 
 from training.datasets import schema
+from training.models.policies import binary_actions
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "all")
 PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
 
-
-
-def binary_actions(actions: np.ndarray) -> dict[str, np.ndarray]:
-    """Action dimensions the data only ever sets to two values (a gripper open / closed): their values."""
-    actions = np.asarray(actions).reshape(len(actions), -1)
-    mask, low, high = (np.zeros(actions.shape[1], dtype=bool), np.zeros(actions.shape[1]), np.zeros(actions.shape[1]))
-    if len(actions) >= 20:
-        for d in range(actions.shape[1]):
-            values = np.unique(actions[:, d])
-            if len(values) == 2:
-                mask[d], low[d], high[d] = True, values[0], values[1]
-    return {"binary_mask": mask, "binary_low": low, "binary_high": high}
 
 class DatasetError(ValueError):
     """A dataset that does not fit what was asked (missing cameras, columns, episodes)."""

@@ -104,10 +104,9 @@ class GAIL:
             self.ac.actor.set_normalization(expert_demonstrations.obs, expert_demonstrations.actions)
         if c.gail_bc_warmstart_epochs:
             self._bc_warm_start(expert_demonstrations)
-        exp_s, exp_a = self._disc_inputs(torch.as_tensor(expert_demonstrations.obs, device=self.device),
-                                         torch.as_tensor(expert_demonstrations.actions, device=self.device))
         exp_obs = torch.as_tensor(expert_demonstrations.obs, device=self.device).float()
         exp_act = torch.as_tensor(expert_demonstrations.actions, device=self.device)
+        exp_s, exp_a = self._disc_inputs(exp_obs, exp_act)
 
         if self.warm_started or c.gail_bc_warmstart_epochs:
             # the warm-started actor is the first candidate for best/: PPO must beat it, not replace it

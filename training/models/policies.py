@@ -28,11 +28,52 @@ def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*mods)
 
 
+def binary_actions(actions: np.ndarray) -> dict[str, np.ndarray]:
+    """Action dimensions the data only ever sets to two values (a gripper commanded open or closed), with
+    those values; rows are actions (at least 20 of them for a dimension to count as binary)."""
+    actions = np.asarray(actions).reshape(len(actions), -1)
+    dim = actions.shape[1]
+    mask, low, high = np.zeros(dim, dtype=bool), np.zeros(dim), np.zeros(dim)
+    if len(actions) >= 20:
+        for d in range(dim):
+            values = np.unique(actions[:, d])
+            if len(values) == 2:
+                mask[d], low[d], high[d] = True, values[0], values[1]
+    return {"binary_mask": mask, "binary_low": low, "binary_high": high}
+
+
 class ILPolicy(nn.Module):
     """Base: normalisation buffers and the interface."""
 
     discrete: bool
     chunk_size: int
+
+    # ------------------------------------------------------------------ binary actions (grippers)
+    # An action dimension the demonstrations only set to two values snaps to the nearer one: a regressed
+    # half-closed gripper drops what it holds.
+    _BINARY = ("binary_mask", "binary_low", "binary_high")
+
+    def _register_binary_actions(self, dim: int) -> None:
+        self.register_buffer("binary_mask", torch.zeros(dim, dtype=torch.bool))
+        self.register_buffer("binary_low", torch.zeros(dim))
+        self.register_buffer("binary_high", torch.zeros(dim))
+
+    def set_binary_actions(self, binary_mask, binary_low, binary_high) -> None:
+        """The values of `binary_actions(...)`."""
+        self.binary_mask.copy_(torch.as_tensor(np.asarray(binary_mask, dtype=bool).reshape(-1)))
+        self.binary_low.copy_(torch.as_tensor(np.asarray(binary_low, dtype=np.float32).reshape(-1)))
+        self.binary_high.copy_(torch.as_tensor(np.asarray(binary_high, dtype=np.float32).reshape(-1)))
+
+    def snap_binary(self, action: torch.Tensor) -> torch.Tensor:
+        snapped = torch.where(action > (self.binary_low + self.binary_high) / 2, self.binary_high, self.binary_low)
+        return torch.where(self.binary_mask, snapped, action)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before binary actions were detected: no dimension is binary
+        if "binary_mask" in self._buffers:
+            for name in self._BINARY:
+                state_dict.setdefault(prefix + name, getattr(self, name).clone().zero_())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
@@ -77,11 +118,7 @@ class MLPPolicy(ILPolicy):
         act_norm_dim = 1 if discrete else action_dim
         self.register_buffer("act_mean", torch.zeros(act_norm_dim))
         self.register_buffer("act_std", torch.ones(act_norm_dim))
-        # action dimensions the demonstrations only ever set to two values (a gripper commanded open or
-        # closed): the output snaps to the nearer one, since a regressed half-closed gripper drops things
-        self.register_buffer("binary_mask", torch.zeros(act_norm_dim, dtype=torch.bool))
-        self.register_buffer("binary_low", torch.zeros(act_norm_dim))
-        self.register_buffer("binary_high", torch.zeros(act_norm_dim))
+        self._register_binary_actions(act_norm_dim)
 
     def spec(self) -> dict[str, Any]:
         return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "action_dim": self.action_dim,
@@ -102,13 +139,7 @@ class MLPPolicy(ILPolicy):
             mean, std = _robust_stats(flat.reshape(-1, self.action_dim))
             self.act_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
             self.act_std.copy_(torch.as_tensor(std, dtype=torch.float32))
-            absolute = actions.reshape(-1, self.action_dim)
-            for d in range(self.action_dim):
-                values = np.unique(absolute[:, d])
-                two = len(values) == 2 and len(absolute) >= 20
-                self.binary_mask[d] = bool(two)
-                self.binary_low[d] = float(values[0]) if two else 0.0
-                self.binary_high[d] = float(values[-1]) if two else 0.0
+            self.set_binary_actions(**binary_actions(actions.reshape(-1, self.action_dim)))
 
     @torch.no_grad()
     def update_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
@@ -143,15 +174,7 @@ class MLPPolicy(ILPolicy):
         out = self.raw(obs)
         if self.discrete:
             return out.argmax(-1)
-        action = out * self.act_std + self.act_mean + self._base(obs)
-        snapped = torch.where(action > (self.binary_low + self.binary_high) / 2, self.binary_high, self.binary_low)
-        return torch.where(self.binary_mask, snapped, action)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints from before binary actions were detected: no dimension is binary
-        for name in ("binary_mask", "binary_low", "binary_high"):
-            state_dict.setdefault(prefix + name, getattr(self, name).clone().zero_())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        return self.snap_binary(out * self.act_std + self.act_mean + self._base(obs))
 
     predict = forward
 

@@ -153,10 +153,7 @@ class VLAModel(ILPolicy):
         self.register_buffer("state_std", torch.ones(c.state_dim))
         self.register_buffer("action_mean", torch.zeros(c.action_dim))
         self.register_buffer("action_std", torch.ones(c.action_dim))
-        # as the MLP's: dimensions the data sets to two values only (grippers) snap to the nearer one
-        self.register_buffer("binary_mask", torch.zeros(c.action_dim, dtype=torch.bool))
-        self.register_buffer("binary_low", torch.zeros(c.action_dim))
-        self.register_buffer("binary_high", torch.zeros(c.action_dim))
+        self._register_binary_actions(c.action_dim)  # grippers snap to open / closed (ILPolicy)
         self._apply_tuning()
         self._token_cache: dict[str, list[int]] = {}
 
@@ -250,9 +247,7 @@ class VLAModel(ILPolicy):
                           binary_high=None) -> None:
         """Statistics from the dataset (std floored at 1e-2 so constant joints do not explode)."""
         if binary_mask is not None:
-            self.binary_mask.copy_(torch.as_tensor(np.asarray(binary_mask, dtype=bool).reshape(-1)))
-            self.binary_low.copy_(torch.as_tensor(np.asarray(binary_low, dtype=np.float32).reshape(-1)))
-            self.binary_high.copy_(torch.as_tensor(np.asarray(binary_high, dtype=np.float32).reshape(-1)))
+            self.set_binary_actions(binary_mask, binary_low, binary_high)
         for name, value, floor in (
             ("state_mean", state_mean, None),
             ("state_std", state_std, 1e-2),
@@ -394,15 +389,7 @@ class VLAModel(ILPolicy):
             out = self.head(cond)
         else:  # a fixed noise seed: the same observation gives the same chunk
             out = self.head.sample(cond, self.config.flow_steps, torch.Generator().manual_seed(0))
-        action = out * self.action_std + self.action_mean
-        snapped = torch.where(action > (self.binary_low + self.binary_high) / 2, self.binary_high, self.binary_low)
-        return torch.where(self.binary_mask, snapped, action)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints from before binary actions were detected: no dimension is binary
-        for name in ("binary_mask", "binary_low", "binary_high"):
-            state_dict.setdefault(prefix + name, getattr(self, name).clone().zero_())
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        return self.snap_binary(out * self.action_std + self.action_mean)
 
     def predict(self, obs: dict[str, Any]) -> torch.Tensor:
         return self.forward(*self.prepare(obs))

@@ -43,7 +43,9 @@ if [ -z "$SYSTEM_ROS" ] && [ "$PY_VERSION" != "3.11" ]; then
 fi
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || die "Python $PY_VERSION has no venv/ensurepip module (Debian/Ubuntu: apt-get install python$PY_VERSION-venv)"
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || die "no C++ compiler (needed by colcon to build ros2_ws/src/vla_il_msgs): install g++ (Debian/Ubuntu: apt-get install g++)"
-if [ "${MUJOCO_GL:-egl}" = "egl" ] && ! { ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; }; then
+# ldconfig lives in /sbin, which a normal user's PATH often lacks
+LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
+if [ "${MUJOCO_GL:-egl}" = "egl" ] && ! { "$LDCONFIG" -p 2>/dev/null | grep -q 'libEGL.so.1'; }; then
   die "no libEGL.so.1: MuJoCo renders headless through EGL (MUJOCO_GL=egl). Install Mesa (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri) or set MUJOCO_GL=osmesa"
 fi
 

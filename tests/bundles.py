@@ -14,14 +14,15 @@ from training.models.policies import MLPPolicy
 
 
 def make_bundle(root: Path, name: str, chunk: int = 10, bias: float = 0.0, obs_dim: int = 21,
-                ensembling: bool = False) -> Path:
-    """An ALOHA-shaped bundle whose actions are START pose + `bias` on every joint (easy to recognise)."""
+                ensembling: bool = False, gain: float = 0.01) -> Path:
+    """An ALOHA-shaped bundle whose actions are START pose + `bias` on every joint (easy to recognise);
+    `gain` scales the last layer: how much the actions depend on the observation."""
     from sim.aloha import robot
 
     torch.manual_seed(0)
     policy = MLPPolicy(obs_dim=obs_dim, action_dim=14, discrete=False, hidden_dim=16, chunk_size=chunk)
     with torch.no_grad():
-        policy.net[-1].weight.mul_(0.01)
+        policy.net[-1].weight.mul_(gain)
         policy.net[-1].bias.zero_()
     policy.set_normalization(np.random.default_rng(0).random((50, obs_dim)).astype(np.float32))
     policy.act_mean.copy_(torch.as_tensor(robot.START_STATE + bias, dtype=torch.float32))

@@ -56,6 +56,13 @@ def test_intervention_labels_are_the_expert_driven_frames_in_segments(recording)
 def test_expert_labels_keep_every_labelled_frame_and_oversample_interventions(recording):
     demos, stats = load_labelled(recording, "expert")
     assert len(demos) == 16 and stats.labels == 16
+    # a frame the policy drove has only its own label as a target: the labels after it were given on states
+    # the policy's actions led to; an expert-driven stretch chunks as before
+    _, mask = demos.chunk_targets(2)
+    driven = [False, False, True, True, True, False, True, True, False, True, True, False, False, False, False, False]
+    assert mask[:, 1].tolist() == [False, False, True, True, False, False, True, False,
+                                   False, True, False, False, False, False, False, False]
+    assert not np.any(mask[~np.array(driven), 1])
     heavy, _ = load_labelled(recording, "expert", intervention_weight=3.0)
     assert len(heavy) == 16 + 2 * 7  # the driven frames twice more
 

@@ -80,6 +80,22 @@ def test_step_is_limited_relative_to_last_command():
     assert out.command == pytest.approx([0.2, -0.2, 0.5])
 
 
+def test_a_jump_of_the_measured_joints_reanchors_the_step_limit():
+    """A sim reset teleports the arms: limiting the next command from the last episode's last command would
+    drag the arms toward the old pose for many ticks; it is limited from where they are measured instead."""
+    mux = ready_mux(max_step=(0.1, 0.1, 0.1))
+    for i in range(1, 8):  # the last episode drives joint a to 0.7
+        mux.on_observation([0.1 * (i - 1), 0.0, 0.5], now=0.01 * i)
+        mux.on_action(POLICY, [0.1 * i, 0.0, 0.5], now=0.01 * i)
+    assert mux.last_command == pytest.approx([0.7, 0.0, 0.5])
+    out = mux.on_observation([-0.5, 0.0, 0.5], now=0.2)  # reset: measured at -0.5 now
+    assert rules(out) == ["reanchor"] and "a jumped" in out.events[0].detail
+    assert mux.on_action(POLICY, [-0.45, 0.0, 0.5], now=0.21).command == pytest.approx([-0.45, 0.0, 0.5])
+    # without the jump, the step stays limited from the last command (motion is not a jump)
+    assert mux.on_observation([-0.3, 0.0, 0.5], now=0.22).events == []
+    assert mux.on_action(POLICY, [0.0, 0.0, 0.5], now=0.23).command == pytest.approx([-0.35, 0.0, 0.5])
+
+
 def test_safety_events_count_every_firing_but_mark_only_the_onset_first():
     mux = ready_mux()
     firsts = [mux.on_action(POLICY, [math.nan] * 3, now=0.01 * i).events[0].first for i in range(1, 4)]

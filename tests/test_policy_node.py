@@ -136,3 +136,29 @@ def test_refuses_to_drive_joints_it_does_not_see(probe, node_process, tmp_path):
         assert actions == []
     finally:
         feed.stop()
+
+
+def test_a_new_episode_starts_from_a_clean_chunk_history(graph):
+    """The sim's step going back (a reset), the recorder's "started" event and the ~/reset service each clear
+    the chunk queue and the ensembled predictions: the last episode's chunks must not drive the next one."""
+    from std_srvs.srv import Trigger
+    from vla_il_msgs.msg import EpisodeEvent
+
+    g = graph
+    assert wait_until(lambda: len(g.actions) > 5, 20)
+    g.feed.paused = True
+    time.sleep(0.05)
+    sim = g.probe.publisher(SimState, "sim/state")
+    for step in (7, 8, 0):
+        sim.publish(SimState(step=step, env_state=[0.1, 0.5, 0.02, 1.0, 0.0, 0.0, 0.0]))
+        time.sleep(0.05)
+    assert g.node.wait_for_log("the sim was reset (step 8 -> 0): starting from a clean chunk history", 10)
+    events = g.probe.publisher(EpisodeEvent, "recorder/episode")
+    assert wait_until(lambda: g.probe.node.count_subscribers("recorder/episode") > 0, 10)
+    events.publish(EpisodeEvent(event="started", episode_index=3))
+    assert g.node.wait_for_log("the recorder started episode 3: starting from a clean chunk history", 10)
+    resp = g.probe.call(Trigger, "policy_node/reset", Trigger.Request(), 10)
+    assert resp.success and g.node.wait_for_log("reset requested: starting from a clean chunk history", 10)
+    g.feed.paused = False
+    n = len(g.actions)
+    assert wait_until(lambda: len(g.actions) > n + 5, 5)  # and drives on

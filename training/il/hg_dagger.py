@@ -15,7 +15,8 @@ Labels (`dagger_labels`): `intervention` keeps the expert-driven frames (HG-DAgg
 every frame that carries an expert label (classic DAgger relabelling, where the expert was queried
 on every state, as the sim expert is). `intervention_weight` > 1 oversamples the expert-driven
 frames when others are kept too. Each kept stretch of an episode is its own segment, so action
-chunks never join frames across a gap.
+chunks never join frames across a gap; a frame the policy drove is a segment of one (its chunk's
+later actions would be the expert's labels along the policy's trajectory: masked out).
 """
 
 from __future__ import annotations
@@ -82,8 +83,13 @@ def load_labelled(root: Path, labels: str = "intervention", intervention_weight:
         flags = np.asarray(table[schema.SUCCESS]).reshape(-1)[order]
         success = {int(e): float(flags[episode == e].any()) for e in np.unique(episode)}
 
-    # segment ids: a new one where a kept stretch starts (or the episode changes)
-    starts = keep & np.concatenate([[True], ~keep[:-1] | (episode[1:] != episode[:-1])])
+    # segment ids: a new one where a kept stretch starts (or the episode changes). A frame the policy drove
+    # is a segment of its own: the expert's label is right for its state, but the labels after it were given
+    # on states the policy's actions led to, not the expert's, so they are no action chunk the expert would
+    # have executed from it (only the chunk's first action is a target there).
+    policy_driven = keep & ~intervention
+    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
+    starts |= policy_driven
     segment = np.cumsum(starts) - 1
     idx = np.flatnonzero(keep)
     demos = Demonstrations(obs[idx], actions[idx], segment[idx].astype(np.int64),

@@ -43,11 +43,13 @@ class InterventionMuxNode(Node):
         max_step = declare(self, "max_step", [0.0], "Largest change of each joint's command per command.")
         stale_after_s = declare(self, "stale_after_s", 0.1, "Hold when observations or the driver are older than this.")
         watchdog_hz = declare(self, "watchdog_rate_hz", 100.0, "How often the watchdog checks for stale inputs.")
+        reanchor = declare(self, "reanchor_steps", 3.0,
+                           "A joint measured this many max_steps from its last value jumped: limit from there.")
         if watchdog_hz <= 0:
             raise ParameterError(f"parameter 'watchdog_rate_hz': must be > 0, got {watchdog_hz}")
         try:
             names = tuple(n for n in joint_names if n)
-            config = MuxConfig(names, tuple(lower), tuple(upper), tuple(max_step), stale_after_s)
+            config = MuxConfig(names, tuple(lower), tuple(upper), tuple(max_step), stale_after_s, reanchor)
         except ValueError as exc:
             raise ParameterError(f"parameter {exc}") from exc
         self.mux = InterventionMux(config)

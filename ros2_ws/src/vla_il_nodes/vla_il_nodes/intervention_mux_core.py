@@ -6,7 +6,8 @@ one becomes the robot's command:
 - the expert takes over at once when it engages, and hands back explicitly (engaged -> false);
 - every action is checked: wrong length or non-finite values are rejected (the last safe command
   holds), values outside the joint limits are clamped, and a command may move each joint at most
-  `max_step` from the previous command;
+  `max_step` from the previous command; when the measured joints jump (a sim reset teleports the arms,
+  or the arm was moved by hand while held) the step limit re-anchors at the measured pose instead;
 - a watchdog holds the last safe command when the observations or the active driver go stale;
 - an operator can hold the robot and resume it.
 
@@ -25,7 +26,8 @@ POLICY = "policy"
 EXPERT = "expert"
 NONE = "none"
 
-RULES = ("wrong_length", "nan", "joint_limit", "max_step", "stale_observation", "stale_driver", "operator_hold")
+RULES = ("wrong_length", "nan", "joint_limit", "max_step", "stale_observation", "stale_driver", "operator_hold",
+         "reanchor")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class MuxConfig:
     joint_upper: tuple[float, ...]
     max_step: tuple[float, ...]
     stale_after_s: float = 0.1
+    # a measured joint moving more than this many max_steps between two observations is a jump, not motion
+    reanchor_steps: float = 3.0
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -53,6 +57,8 @@ class MuxConfig:
                 raise ValueError(f"max_step of {j}: must be > 0, got {step}")
         if not self.stale_after_s > 0:
             raise ValueError(f"stale_after_s: must be > 0, got {self.stale_after_s}")
+        if not self.reanchor_steps >= 1:
+            raise ValueError(f"reanchor_steps: must be >= 1 (max_steps per observation), got {self.reanchor_steps}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,9 @@ class InterventionMux:
         """Joint positions measured on the robot (in `joint_names` order)."""
         out = MuxOutput()
         if self._check_shape_and_values(positions, "observation", out):
-            self.last_observation = [float(x) for x in positions]
+            current = [float(x) for x in positions]
+            self._reanchor_on_jump(current, out)
+            self.last_observation = current
             self._last_obs_time = now
             self._clear("stale_observation", "observation")
         return out
@@ -214,6 +222,20 @@ class InterventionMux:
         else:
             self._clear("max_step", source)
         return limited
+
+    def _reanchor_on_jump(self, current: list[float], out: MuxOutput) -> None:
+        """The robot is not where it was a tick ago (a sim reset, an arm moved by hand): the last command
+        no longer says where it is, so the next command's step is limited from the measured pose."""
+        if self.last_observation is None or self.last_command is None:
+            return
+        cfg = self.config
+        jumped = [j for j, a, b, s in zip(cfg.joint_names, self.last_observation, current, cfg.max_step, strict=False)
+                  if abs(b - a) > cfg.reanchor_steps * s]
+        if jumped:
+            self.last_command = None  # the reference becomes this observation
+            self._fire("reanchor", "observation", f"{', '.join(jumped[:3])}{' ...' if len(jumped) > 3 else ''} "
+                       "jumped: the step limit starts from the measured pose", out)
+            self._clear("reanchor", "observation")  # each jump is its own onset
 
     def _observation_stale(self, now: float) -> bool:
         return self._last_obs_time is None or now - self._last_obs_time > self.config.stale_after_s

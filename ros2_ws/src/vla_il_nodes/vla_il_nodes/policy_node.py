@@ -7,6 +7,10 @@ Publishes   policy/action (JointState: one action per tick, the bundle's joint n
 Services    load_policy (LoadPolicy): validate a new bundle aside, then swap it in atomically; a bad
             one is refused and the running one keeps driving. Served by a second node on its own
             thread, so loading never delays a tick.
+            ~/reset (Trigger): a new episode starts; forget the queued chunk / ensembled predictions.
+Episodes    the same reset happens on recorder/episode "started" and when sim/state's step goes back
+            (the sim was reset): chunks predicted on the last episode's final states must not drive
+            the first ticks of the next one (a sim reset teleports the arms).
 Ticks       tick_source=timer: a timer at the bundle's fps (a robot); observation: one tick per
             joint state received (the sim in lockstep), inference inline, deterministic.
 """
@@ -23,7 +27,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
-from vla_il_msgs.msg import ActionChunk, PolicyStatus, SimState
+from std_srvs.srv import Trigger
+from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
 from training.export.bundle import BundleError
@@ -62,6 +67,9 @@ class PolicyNode(Node):
         self._subscribed: set[str] = set()
         self._stamps: dict[str, int] = {}  # input -> stamp (ns) of its latest message (lockstep ticks)
         self._ticked_stamp: int | None = None
+        self._sim_step: int | None = None  # the last sim/state step (a smaller one: the sim was reset)
+        self.create_subscription(EpisodeEvent, "recorder/episode", self._on_episode_event, RELIABLE)
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self._subscribe_inputs(policy)
         self._timer = None
         self._start_timer(policy)
@@ -97,6 +105,9 @@ class PolicyNode(Node):
         self._observe("joint_positions", np.array([msg.position[index[n]] for n in names]), msg.header.stamp)
 
     def _on_sim_state(self, msg: SimState) -> None:
+        if self._sim_step is not None and msg.step < self._sim_step:
+            self._reset_episode(f"the sim was reset (step {self._sim_step} -> {msg.step})")
+        self._sim_step = msg.step
         self._observe("env_state", np.asarray(msg.env_state), msg.header.stamp)
 
     def _on_image(self, camera: str, msg: Image) -> None:
@@ -126,6 +137,19 @@ class PolicyNode(Node):
             if ns != self._ticked_stamp and all(self._stamps.get(n) == ns for n in needed):
                 self._ticked_stamp = ns
                 self._tick()
+
+    def _on_episode_event(self, msg: EpisodeEvent) -> None:
+        if msg.event == EpisodeEvent.EVENT_STARTED:
+            self._reset_episode(f"the recorder started episode {msg.episode_index}")
+
+    def _on_reset(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        self._reset_episode("reset requested")
+        resp.success, resp.message = True, "chunk queue and ensembled predictions cleared"
+        return resp
+
+    def _reset_episode(self, why: str) -> None:
+        self.runner.reset()
+        self.get_logger().info(f"{why}: starting from a clean chunk history")
 
     # ------------------------------------------------------------------ control
     def _start_timer(self, policy: LoadedPolicy) -> None:

@@ -87,6 +87,8 @@ class PolicyRunner:
         self._obs: dict[str, tuple[np.ndarray, float]] = {}
         self._worker: threading.Thread | None = None
         self._last_tick_time: float | None = None
+        self._epoch = 0  # bumped by reset(): chunks inferred before it are dropped
+        self.resets = 0
         self.on_chunk = None  # called as on_chunk(chunk, latency_ms, policy) after every inference
         self._install(policy)
 
@@ -103,6 +105,17 @@ class PolicyRunner:
             if spec.temporal_ensembling else None
         self._in_flight = False
         self.refill_at = self._refill_at if self._refill_at is not None else max(1, spec.n_action_steps // 4)
+
+    def reset(self) -> None:
+        """A new episode: forget the queued chunk and the ensembled predictions (they were made on the last
+        episode's states), and drop an inference still running on them."""
+        with self._lock:
+            self._queue.clear()
+            if self._ensembler is not None:
+                self._ensembler.reset()
+            self._in_flight = False
+            self._epoch += 1
+            self.resets += 1
 
     def swap(self, policy: LoadedPolicy) -> None:
         """Atomically replace the running bundle (the next tick uses the new one)."""
@@ -172,7 +185,7 @@ class PolicyRunner:
                 self._queue.popleft()  # trimmed: those ticks passed while the chunk was computed
             if not self._queue and not self._in_flight:
                 # Nothing to act on (first tick, or after a stall): infer inline rather than miss it.
-                self._accept(tick, self._infer(self._inputs(), self._policy), self._policy)
+                self._accept(tick, self._infer(self._inputs(), self._policy), self._policy, self._epoch)
             elif len(self._queue) <= self.refill_at and not self._in_flight:
                 self._start_inference(tick)
             if self._queue and self._queue[0][0] == tick:
@@ -185,23 +198,23 @@ class PolicyRunner:
         self._ensembler.add(chunk)
 
     def _start_inference(self, tick: int) -> None:
-        feeds, policy = self._inputs(), self._policy
+        feeds, policy, epoch = self._inputs(), self._policy, self._epoch
         if not self.async_inference:
-            self._accept(tick, self._infer(feeds, policy), policy)
+            self._accept(tick, self._infer(feeds, policy), policy, epoch)
             return
         self._in_flight = True
 
         def work() -> None:
             chunk = self._infer(feeds, policy)
             with self._lock:
-                self._accept(tick, chunk, policy)
+                self._accept(tick, chunk, policy, epoch)
 
         self._worker = threading.Thread(target=work, daemon=True)
         self._worker.start()
 
-    def _accept(self, tick: int, chunk: np.ndarray, policy: LoadedPolicy) -> None:
-        if policy is not self._policy:
-            return  # a chunk of the bundle that was swapped out
+    def _accept(self, tick: int, chunk: np.ndarray, policy: LoadedPolicy, epoch: int) -> None:
+        if policy is not self._policy or epoch != self._epoch:
+            return  # a chunk of the bundle that was swapped out, or of the episode before a reset()
         self._in_flight = False
         n = policy.spec.n_action_steps
         self._queue = deque((tick + i, chunk[i]) for i in range(n))

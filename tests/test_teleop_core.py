@@ -31,6 +31,15 @@ def test_gate_engages_after_n_drifting_ticks_and_hands_back_after_m():
     assert gate.engagements == 1
 
 
+def test_gate_hands_back_early_once_the_policy_agrees_for_n_ticks():
+    gate = ExpertGate(GateConfig(drift_threshold=0.2, drift_ticks=3, handback_ticks=50, agree_ticks=3, stall_ticks=0))
+    engaged = run(gate, [0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0])
+    # engaged at the third drifting tick; the policy still disagrees twice, then agrees three ticks in a row
+    assert engaged == [False, False] + [True] * 5 + [False] * 2
+    off = ExpertGate(GateConfig(drift_threshold=0.2, drift_ticks=3, handback_ticks=50, agree_ticks=0, stall_ticks=0))
+    assert all(run(off, [0.5] * 3 + [0.0] * 20)[2:])  # agree_ticks 0: only handback_ticks hands back
+
+
 def test_gate_engages_when_progress_stalls_and_not_once_the_task_is_done():
     gate = ExpertGate(GateConfig(stall_ticks=5, handback_ticks=3))
     engaged = run(gate, [0.0] * 12, progress=[1.0] * 12)

@@ -34,12 +34,15 @@ class SimExpertTeleopNode(Node):
         drift = declare(self, "drift_threshold", 0.3, "Engage when max |policy - expert| exceeds this ...")
         drift_ticks = declare(self, "drift_ticks", 5, "... for this many ticks in a row.")
         stall_ticks = declare(self, "stall_ticks", 150, "Engage after this many ticks without progress (0: never).")
-        handback = declare(self, "handback_ticks", 60, "Hand back after driving this many ticks.")
+        handback = declare(self, "handback_ticks", 60, "Hand back after driving this many ticks at most ...")
+        agree = declare(self, "agree_ticks", 0, "... or once the policy agrees this many ticks in a row (0: never).")
         beta = declare(self, "beta", 0.5, "mode beta: probability that the expert drives.")
         mix_ticks = declare(self, "mix_ticks", 1, "mode beta: ticks between two draws.")
         seed = declare(self, "seed", 0, "mode beta: seed of the draws.")
         try:
-            self.gate = ExpertGate(GateConfig(mode, drift, drift_ticks, stall_ticks, handback, beta, mix_ticks, seed))
+            self.gate = ExpertGate(GateConfig(mode=mode, drift_threshold=drift, drift_ticks=drift_ticks,
+                                              stall_ticks=stall_ticks, handback_ticks=handback, agree_ticks=agree,
+                                              beta=beta, mix_ticks=mix_ticks, seed=seed))
         except ValueError as exc:
             raise ParameterError(f"parameter {exc}") from exc
         from sim.experts import make_expert

@@ -221,3 +221,36 @@ def test_an_action_dimension_with_two_values_snaps_to_the_nearer_one():
     fresh = MLPPolicy(4, 2, False, hidden_dim=8)
     fresh.load_state_dict(state)
     assert not fresh.binary_mask.any()
+
+
+def test_dagger_rollouts_of_a_chunking_learner_segment_by_who_executed():
+    """A step the learner executed is a segment of one (the labels after it follow the learner's action, not
+    the expert's); a stretch the expert executed is one segment; every visited state keeps its label."""
+    import gymnasium as gym
+
+    from training.experts import cartpole_expert
+    from training.rollouts import run_episodes
+
+    env = gym.make("CartPole-v1")
+    asked = []
+
+    def learner(obs):
+        asked.append(1)
+        return 1 - cartpole_expert(obs)  # never the expert's choice
+
+    demos, stats = run_episodes(env, 2, learner, seed=0, expert=cartpole_expert, beta=0.5,
+                                rng=np.random.default_rng(7), chunk_segments=True)
+    n = len(demos)
+    executed_by_expert = np.random.default_rng(7).random(n) < 0.5  # one draw per step, as run_episodes draws
+    assert len(asked) == n  # the learner is asked every step, also when the expert's action is executed
+    assert np.all(demos.actions == [cartpole_expert(o) for o in demos.obs])
+    same_segment = demos.episode[1:] == demos.episode[:-1]
+    # a segment continues only from an expert step to an expert step (never across an episode: CartPole
+    # episodes end on a learner or an expert step, and the next one starts a new segment either way)
+    assert np.all(same_segment <= (executed_by_expert[1:] & executed_by_expert[:-1]))
+    assert same_segment.sum() > 0 and len(demos.episodes) > 2
+    _, mask = demos.chunk_targets(3)
+    assert not np.any(mask[~executed_by_expert, 1:])
+    plain, _ = run_episodes(env, 2, learner, seed=0, expert=cartpole_expert, beta=0.5, rng=np.random.default_rng(7))
+    assert len(plain.episodes) == 2 and len(plain) == n
+    env.close()

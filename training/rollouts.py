@@ -52,9 +52,14 @@ class PolicyActor:
 
 def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None = None, beta: float = 0.0,
                  rng: np.random.Generator | None = None, reset: Callable[[], None] | None = None,
-                 progress: str | None = None) -> tuple[Demonstrations, dict[str, float]]:
+                 progress: str | None = None, chunk_segments: bool = False) -> tuple[Demonstrations, dict[str, float]]:
     """Run n episodes. With an expert, every visited state is labelled with the expert's action, and
-    the executed action is the expert's with probability beta (per step), else `act`'s.
+    the executed action is the expert's with probability beta (per step), else `act`'s. `act` is asked
+    every step, also when the expert's action is executed (a chunking actor's history follows time).
+
+    chunk_segments: for a chunking learner, a step the learner executed is a segment of its own (the
+    labels after it were given on states the learner's action led to: no chunk the expert would have
+    executed from it), and each stretch the expert executed is one segment.
 
     Returns the (state, label) pairs (labels: the expert's, or the executed action without an
     expert) and statistics: mean return, success rate where the env reports it, labels, env steps.
@@ -63,18 +68,27 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
 
     rng = rng or np.random.default_rng(seed)
     obs_list, act_list, ep_list, returns, successes, steps = [], [], [], {}, [], 0
+    segment, segment_ep = -1, {}  # chunk_segments: segment id, and each segment's episode
     for ep in tqdm(range(n), desc=progress, disable=progress is None, leave=False):
         obs, _ = env.reset(seed=seed + ep)
         if reset is not None:
             reset()
-        total, done, success = 0.0, False, False
+        total, done, success, previous_expert = 0.0, False, False, None
         while not done:
             label = expert(obs) if expert is not None else None
             use_expert = expert is not None and rng.random() < beta
-            action = label if use_expert else act(obs)
+            learner = act(obs) if expert is None or beta < 1.0 else None
+            action = label if use_expert else learner
             obs_list.append(np.asarray(obs, dtype=np.float32))
             act_list.append(label if label is not None else action)
-            ep_list.append(ep)
+            if chunk_segments:
+                if not (use_expert and previous_expert):
+                    segment += 1
+                    segment_ep[segment] = ep
+                ep_list.append(segment)
+            else:
+                ep_list.append(ep)
+            previous_expert = use_expert
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             success = success or bool(info.get("is_success", False))
@@ -83,6 +97,8 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
         returns[ep] = total
         successes.append(success)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    if chunk_segments:
+        returns = {s: returns[e] for s, e in segment_ep.items()}
     demos = Demonstrations(np.stack(obs_list), np.asarray(act_list, dtype=np.int64 if discrete else np.float32),
                            np.asarray(ep_list, dtype=np.int64), returns)
     stats = {"mean_reward": float(np.mean(list(returns.values()))), "success_rate": float(np.mean(successes)),

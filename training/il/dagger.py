@@ -77,7 +77,8 @@ class DAgger:
         for i in trange(c.dagger_iterations, desc="DAgger iterations"):
             beta = get_beta(i, c.dagger_beta_schedule, c.dagger_initial_beta, c.dagger_iterations)
             new, stats = run_episodes(self.env, c.dagger_episodes_per_iter, actor, seed=c.seed + 1000 * (i + 1),
-                                      expert=self.expert, beta=beta, reset=actor.reset, progress=f"rollouts i={i}")
+                                      expert=self.expert, beta=beta, reset=actor.reset, progress=f"rollouts i={i}",
+                                      chunk_segments=self.policy.chunk_size > 1)
             self.data = self.data.aggregate(new)
             self.expert_labels += len(new)
             result = self.bc.fit(self.data, c.bc_epochs, extra_metrics={

@@ -3,10 +3,10 @@
 ExpertGate plays the human of human-gated DAgger in the sim (HG-DAgger, Kelly et al. 2019): the
 scripted expert watches the policy and engages when the policy's action drifts from its own by more
 than `drift_threshold` for `drift_ticks` ticks in a row, or when the task makes no progress for
-`stall_ticks` ticks; it hands back once the policy's own proposals have agreed with it (within the
-threshold) for `agree_ticks` ticks in a row — the policy would now do what the expert does — or after
-`handback_ticks` ticks at most. So the expert's labels land where the policy disagrees with it. Mode "beta" is classic DAgger
-(Ross et al. 2011) instead: every `mix_ticks` ticks the expert drives with probability beta.
+`stall_ticks` ticks; it hands back after `handback_ticks` ticks, or (optional, `agree_ticks` > 0)
+sooner, once the policy's own proposals have agreed with it for `agree_ticks` ticks in a row.
+Mode "beta" is classic DAgger (Ross et al. 2011) instead: every `mix_ticks` ticks the expert drives
+with probability beta.
 The demo and the trainers use the same class offline (no ROS), so a rule tested here is the rule
 that ran on the graph.
 

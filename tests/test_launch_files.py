@@ -116,6 +116,8 @@ def test_every_robot_profile_fits_the_launch_files(name: str):
 def test_dagger_teleop_launch_takes_the_documented_arguments():
     tree = ast.parse((ROOT / "launch/dagger_teleop.launch.py").read_text())
     declared = {_str(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
-    assert {"sim", "task", "policy", "teleop", "record_dir", "mode"} <= declared
+    assert {"sim", "robot", "task", "policy", "teleop", "record_dir", "mode"} <= declared
     executables = {_str(_kwarg(c, "executable")) for c in _calls(tree, "Node")}
     assert {"teleop_sim_expert", "teleop_joy", "teleop_keyboard", "teleop_leader", "dagger_recorder"} <= executables
+    # on a robot (sim:=false) it starts the profile's cameras and adapter, as deploy.launch.py does
+    assert {"camera_node", "robot_adapter", "policy_node", "intervention_mux", "sim_bridge"} <= executables

@@ -1,0 +1,139 @@
+"""The launch files' robot logic, run: which nodes start with which parameters and remappings.
+
+`launch` and `launch_ros` are not installable from PyPI, so this test gives the launch files a minimal
+stand-in for the few names they use (DeclareLaunchArgument, OpaqueFunction, LaunchConfiguration,
+FindPackageShare, Node: recorded, not run). The stand-in is only the launch system; the profiles, the
+parameter files and the install space are ours and real. test_launch_files.py checks the files statically.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from tests.bundles import make_bundle
+from tests.ros_harness import INSTALL, ROOT
+
+
+class _Context:
+    def __init__(self, args):
+        self.args = args
+
+
+class _Arg:
+    def __init__(self, name, default_value=None, description=""):
+        self.name, self.default = name, default_value
+
+
+class _Config:
+    def __init__(self, name):
+        self.name = name
+
+    def perform(self, context):
+        if self.name not in context.args:
+            raise KeyError(f"launch argument {self.name} has no value")
+        return context.args[self.name]
+
+
+class _Share:
+    def __init__(self, package):
+        self.package = package
+
+    def perform(self, context):
+        return str(INSTALL / self.package / "share" / self.package)
+
+
+class _Node:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+def _stand_in_modules():
+    mods = {name: types.ModuleType(name) for name in (
+        "launch", "launch.actions", "launch.substitutions", "launch.conditions", "launch_ros", "launch_ros.actions",
+        "launch_ros.substitutions")}
+    mods["launch"].LaunchDescription = list
+    mods["launch.actions"].DeclareLaunchArgument = _Arg
+    mods["launch.actions"].OpaqueFunction = lambda function: function
+    mods["launch.substitutions"].LaunchConfiguration = _Config
+    mods["launch.substitutions"].PathJoinSubstitution = lambda parts: parts
+    mods["launch_ros.actions"].Node = _Node
+    mods["launch_ros.substitutions"].FindPackageShare = _Share
+    return mods
+
+
+def _run(launch_file: str, **args) -> dict[str, _Node]:
+    """The nodes a launch file starts for these arguments (defaults filled in), by executable."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, mod in _stand_in_modules().items():
+            mp.setitem(sys.modules, name, mod)
+        spec = importlib.util.spec_from_file_location(launch_file.replace(".", "_"), ROOT / "launch" / launch_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        description = module.generate_launch_description()
+    declared = {a.name: a.default for a in description if isinstance(a, _Arg)}
+    values = {k: v for k, v in declared.items() if v is not None} | args
+    functions = [a for a in description if callable(a) and not isinstance(a, _Arg)]
+    nodes = [n for f in functions for n in f(_Context(values))]
+    return {n.kwargs["executable"]: n for n in nodes}
+
+
+def _params(node: _Node) -> dict:
+    merged = {}
+    for p in node.kwargs.get("parameters", []):
+        if isinstance(p, dict):
+            merged.update(p)
+    return merged
+
+
+def test_dagger_teleop_in_the_sim(tmp_path):
+    bundle = make_bundle(tmp_path, "b", chunk=5)
+    nodes = _run("dagger_teleop.launch.py", policy=str(bundle), mode="lockstep", record_dir=str(tmp_path / "rec"))
+    assert set(nodes) == {"sim_bridge", "policy_node", "intervention_mux", "teleop_sim_expert", "dagger_recorder"}
+    assert _params(nodes["policy_node"])["tick_source"] == "observation"
+    assert _params(nodes["dagger_recorder"])["sim_task"] == "transfer_cube"
+    assert dict(nodes["intervention_mux"].kwargs["remappings"]) == {"command": "/command",
+                                                                   "joint_states": "/joint_states"}
+    for node in nodes.values():  # every parameter file is one the vla_il package installed
+        for p in node.kwargs.get("parameters", []):
+            if isinstance(p, str):
+                assert Path(p).parent == INSTALL / "vla_il/share/vla_il/config" and Path(p).is_file(), p
+
+
+def test_dagger_teleop_on_a_real_aloha_is_remapped_to_its_profile(tmp_path):
+    bundle = make_bundle(tmp_path, "b", chunk=5)
+    nodes = _run("dagger_teleop.launch.py", policy=str(bundle), sim="false", robot="aloha", teleop="leader",
+                 record_dir=str(tmp_path / "rec"))
+    assert "sim_bridge" not in nodes and {"camera_node", "robot_adapter", "teleop_leader"} <= set(nodes)
+    recorder = nodes["dagger_recorder"]
+    remaps = dict(recorder.kwargs["remappings"])
+    assert remaps["joint_states"] == "/vla_il/joint_states" and remaps["command"] == "/vla_il/command"
+    assert remaps["cameras/cam_high/image_raw"] == "/cameras/cam_high/image_raw"
+    assert _params(recorder)["cameras"] == ["cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist"]
+    assert "sim_task" not in _params(recorder)
+    mux = _params(nodes["intervention_mux"])
+    assert len(mux["max_step"]) == 14 and mux["joint_names"][0] == "left_waist"
+    assert _params(nodes["policy_node"])["tick_source"] == "timer"
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"sim": "false", "teleop": "joy"}, "name its profile with robot:="),
+    ({"sim": "false", "robot": "aloha", "teleop": "sim_expert"}, "use it with sim:=true"),
+    ({"teleop": "spacemouse"}, "teleop:=spacemouse: one of"),
+    ({"robot": "ros2_control_arm", "sim": "false", "teleop": "joy"}, "refusing bundle"),
+])
+def test_dagger_teleop_refuses_what_cannot_work(tmp_path, args, message):
+    bundle = make_bundle(tmp_path, "b", chunk=5)
+    with pytest.raises(RuntimeError, match=message.replace("(", r"\(")):
+        _run("dagger_teleop.launch.py", policy=str(bundle), record_dir=str(tmp_path / "rec"), **args)
+
+
+def test_deploy_on_the_sim_profile(tmp_path):
+    bundle = make_bundle(tmp_path, "b", chunk=5)
+    nodes = _run("deploy.launch.py", policy=str(bundle))
+    assert set(nodes) == {"policy_node", "intervention_mux"}
+    assert len(_params(nodes["intervention_mux"])["max_step"]) == 14

@@ -39,7 +39,11 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--chunk-size", type=int, default=d.chunk_size, help="actions per chunk (temporal ensembling)")
     demo.add_argument("--residual", action="store_true", help="predict joint targets relative to the joint positions")
     demo.add_argument("--epochs", type=int, default=d.epochs, help="BC epochs")
-    demo.add_argument("--round-epochs", type=int, default=d.round_epochs, help="epochs per HG-DAgger round")
+    demo.add_argument("--round-init", default=d.round_init, choices=["scratch", "continue"],
+                      help="each round trains a new network on all labels (--epochs, BC's recipe) or continues the "
+                           "last one (--round-epochs)")
+    demo.add_argument("--round-epochs", type=int, default=d.round_epochs,
+                      help="epochs per HG-DAgger round with --round-init continue")
     demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
     demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
     demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
@@ -296,6 +300,7 @@ _BENCHMARKS = {
     "sim": "benchmarks.sim_throughput",
     "il": "benchmarks.il_benchmark",
     "aloha-dagger": "benchmarks.aloha_dagger",
+    "hg-dagger-seeds": "benchmarks.hg_dagger_seeds",
     "policy": "benchmarks.policy_latency",
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",

@@ -1,0 +1,285 @@
+"""HG-DAgger against BC at equal expert labels, over several training seeds, without ROS.
+
+    python benchmarks/hg_dagger_seeds.py [--seeds 3] [--rounds 4] [--episodes-per-round 6]
+        [--drift-threshold 0.3] [--handback-ticks 60] [--agree-ticks 0] [--labels intervention]
+        [--eval-episodes 100] [--out output/hg_dagger_seeds]
+        [--continue]
+    (or: vla-il bench hg-dagger-seeds ...)
+
+`vla-il demo` runs HG-DAgger once, through the ROS graph; one training run of either method swings by
+10-20 points, so one demo cannot say whether HG-DAgger beats BC. This runs the demo's loop in one
+process, several times: the same gate (vla_il_nodes.teleop_core.ExpertGate, the teleop_sim_expert
+node's rule and parameters), the same safety core between the drivers and the sim
+(vla_il_nodes.intervention_mux_core.InterventionMux: joint limits, step limit, re-anchoring), the same
+learner and recipe as the demo (a state-based MLP, 5-step chunks, temporal ensembling; each round
+trains on the expert's segments of all rounds plus the demos: a new network, or with --continue the
+last one). Per training
+seed: BC on the demos; rounds of HG-DAgger; BC from scratch on as many expert labels (whole expert
+episodes); both evaluated on the same held-out seeds. Printed as a table with the mean gap and its
+spread; written as results.json and hg_vs_bc.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_SEED = 100_000  # held out; demos use 0.., rounds 10_000 * k.., as the demo does
+
+
+def _sim_expert_rollouts(policy, task: str, n: int, first_seed: int, gate_config, mux_config,
+                         episode_length: int) -> tuple[Any, dict[str, float]]:
+    """The learner drives; the gate hands control to the expert and back; every command passes the mux core.
+    Returns the frames as (state, expert label, expert drove?) per episode and the round's statistics."""
+    from sim.aloha.env import AlohaEnv
+    from training.experts import AlohaStateExpert
+    from training.rollouts import PolicyActor
+    from vla_il_nodes.intervention_mux_core import EXPERT, POLICY, InterventionMux
+    from vla_il_nodes.teleop_core import ExpertGate
+
+    actor = PolicyActor(policy, temporal_aggregation=policy.chunk_size > 1)
+    expert = AlohaStateExpert(task)
+    gate = ExpertGate(gate_config)
+    env = AlohaEnv(task, cameras=(), privileged=True, episode_length=episode_length, clamp_actions=True)
+    mux = InterventionMux(mux_config)
+    states, labels, driven, episode = [], [], [], []
+    engagements, successes = [], []
+    now = 0.0
+    for i in range(n):
+        obs, _ = env.reset(seed=first_seed + i)
+        actor.reset()
+        gate.reset()
+        reward, success, done, t = 0.0, False, False, 0
+        while not done:
+            now += 0.02
+            mux.on_observation(obs["agent_pos"].tolist(), now)
+            state = np.concatenate([obs["agent_pos"], obs["env_state"]]).astype(np.float32)
+            label, proposal = expert(state), actor(state)
+            gate.on_policy_action(proposal, label)
+            if t > 0:
+                gate.step(progress=reward, success=success)
+            mux.on_engaged(gate.engaged, now)
+            out = mux.on_action(EXPERT if gate.engaged else POLICY, (label if gate.engaged else proposal).tolist(),
+                                now)
+            if out.command is None:  # the mux refused (a NaN from the policy): it holds, as on the robot
+                if mux.last_command is None:
+                    raise RuntimeError(f"the mux refused the first command of episode {first_seed + i}: "
+                                       f"{[e.detail for e in out.events]}")
+                out.command = list(mux.last_command)
+            command = out.command
+            states.append(state)
+            labels.append(label)
+            driven.append(gate.engaged)
+            episode.append(i)
+            obs, reward, terminated, truncated, info = env.step(np.asarray(command))
+            success = success or bool(info["is_success"])
+            done, t = terminated or truncated, t + 1
+        engagements.append(gate.engagements)
+        successes.append(success)
+    env.close()
+    frames = (np.stack(states), np.stack(labels).astype(np.float32), np.array(driven), np.array(episode))
+    return frames, {"interventions_per_episode": float(np.mean(engagements)),
+                    "attempt_success": float(np.mean(successes)), "intervention_frames": int(np.sum(driven))}
+
+
+def _labelled(frames, labels: str, offset: int):
+    """The round's training labels as segments, as training.il.hg_dagger.load_labelled cuts a recording."""
+    from training.demonstrations import Demonstrations
+
+    states, actions, driven, episode = frames
+    keep = driven if labels == "intervention" else np.ones_like(driven)
+    policy_driven = keep & ~driven
+    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
+    starts |= policy_driven
+    segment = np.cumsum(starts) - 1 + offset
+    idx = np.flatnonzero(keep)
+    return Demonstrations(states[idx], actions[idx], segment[idx].astype(np.int64), {})
+
+
+def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, epochs: int | None = None):
+    from training.checkpoint import save_checkpoint
+    from training.config import ILConfig
+    from training.il.behavioral_cloning import BehavioralCloning
+
+    config = ILConfig(bc_epochs=epochs or args.epochs, learning_rate=args.learning_rate, batch_size=256,
+                      hidden_dim=args.hidden_dim, action_chunk_size=args.chunk, temporal_aggregation=args.chunk > 1,
+                      lr_schedule="cosine", eval_episodes=0, seed=seed, output_dir=str(out),
+                      extra={"env": f"aloha:{args.task}"})
+    bc = BehavioralCloning(None, config, previous, False, f"aloha:{args.task}", run_name="hg_seeds")
+    bc.fit(demos, config.bc_epochs)
+    bc.close()
+    save_checkpoint(out / "policy", bc.policy, config)
+    return bc.policy, out / "policy"
+
+
+def _evaluate(args: argparse.Namespace, path: Path, name: str) -> dict[str, Any]:
+    from benchmarks.aloha_dagger import CheckpointPolicy
+    from sim.evaluation import evaluate
+
+    result = evaluate(args.task, CheckpointPolicy(str(path), args.chunk > 1),
+                      range(EVAL_SEED, EVAL_SEED + args.eval_episodes), name, workers=args.workers,
+                      env_kwargs={"clamp_actions": True, "episode_length": args.episode_length}, progress=False)
+    return result.summary()
+
+
+def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dict[str, Any]:
+    from vla_il.profiles import load_profile
+    from vla_il_nodes.intervention_mux_core import MuxConfig
+    from vla_il_nodes.teleop_core import GateConfig
+
+    profile = load_profile("aloha_sim")
+    mux_config = MuxConfig(**{k: tuple(v) for k, v in profile.mux_parameters().items()})
+    gate_config = GateConfig(drift_threshold=args.drift_threshold, drift_ticks=args.drift_ticks,
+                             stall_ticks=args.stall_ticks, handback_ticks=args.handback_ticks,
+                             agree_ticks=args.agree_ticks, seed=seed)
+    start = time.perf_counter()
+    policy, path = _fit(args, demos, seed, out / f"seed_{seed}" / "round_0")
+    data, rounds = demos, []
+    for k in range(1, args.rounds + 1):
+        frames, stats = _sim_expert_rollouts(policy, args.task, args.episodes_per_round, 10_000 * k, gate_config,
+                                             mux_config, args.episode_length)
+        data = data.aggregate(_labelled(frames, args.labels, 0))
+        if not args.continue_training:  # every round fits a new network on all labels, with BC's recipe
+            policy, path = _fit(args, data, seed, out / f"seed_{seed}" / f"round_{k}")
+        else:
+            policy, path = _fit(args, data, seed, out / f"seed_{seed}" / f"round_{k}", policy, args.round_epochs)
+        rounds.append({"round": k, "labels": len(data), **stats})
+    hg = _evaluate(args, path, f"hg-{seed}")
+    # BC from scratch on whole expert episodes, in order, until they hold as many labels
+    sizes = np.bincount(pool.episode)
+    n_ep = min(int(np.searchsorted(np.cumsum(sizes), len(data))) + 1, len(sizes))
+    bc_data = pool.select_episodes(np.arange(n_ep))
+    _, bc_path = _fit(args, bc_data, seed, out / f"seed_{seed}" / "bc_equal_labels")
+    bc = _evaluate(args, bc_path, f"bc-{seed}")
+    return {"seed": seed, "hg_labels": len(data), "bc_labels": len(bc_data), "hg": hg, "bc": bc,
+            "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
+            "seconds": time.perf_counter() - start}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'seed':>5}{'labels HG/BC':>15}{'HG-DAgger':>18}{'BC':>18}{'gap':>8}   interventions/ep by round",
+             "-" * 96]
+    for r in rows:
+        hg, bc = r["hg"], r["bc"]
+
+        def fmt(s: dict[str, Any]) -> str:
+            lo, hi = s["success_rate_wilson95"]
+            return f"{100 * s['success_rate']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
+
+        ivs = " ".join(f"{x['interventions_per_episode']:.2f}" for x in r["rounds"])
+        labels = f"{r['hg_labels']}/{r['bc_labels']}"
+        lines.append(f"{r['seed']:>5}{labels:>15}{fmt(hg):>18}{fmt(bc):>18}{r['gap_points']:>+7.0f}   {ivs}")
+    gaps = np.array([r["gap_points"] for r in rows])
+    spread = f", sd {gaps.std(ddof=1):.0f}" if len(gaps) > 1 else ""
+    lines.append(f"HG-DAgger - BC at equal labels: mean {gaps.mean():+.1f} points over {len(gaps)} training seeds"
+                 f"{spread}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.arange(len(rows))
+    for offset, key, label, color in ((-0.15, "hg", "HG-DAgger (last round)", "tab:red"),
+                                      (0.15, "bc", "BC, equal labels", "tab:blue")):
+        y = [100 * r[key]["success_rate"] for r in rows]
+        lo = [100 * (r[key]["success_rate"] - r[key]["success_rate_wilson95"][0]) for r in rows]
+        hi = [100 * (r[key]["success_rate_wilson95"][1] - r[key]["success_rate"]) for r in rows]
+        ax1.errorbar(x + offset, y, yerr=[lo, hi], fmt="o", capsize=4, color=color, label=label)
+    ax1.set_xticks(x, [f"seed {r['seed']}" for r in rows])
+    ax1.set_ylabel("success (%), Wilson 95%")
+    ax1.set_ylim(0, 100)
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    for r in rows:
+        ax2.plot([x["round"] for x in r["rounds"]], [x["interventions_per_episode"] for x in r["rounds"]], "o-",
+                 label=f"seed {r['seed']}")
+    ax2.set_xlabel("round")
+    ax2.set_ylabel("expert takeovers per episode")
+    ax2.grid(alpha=0.3)
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--task", default="transfer_cube", choices=("transfer_cube", "insertion"))
+    p.add_argument("--seeds", type=int, default=3, help="training seeds (each: the whole loop and its BC baseline)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--demos", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--episodes-per-round", type=int, default=6)
+    p.add_argument("--labels", default="intervention", choices=("intervention", "expert"))
+    p.add_argument("--drift-threshold", type=float, default=0.3)
+    p.add_argument("--drift-ticks", type=int, default=5)
+    p.add_argument("--stall-ticks", type=int, default=150)
+    p.add_argument("--handback-ticks", type=int, default=60)
+    p.add_argument("--agree-ticks", type=int, default=0)
+    p.add_argument("--chunk", type=int, default=5)
+    p.add_argument("--hidden-dim", type=int, default=512)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=60, help="epochs of a fit from scratch (BC)")
+    p.add_argument("--round-epochs", type=int, default=30, help="epochs of each round's continued fit")
+    p.add_argument("--continue", dest="continue_training", action="store_true",
+                   help="each round continues the last network (--round-epochs) instead of training a new one on all "
+                        "labels with BC's recipe (--epochs), as `vla-il demo --round-init continue`")
+    p.add_argument("--episode-length", type=int, default=400)
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="output/hg_dagger_seeds")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from training.envs import make_env
+    from training.experts import expert_for
+    from training.rollouts import run_episodes
+
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    env_name = f"aloha:{args.task}"
+    env = make_env(env_name, episode_length=args.episode_length)
+    expert = expert_for(env_name)
+    demos, _ = run_episodes(env, args.demos, expert, seed=0, expert=expert, beta=1.0, progress="expert demos")
+    # the BC baseline's pool: the same first demos, then more, enough for any label count the rounds reach
+    per_episode = len(demos) / args.demos
+    need = args.demos + math.ceil(args.rounds * args.episodes_per_round * args.episode_length / per_episode)
+    pool, _ = run_episodes(env, need, expert, seed=0, expert=expert, beta=1.0, progress="BC expert pool")
+    env.close()
+    rows = []
+    for seed in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc="training seeds"):
+        rows.append(run_seed(args, seed, demos, pool, out))
+        (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    text = table(rows)
+    print(text)
+    gaps = [r["gap_points"] for r in rows]
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "rows": rows, "mean_gap_points":
+                                                  float(np.mean(gaps)), "seconds": time.perf_counter() - start},
+                                                 indent=2))
+    (out / "table.txt").write_text(text + "\n")
+    plot(rows, out / "hg_vs_bc.png", f"{args.task}: HG-DAgger vs BC at equal labels, "
+                                     f"{args.eval_episodes} held-out seeds")
+    print(f"wrote {out / 'results.json'}, {out / 'table.txt'} and {out / 'hg_vs_bc.png'} "
+          f"({(time.perf_counter() - start) / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

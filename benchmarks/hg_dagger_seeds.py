@@ -16,7 +16,7 @@ trains on the expert's segments of all rounds plus the demos: a new network, or 
 last one). Per training
 seed: BC on the demos; rounds of HG-DAgger; BC from scratch on as many expert labels (whole expert
 episodes); both evaluated on the same held-out seeds. Printed as a table with the mean gap and its
-spread; written as results.json and hg_vs_bc.png.
+spread; written as results.json, table.txt and hg_vs_bc.png (checkpoints in --out/checkpoints).
 """
 
 from __future__ import annotations
@@ -88,16 +88,14 @@ def _sim_expert_rollouts(policy, task: str, n: int, first_seed: int, gate_config
                     "attempt_success": float(np.mean(successes)), "intervention_frames": int(np.sum(driven))}
 
 
-def _labelled(frames, labels: str, offset: int):
-    """The round's training labels as segments, as training.il.hg_dagger.load_labelled cuts a recording."""
+def _labelled(frames, labels: str):
+    """The round's training labels as segments, cut as training.il.hg_dagger.load_labelled cuts a recording."""
     from training.demonstrations import Demonstrations
+    from training.il.hg_dagger import label_segments
 
     states, actions, driven, episode = frames
     keep = driven if labels == "intervention" else np.ones_like(driven)
-    policy_driven = keep & ~driven
-    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
-    starts |= policy_driven
-    segment = np.cumsum(starts) - 1 + offset
+    _, segment = label_segments(keep, driven, episode)
     idx = np.flatnonzero(keep)
     return Demonstrations(states[idx], actions[idx], segment[idx].astype(np.int64), {})
 
@@ -139,23 +137,24 @@ def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dic
                              stall_ticks=args.stall_ticks, handback_ticks=args.handback_ticks,
                              agree_ticks=args.agree_ticks, seed=seed)
     start = time.perf_counter()
-    policy, path = _fit(args, demos, seed, out / f"seed_{seed}" / "round_0")
+    runs = out / "checkpoints" / f"seed_{seed}"
+    policy, path = _fit(args, demos, seed, runs / "round_0")
     data, rounds = demos, []
     for k in range(1, args.rounds + 1):
         frames, stats = _sim_expert_rollouts(policy, args.task, args.episodes_per_round, 10_000 * k, gate_config,
                                              mux_config, args.episode_length)
-        data = data.aggregate(_labelled(frames, args.labels, 0))
+        data = data.aggregate(_labelled(frames, args.labels))
         if not args.continue_training:  # every round fits a new network on all labels, with BC's recipe
-            policy, path = _fit(args, data, seed, out / f"seed_{seed}" / f"round_{k}")
+            policy, path = _fit(args, data, seed, runs / f"round_{k}")
         else:
-            policy, path = _fit(args, data, seed, out / f"seed_{seed}" / f"round_{k}", policy, args.round_epochs)
+            policy, path = _fit(args, data, seed, runs / f"round_{k}", policy, args.round_epochs)
         rounds.append({"round": k, "labels": len(data), **stats})
     hg = _evaluate(args, path, f"hg-{seed}")
     # BC from scratch on whole expert episodes, in order, until they hold as many labels
     sizes = np.bincount(pool.episode)
     n_ep = min(int(np.searchsorted(np.cumsum(sizes), len(data))) + 1, len(sizes))
     bc_data = pool.select_episodes(np.arange(n_ep))
-    _, bc_path = _fit(args, bc_data, seed, out / f"seed_{seed}" / "bc_equal_labels")
+    _, bc_path = _fit(args, bc_data, seed, runs / "bc_equal_labels")
     bc = _evaluate(args, bc_path, f"bc-{seed}")
     return {"seed": seed, "hg_labels": len(data), "bc_labels": len(bc_data), "hg": hg, "bc": bc,
             "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
@@ -205,6 +204,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax2.plot([x["round"] for x in r["rounds"]], [x["interventions_per_episode"] for x in r["rounds"]], "o-",
                  label=f"seed {r['seed']}")
     ax2.set_xlabel("round")
+    ax2.set_xticks(range(1, len(rows[0]["rounds"]) + 1))
     ax2.set_ylabel("expert takeovers per episode")
     ax2.grid(alpha=0.3)
     ax2.legend()

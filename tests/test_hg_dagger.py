@@ -106,3 +106,21 @@ def test_a_round_trains_from_the_previous_policy_and_exports_a_bundle(recording,
     assert "exported" in message
     loaded = load_policy(str(tmp_path / "bundle"), prefer_gpu=False)
     assert [c.name for c in loaded.spec.state_components] == ["joint_positions", "env_state"]
+
+
+def test_the_seeds_benchmark_runs_the_demo_loop_without_ros(tmp_path):
+    """benchmarks/hg_dagger_seeds.py at a tiny budget: the gate, the mux core and both learners run, and
+    the report says how many labels each side had (the figures themselves are the benchmark's, not a test's)."""
+    import json
+
+    from benchmarks import hg_dagger_seeds
+
+    out = tmp_path / "hgs"
+    assert hg_dagger_seeds.main(["--seeds", "1", "--demos", "2", "--rounds", "1", "--episodes-per-round", "1",
+                                 "--epochs", "2", "--eval-episodes", "2", "--workers", "1", "--episode-length", "60",
+                                 "--drift-threshold", "0.01", "--drift-ticks", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    row = result["rows"][0]
+    assert row["rounds"][0]["intervention_frames"] > 0  # a threshold this tight: the expert took over
+    assert row["hg_labels"] > 0 and abs(row["bc_labels"] - row["hg_labels"]) <= 60
+    assert (out / "hg_vs_bc.png").stat().st_size > 0 and "HG-DAgger - BC" in (out / "table.txt").read_text()

@@ -47,6 +47,21 @@ class LabelStats:
         return {f"dagger/{k}": float(v) for k, v in self.__dict__.items()}
 
 
+def label_segments(keep: np.ndarray, intervention: np.ndarray, episode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where segments start, and each frame's segment id, for frames in episode order.
+
+    A new segment where a kept stretch starts (or the episode changes). A kept frame the policy drove is
+    a segment of its own: the expert's label is right for its state, but the labels after it were given
+    on states the policy's actions led to, not the expert's, so they are no action chunk the expert would
+    have executed from it (only the chunk's first action is a target there).
+    """
+    keep, intervention = np.asarray(keep, bool), np.asarray(intervention, bool)
+    policy_driven = keep & ~intervention
+    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
+    starts |= policy_driven
+    return starts, np.cumsum(starts) - 1
+
+
 def load_labelled(root: Path, labels: str = "intervention", intervention_weight: float = 1.0,
                   use_env_state: bool = True) -> tuple[Demonstrations, LabelStats]:
     """The expert's labels in one recorded (or collected) dataset, as segments of demonstrations."""
@@ -83,14 +98,7 @@ def load_labelled(root: Path, labels: str = "intervention", intervention_weight:
         flags = np.asarray(table[schema.SUCCESS]).reshape(-1)[order]
         success = {int(e): float(flags[episode == e].any()) for e in np.unique(episode)}
 
-    # segment ids: a new one where a kept stretch starts (or the episode changes). A frame the policy drove
-    # is a segment of its own: the expert's label is right for its state, but the labels after it were given
-    # on states the policy's actions led to, not the expert's, so they are no action chunk the expert would
-    # have executed from it (only the chunk's first action is a target there).
-    policy_driven = keep & ~intervention
-    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
-    starts |= policy_driven
-    segment = np.cumsum(starts) - 1
+    starts, segment = label_segments(keep, intervention, episode)
     idx = np.flatnonzero(keep)
     demos = Demonstrations(obs[idx], actions[idx], segment[idx].astype(np.int64),
                            {int(segment[i]): success.get(int(episode[i]), 0.0) for i in idx[starts[idx]]})

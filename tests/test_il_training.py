@@ -156,3 +156,16 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
         load_checkpoint(tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match="not a vla-il checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def test_gail_discriminator_sees_states_clipped_as_the_actor_does(tmp_path):
+    """A state hundreds of sigmas outside the demonstrations (a knocked object) enters the discriminator at the
+    actor's clip, not as a value that dominates its first layer."""
+    config = small(tmp_path, total_timesteps=200, ppo_rollout_steps=100, num_expert_episodes=1, eval_episodes=0)
+    gail = GAIL(gym.make("Pendulum-v1"), config)
+    actor = gail.ac.actor
+    actor.set_normalization(np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32),
+                            np.zeros((100, 1), np.float32))
+    far = actor.obs_mean + 1000 * actor.obs_std
+    s, _ = gail._disc_inputs(far.reshape(1, -1), torch.zeros(1, 1))
+    assert torch.allclose(s, torch.full_like(s, actor.OBS_CLIP))

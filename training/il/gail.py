@@ -222,9 +222,10 @@ class GAIL:
 
     # ------------------------------------------------------------------ pieces
     def _disc_inputs(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised states, and actions as one-hot (discrete) or normalised (continuous)."""
+        """Normalised states (clipped as the actor clips them: a state far outside the demonstrations must not
+        dominate the discriminator), and actions as one-hot (discrete) or normalised (continuous)."""
         actor = self.ac.actor
-        s = (obs.float() - actor.obs_mean) / actor.obs_std
+        s = actor.normalize_obs(obs.float())
         if self.discrete:
             a = nn.functional.one_hot(actions.long().reshape(-1), self.action_dim).float()
         else:

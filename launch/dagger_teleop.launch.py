@@ -120,7 +120,8 @@ def _graph(context):
         ),
         Node(
             package="vla_il_nodes", executable="intervention_mux", name="intervention_mux",
-            parameters=[config("intervention_mux.yaml"), limits],
+            parameters=[config("intervention_mux.yaml"),
+                        {**limits, "one_command_per_observation": mode == "lockstep"}],
             remappings=[("command", command), ("joint_states", joint_states)],
             output="screen",
         ),

@@ -96,6 +96,42 @@ def test_a_jump_of_the_measured_joints_reanchors_the_step_limit():
     assert mux.on_action(POLICY, [0.0, 0.0, 0.5], now=0.23).command == pytest.approx([-0.35, 0.0, 0.5])
 
 
+def _commands_per_tick(mux, ticks):
+    """Feed ticks of (kind, ...) inputs, each tick starting with an observation; commands per tick."""
+    counts = []
+    for i, tick in enumerate(ticks):
+        now = 0.01 * (i + 1)
+        n = int(mux.on_observation([0.0, 0.0, 0.5], now).command is not None)
+        for kind, value in tick:
+            out = mux.on_engaged(value, now) if kind == "engaged" else mux.on_action(kind, value, now)
+            n += out.command is not None
+        counts.append(n)
+    return counts
+
+
+SWITCH_ORDERS = [  # the tick of a switch, with its inputs in each order they can arrive in over DDS
+    [(POLICY, [0.1, 0, 0.5]), ("engaged", True), (EXPERT, [0.2, 0, 0.5])],  # today: two commands
+    [(EXPERT, [0.2, 0, 0.5]), ("engaged", True), (POLICY, [0.1, 0, 0.5])],  # today: none
+    [("engaged", True), (EXPERT, [0.2, 0, 0.5]), (POLICY, [0.1, 0, 0.5])],
+    [(POLICY, [0.1, 0, 0.5]), (EXPERT, [0.2, 0, 0.5]), ("engaged", True)],
+]
+
+
+@pytest.mark.parametrize("switch_tick", SWITCH_ORDERS)
+def test_lockstep_mux_gives_exactly_one_command_per_observation_across_a_switch(switch_tick):
+    mux = InterventionMux(MuxConfig(NAMES, (-1.0, -1.0, 0.0), (1.0, 1.0, 1.0), (0.5, 0.5, 0.5), 0.1,
+                                    one_command_per_observation=True))
+    before = [[(POLICY, [0.05, 0, 0.5]), (EXPERT, [0.2, 0, 0.5]), ("engaged", False)]]
+    after = [[(EXPERT, [0.3, 0, 0.5]), (POLICY, [0.1, 0, 0.5]), ("engaged", True)]]
+    assert _commands_per_tick(mux, before + [switch_tick] + after) == [1, 1, 1]
+    assert mux.driver == EXPERT and mux.last_command == [0.3, 0.0, 0.5]
+
+
+def test_without_lockstep_every_driver_action_is_a_command():
+    mux = ready_mux()
+    assert _commands_per_tick(mux, [SWITCH_ORDERS[0], SWITCH_ORDERS[1]]) == [2, 1]
+
+
 def test_safety_events_count_every_firing_but_mark_only_the_onset_first():
     mux = ready_mux()
     firsts = [mux.on_action(POLICY, [math.nan] * 3, now=0.01 * i).events[0].first for i in range(1, 4)]

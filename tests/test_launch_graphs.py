@@ -95,6 +95,7 @@ def test_dagger_teleop_in_the_sim(tmp_path):
     nodes = _run("dagger_teleop.launch.py", policy=str(bundle), mode="lockstep", record_dir=str(tmp_path / "rec"))
     assert set(nodes) == {"sim_bridge", "policy_node", "intervention_mux", "teleop_sim_expert", "dagger_recorder"}
     assert _params(nodes["policy_node"])["tick_source"] == "observation"
+    assert _params(nodes["intervention_mux"])["one_command_per_observation"] is True
     assert _params(nodes["dagger_recorder"])["sim_task"] == "transfer_cube"
     assert dict(nodes["intervention_mux"].kwargs["remappings"]) == {"command": "/command",
                                                                    "joint_states": "/joint_states"}

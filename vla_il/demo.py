@@ -243,7 +243,8 @@ class SimGraph:
             # a stalled graph is caught by the episode timeout instead.
             "policy_node": (["policy_node.yaml"], {"bundle": str(self.bundle), "tick_source": "observation",
                                                    "stale_after_s": LOCKSTEP_STALE_S}),
-            "intervention_mux": (["intervention_mux.yaml"], {"stale_after_s": LOCKSTEP_STALE_S}),
+            "intervention_mux": (["intervention_mux.yaml"], {"stale_after_s": LOCKSTEP_STALE_S,
+                                                             "one_command_per_observation": True}),
             "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task}),
             "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
                                                            "cameras": []}),

@@ -45,11 +45,13 @@ class InterventionMuxNode(Node):
         watchdog_hz = declare(self, "watchdog_rate_hz", 100.0, "How often the watchdog checks for stale inputs.")
         reanchor = declare(self, "reanchor_steps", 3.0,
                            "A joint measured this many max_steps from its last value jumped: limit from there.")
+        lockstep = declare(self, "one_command_per_observation", False,
+                           "Lockstep: exactly one command per joint state, also in the tick of a switch.")
         if watchdog_hz <= 0:
             raise ParameterError(f"parameter 'watchdog_rate_hz': must be > 0, got {watchdog_hz}")
         try:
             names = tuple(n for n in joint_names if n)
-            config = MuxConfig(names, tuple(lower), tuple(upper), tuple(max_step), stale_after_s, reanchor)
+            config = MuxConfig(names, tuple(lower), tuple(upper), tuple(max_step), stale_after_s, reanchor, lockstep)
         except ValueError as exc:
             raise ParameterError(f"parameter {exc}") from exc
         self.mux = InterventionMux(config)

@@ -41,6 +41,9 @@ class MuxConfig:
     stale_after_s: float = 0.1
     # a measured joint moving more than this many max_steps between two observations is a jump, not motion
     reanchor_steps: float = 3.0
+    # lockstep (the sim steps once per command): exactly one command per observation, also in the tick of
+    # a switch, whatever order the engage flag and the two drivers' actions arrive in
+    one_command_per_observation: bool = False
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -125,6 +128,8 @@ class InterventionMux:
         self._active: set[str] = set()  # conditions in force, as "rule/source", for log-once
         self.operator_hold = False
         self.holding = False
+        self._tick_commanded = False  # one_command_per_observation: this observation got its command
+        self._tick_actions: dict[str, list[float]] = {}  # each source's action since the last observation
 
     # ----------------------------------------------------------------- inputs
     def on_observation(self, positions: Sequence[float], now: float) -> MuxOutput:
@@ -136,6 +141,7 @@ class InterventionMux:
             self.last_observation = current
             self._last_obs_time = now
             self._clear("stale_observation", "observation")
+            self._tick_commanded, self._tick_actions = False, {}
         return out
 
     def on_engaged(self, engaged: bool, now: float) -> MuxOutput:
@@ -145,6 +151,9 @@ class InterventionMux:
         if want != self.driver:
             reason = "expert engaged" if engaged else "expert handed back"
             out.switch = self._switch(want, reason, now)
+            if self.config.one_command_per_observation and not self._tick_commanded and want in self._tick_actions:
+                # the new driver's action for this tick came before the switch: it is this tick's command
+                self._command(want, self._tick_actions[want], now, out)
         return out
 
     def on_action(self, source: str, action: Sequence[float], now: float) -> MuxOutput:
@@ -154,15 +163,24 @@ class InterventionMux:
             return out  # rejected: the last safe command holds
         self._last_action_time[source] = now
         self._clear("stale_driver", source)
+        self._tick_actions[source] = list(map(float, action))
         if source != self.driver or self.operator_hold:
             return out
+        if self.config.one_command_per_observation and self._tick_commanded:
+            return out  # this observation has its command (the driver's, before a switch)
+        self._command(source, self._tick_actions[source], now, out)
+        return out
+
+    def _command(self, source: str, action: list[float], now: float, out: MuxOutput) -> None:
+        if self.operator_hold:
+            return
         if self._observation_stale(now):
             self._fire("stale_observation", "observation", "no fresh joint states: holding", out)
-            return out
-        out.command = self._make_safe(list(map(float, action)), source, out)
+            return
+        out.command = self._make_safe(action, source, out)
         self.last_command = out.command
         self.holding = False
-        return out
+        self._tick_commanded = True
 
     def check_watchdog(self, now: float) -> MuxOutput:
         """Call periodically: holds when the observations or the active driver go stale."""

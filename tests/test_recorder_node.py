@@ -42,9 +42,23 @@ class FakeRobot:
         self.events = probe.collect(EpisodeEvent, "recorder/episode", LATCHED)
         self.k = 0
 
-    def wait_for_recorder(self):
-        for pub in (self.joints, self.command, *self.images.values()):
-            self.probe.wait_for_subscribers(pub)
+    def _inputs(self):
+        return (self.joints, self.command, self.policy, self.teleop, *self.images.values())
+
+    def subscriber_gids(self) -> set[bytes]:
+        """The subscription endpoints on the recorder's input topics right now."""
+        node = self.probe.node
+        return {bytes(i.endpoint_gid) for pub in self._inputs() for i in node.get_subscriptions_info_by_topic(
+            node.resolve_topic_name(pub.topic_name))}
+
+    def wait_for_recorder(self, not_these: set[bytes] = frozenset()):
+        """Every input topic has a subscriber; after a restart, one that is not among `not_these` (a killed
+        process's endpoints linger in discovery for a while and would count as subscribers)."""
+        node = self.probe.node
+        for pub in self._inputs():
+            topic = node.resolve_topic_name(pub.topic_name)
+            assert wait_until(lambda t=topic: any(bytes(i.endpoint_gid) not in not_these
+                                                  for i in node.get_subscriptions_info_by_topic(t)), 10), topic
 
     def step(self, driver: str | None = None, image_delay: float = 0.0, policy_nan: bool = False):
         """One control step: observation (image value = step % 256), proposals, then the command."""
@@ -188,6 +202,7 @@ def test_kill_9_mid_episode_loses_only_that_episode(probe, node_process, tmp_pat
     assert start(probe).success
     for _ in range(6):
         bot.step()
+    before = bot.subscriber_gids()
     rec.proc.kill()  # SIGKILL mid-episode: no clean-up runs
     rec.proc.wait(timeout=5)
 
@@ -196,7 +211,7 @@ def test_kill_9_mid_episode_loses_only_that_episode(probe, node_process, tmp_pat
     assert "removed episode_000001" in rec2.log()
     ds = open_dataset(root / "dataset")
     assert ds.meta.total_episodes == 1 and ds.meta.total_frames == 8
-    bot.wait_for_recorder()
+    bot.wait_for_recorder(not_these=before)  # the new process's subscriptions, not the killed one's
     assert start(probe).episode_index == 1  # the cut episode's index is reused: it never existed
     for _ in range(4):
         bot.step()

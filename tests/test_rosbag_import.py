@@ -96,7 +96,7 @@ def recording(tmp_path_factory):
             probe.node.create_subscription(kind, topic, keep(topic), qos, raw=True)
         probe.node.create_subscription(EpisodeEvent, "/sim/episode", done_events.append, 50)
         command = probe.publisher(JointState, "/command")
-        probe.wait_for_subscribers(command)
+        probe.wait_for_subscribers(command, timeout=120)  # the bridge's start-up is slow on a loaded machine
         stop = threading.Event()
 
         def commander():  # a teleop at 50 Hz: the left waist swings, the rest holds the start pose
@@ -112,7 +112,7 @@ def recording(tmp_path_factory):
         thread.start()
         for seed in (0, 1, 2):  # episode 0 plays before recording: the bag starts between episodes
             n = len(done_events)
-            assert probe.call(ResetSim, "/sim/reset", ResetSim.Request(task="", seed=seed), timeout=30).success
+            assert probe.call(ResetSim, "/sim/reset", ResetSim.Request(task="", seed=seed), timeout=120).success
             assert wait_until(lambda n=n: len(done_events) > n, 10), bridge.log()
             time.sleep(0.3)  # the robot holds still after an episode: a gap in the streams
             recording_on.set()

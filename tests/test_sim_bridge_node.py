@@ -27,8 +27,9 @@ def bridge(probe, node_process):
     g.states = probe.collect(SimState, "sim/state")
     g.episodes = probe.collect(EpisodeEvent, "sim/episode")
     g.command = probe.publisher(JointState, "command")
-    probe.wait_for_subscribers(g.command)
-    assert wait_until(lambda: g.states, 15), proc.log()
+    # a node process imports MuJoCo and starts EGL: on a loaded 2-core machine that can take far longer than usual
+    probe.wait_for_subscribers(g.command, timeout=120)
+    assert wait_until(lambda: g.states, 120), proc.log()
     return g
 
 

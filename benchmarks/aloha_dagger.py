@@ -58,10 +58,15 @@ class _StatePolicy:
         return np.asarray(self.actor(state), dtype=np.float64)
 
 
-def evaluate_checkpoint(task: str, path: Path, args: argparse.Namespace, name: str) -> dict[str, Any]:
+def evaluate_checkpoint(task: str, path: Path, args: argparse.Namespace, name: str,
+                        temporal_aggregation: bool | None = None) -> dict[str, Any]:
+    """Success on the held-out seeds (args: eval_episodes, workers, episode_length; temporal_aggregation
+    defaults to args.temporal_aggregation)."""
     from sim.evaluation import evaluate
 
-    result = evaluate(task, CheckpointPolicy(str(path), args.temporal_aggregation),
+    if temporal_aggregation is None:
+        temporal_aggregation = args.temporal_aggregation
+    result = evaluate(task, CheckpointPolicy(str(path), temporal_aggregation),
                       range(EVAL_SEED, EVAL_SEED + args.eval_episodes), name, workers=args.workers,
                       env_kwargs={"clamp_actions": True, "episode_length": args.episode_length}, progress=False)
     return result.summary()
@@ -102,6 +107,13 @@ def run_dagger(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     return snapshots
 
 
+def first_episodes_with(pool, labels: int):
+    """Whole episodes of `pool`, in order, until they hold at least `labels` frames (or all of them)."""
+    sizes = np.bincount(pool.episode)
+    n_ep = min(int(np.searchsorted(np.cumsum(sizes), labels)) + 1, len(sizes))
+    return pool.select_episodes(np.arange(n_ep))
+
+
 def run_bc(args: argparse.Namespace, out: Path, label_counts: list[int]) -> list[dict[str, Any]]:
     """BC from scratch on the first expert episodes whose frames add up to each label count."""
     from training.checkpoint import save_checkpoint
@@ -123,10 +135,8 @@ def run_bc(args: argparse.Namespace, out: Path, label_counts: list[int]) -> list
         pool = more if pool is None else pool.aggregate(more)
     rows = []
     for labels in label_counts:
-        # whole episodes, in order, until they hold at least `labels` frames
-        sizes = np.bincount(pool.episode)
-        n_ep = min(int(np.searchsorted(np.cumsum(sizes), labels)) + 1, len(sizes))
-        demos = pool.select_episodes(np.arange(n_ep))
+        demos = first_episodes_with(pool, labels)
+        n_ep = len(demos.episodes)
         path = out / "bc" / f"labels_{len(demos)}"
         config = config_for(args, path, bc_epochs=args.bc_epochs)
         start = time.perf_counter()

@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-EVAL_SEED = 100_000  # held out; demos use 0.., rounds 10_000 * k.., as the demo does
-
 
 def _sim_expert_rollouts(policy, task: str, n: int, first_seed: int, gate_config, mux_config,
                          episode_length: int) -> tuple[Any, dict[str, float]]:
@@ -90,8 +88,7 @@ def _sim_expert_rollouts(policy, task: str, n: int, first_seed: int, gate_config
 
 def _labelled(frames, labels: str):
     """The round's training labels as segments, cut as training.il.hg_dagger.load_labelled cuts a recording."""
-    from training.demonstrations import Demonstrations
-    from training.il.hg_dagger import label_segments
+    from training.demonstrations import Demonstrations, label_segments
 
     states, actions, driven, episode = frames
     keep = driven if labels == "intervention" else np.ones_like(driven)
@@ -116,17 +113,8 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
     return bc.policy, out / "policy"
 
 
-def _evaluate(args: argparse.Namespace, path: Path, name: str) -> dict[str, Any]:
-    from benchmarks.aloha_dagger import CheckpointPolicy
-    from sim.evaluation import evaluate
-
-    result = evaluate(args.task, CheckpointPolicy(str(path), args.chunk > 1),
-                      range(EVAL_SEED, EVAL_SEED + args.eval_episodes), name, workers=args.workers,
-                      env_kwargs={"clamp_actions": True, "episode_length": args.episode_length}, progress=False)
-    return result.summary()
-
-
 def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dict[str, Any]:
+    from benchmarks.aloha_dagger import evaluate_checkpoint, first_episodes_with
     from vla_il.profiles import load_profile
     from vla_il_nodes.intervention_mux_core import MuxConfig
     from vla_il_nodes.teleop_core import GateConfig
@@ -149,13 +137,11 @@ def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dic
         else:
             policy, path = _fit(args, data, seed, runs / f"round_{k}", policy, args.round_epochs)
         rounds.append({"round": k, "labels": len(data), **stats})
-    hg = _evaluate(args, path, f"hg-{seed}")
+    hg = evaluate_checkpoint(args.task, path, args, f"hg-{seed}", temporal_aggregation=args.chunk > 1)
     # BC from scratch on whole expert episodes, in order, until they hold as many labels
-    sizes = np.bincount(pool.episode)
-    n_ep = min(int(np.searchsorted(np.cumsum(sizes), len(data))) + 1, len(sizes))
-    bc_data = pool.select_episodes(np.arange(n_ep))
+    bc_data = first_episodes_with(pool, len(data))
     _, bc_path = _fit(args, bc_data, seed, runs / "bc_equal_labels")
-    bc = _evaluate(args, bc_path, f"bc-{seed}")
+    bc = evaluate_checkpoint(args.task, bc_path, args, f"bc-{seed}", temporal_aggregation=args.chunk > 1)
     return {"seed": seed, "hg_labels": len(data), "bc_labels": len(bc_data), "hg": hg, "bc": bc,
             "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
             "seconds": time.perf_counter() - start}
@@ -261,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     # the BC baseline's pool: the same first demos, then more, enough for any label count the rounds reach
     per_episode = len(demos) / args.demos
     need = args.demos + math.ceil(args.rounds * args.episodes_per_round * args.episode_length / per_episode)
-    pool, _ = run_episodes(env, need, expert, seed=0, expert=expert, beta=1.0, progress="BC expert pool")
+    more, _ = run_episodes(env, need - args.demos, expert, seed=args.demos, expert=expert, beta=1.0,
+                           progress="BC expert pool")
+    pool = demos.aggregate(more)
     env.close()
     rows = []
     for seed in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc="training seeds"):

@@ -83,3 +83,18 @@ class Demonstrations:
         last_valid = np.where(mask, idx_clipped, -1).max(axis=1, keepdims=True)
         idx_final = np.where(mask, idx_clipped, last_valid)
         return self.actions[idx_final], mask
+
+
+def label_segments(keep: np.ndarray, intervention: np.ndarray, episode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where segments start, and each frame's segment id, for frames in episode order.
+
+    A new segment where a kept stretch starts (or the episode changes). A kept frame the policy drove is
+    a segment of its own: the expert's label is right for its state, but the labels after it were given
+    on states the policy's actions led to, not the expert's, so they are no action chunk the expert would
+    have executed from it (only the chunk's first action is a target there).
+    """
+    keep, intervention = np.asarray(keep, bool), np.asarray(intervention, bool)
+    policy_driven = keep & ~intervention
+    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
+    starts |= policy_driven
+    return starts, np.cumsum(starts) - 1

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from training.demonstrations import Demonstrations
+from training.demonstrations import Demonstrations, label_segments
 from training.models.chunking import ChunkQueue, TemporalEnsembler
 from training.models.policies import ILPolicy
 
@@ -68,12 +68,12 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
 
     rng = rng or np.random.default_rng(seed)
     obs_list, act_list, ep_list, returns, successes, steps = [], [], [], {}, [], 0
-    segment, segment_ep = -1, {}  # chunk_segments: segment id, and each segment's episode
+    driven = []  # the expert's action was executed, per step
     for ep in tqdm(range(n), desc=progress, disable=progress is None, leave=False):
         obs, _ = env.reset(seed=seed + ep)
         if reset is not None:
             reset()
-        total, done, success, previous_expert = 0.0, False, False, None
+        total, done, success = 0.0, False, False
         while not done:
             label = expert(obs) if expert is not None else None
             use_expert = expert is not None and rng.random() < beta
@@ -81,14 +81,8 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
             action = label if use_expert else learner
             obs_list.append(np.asarray(obs, dtype=np.float32))
             act_list.append(label if label is not None else action)
-            if chunk_segments:
-                if not (use_expert and previous_expert):
-                    segment += 1
-                    segment_ep[segment] = ep
-                ep_list.append(segment)
-            else:
-                ep_list.append(ep)
-            previous_expert = use_expert
+            ep_list.append(ep)
+            driven.append(use_expert)
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             success = success or bool(info.get("is_success", False))
@@ -97,10 +91,13 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
         returns[ep] = total
         successes.append(success)
     discrete = isinstance(env.action_space, gym.spaces.Discrete)
-    if chunk_segments:
-        returns = {s: returns[e] for s, e in segment_ep.items()}
+    episode = np.asarray(ep_list, dtype=np.int64)
+    if chunk_segments:  # the same cut as a recording's (training.il.hg_dagger): learner steps are segments of one
+        starts, segment = label_segments(np.ones(len(episode), bool), np.asarray(driven, bool), episode)
+        returns = {int(segment[i]): returns[int(episode[i])] for i in np.flatnonzero(starts)}
+        episode = segment.astype(np.int64)
     demos = Demonstrations(np.stack(obs_list), np.asarray(act_list, dtype=np.int64 if discrete else np.float32),
-                           np.asarray(ep_list, dtype=np.int64), returns)
+                           episode, returns)
     stats = {"mean_reward": float(np.mean(list(returns.values()))), "success_rate": float(np.mean(successes)),
              "env_steps": float(steps), "expert_labels": float(steps if expert is not None else 0)}
     return demos, stats

@@ -29,7 +29,7 @@ import numpy as np
 
 from training.config import ILConfig
 from training.datasets import schema
-from training.demonstrations import Demonstrations
+from training.demonstrations import Demonstrations, label_segments
 
 
 @dataclass
@@ -45,21 +45,6 @@ class LabelStats:
 
     def as_metrics(self) -> dict[str, float]:
         return {f"dagger/{k}": float(v) for k, v in self.__dict__.items()}
-
-
-def label_segments(keep: np.ndarray, intervention: np.ndarray, episode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where segments start, and each frame's segment id, for frames in episode order.
-
-    A new segment where a kept stretch starts (or the episode changes). A kept frame the policy drove is
-    a segment of its own: the expert's label is right for its state, but the labels after it were given
-    on states the policy's actions led to, not the expert's, so they are no action chunk the expert would
-    have executed from it (only the chunk's first action is a target there).
-    """
-    keep, intervention = np.asarray(keep, bool), np.asarray(intervention, bool)
-    policy_driven = keep & ~intervention
-    starts = keep & np.concatenate([[True], ~keep[:-1] | policy_driven[:-1] | (episode[1:] != episode[:-1])])
-    starts |= policy_driven
-    return starts, np.cumsum(starts) - 1
 
 
 def load_labelled(root: Path, labels: str = "intervention", intervention_weight: float = 1.0,

@@ -164,7 +164,7 @@ class InterventionMux:
         self._last_action_time[source] = now
         self._clear("stale_driver", source)
         self._tick_actions[source] = list(map(float, action))
-        if source != self.driver or self.operator_hold:
+        if source != self.driver:
             return out
         if self.config.one_command_per_observation and self._tick_commanded:
             return out  # this observation has its command (the driver's, before a switch)

@@ -87,7 +87,7 @@ class PolicyRunner:
         self._obs: dict[str, tuple[np.ndarray, float]] = {}
         self._worker: threading.Thread | None = None
         self._last_tick_time: float | None = None
-        self._epoch = 0  # bumped by reset(): chunks inferred before it are dropped
+        self._epoch = 0  # bumped by reset() and swap(): chunks inferred before it are dropped
         self.resets = 0
         self.on_chunk = None  # called as on_chunk(chunk, latency_ms, policy) after every inference
         self._install(policy)
@@ -104,18 +104,22 @@ class PolicyRunner:
         self._ensembler = TemporalEnsembler(spec.chunk_size, spec.temporal_ensembling_k) \
             if spec.temporal_ensembling else None
         self._in_flight = False
+        self._epoch += 1  # a chunk still being inferred by the old bundle is dropped
         self.refill_at = self._refill_at if self._refill_at is not None else max(1, spec.n_action_steps // 4)
 
     def reset(self) -> None:
         """A new episode: forget the queued chunk and the ensembled predictions (they were made on the last
         episode's states), and drop an inference still running on them."""
         with self._lock:
-            self._queue.clear()
-            if self._ensembler is not None:
-                self._ensembler.reset()
+            self._forget_chunks()
             self._in_flight = False
             self._epoch += 1
             self.resets += 1
+
+    def _forget_chunks(self) -> None:
+        self._queue.clear()
+        if self._ensembler is not None:
+            self._ensembler.reset()
 
     def swap(self, policy: LoadedPolicy) -> None:
         """Atomically replace the running bundle (the next tick uses the new one)."""
@@ -173,9 +177,7 @@ class PolicyRunner:
             if paused or stale:
                 # a pause (the robot stopped, the sim was reset) or stale inputs: the queued chunk and
                 # the ensembled predictions belong to another moment; start again from this one
-                self._queue.clear()
-                if self._ensembler is not None:
-                    self._ensembler.reset()
+                self._forget_chunks()
             if stale:
                 return None
             if self._ensembler is not None:
@@ -213,7 +215,7 @@ class PolicyRunner:
         self._worker.start()
 
     def _accept(self, tick: int, chunk: np.ndarray, policy: LoadedPolicy, epoch: int) -> None:
-        if policy is not self._policy or epoch != self._epoch:
+        if epoch != self._epoch:
             return  # a chunk of the bundle that was swapped out, or of the episode before a reset()
         self._in_flight = False
         n = policy.spec.n_action_steps

@@ -81,3 +81,24 @@ def test_expert_is_a_function_of_the_state():
 def test_unknown_task_lists_the_valid_ones():
     with pytest.raises(ValueError, match="transfer_cube"):
         make_expert("stack_blocks")
+
+
+def test_transfer_cube_expert_carries_a_cube_held_at_the_finger_tips():
+    """A learner may grasp shallower than the expert: the cube up in the air 6 cm from the right tool point,
+    the gripper closed on it. The expert must carry it on (right closed), not open and pick it again; a cube
+    out of reach (12 cm) is not held. The waiting left hand keeps its fingers closed in every phase."""
+    from sim.experts.transfer_cube import CUBE_REST_Z, HOLD_DIST, HOLD_DIST_LIFTED
+
+    expert = make_expert("transfer_cube")
+    agent_pos = robot.START_STATE.astype(np.float64).copy()
+    agent_pos[13] = 0.6  # the right gripper closed on a 4 cm cube
+    expert.kin.set_state(agent_pos, np.array([0.0, 0.5, 0.05, 1.0, 0.0, 0.0, 0.0]))
+    tcp, _ = expert.kin.tcp("right")
+    assert tcp[2] > CUBE_REST_Z + 0.05  # the start pose holds the tool up in the air
+    down = np.array([0.0, 0.0, -1.0])
+    for distance, held in ((0.06, True), (0.12, False)):
+        assert (HOLD_DIST < distance < HOLD_DIST_LIFTED) == held
+        cube = np.concatenate([tcp + distance * down, [1.0, 0.0, 0.0, 0.0]])
+        action = expert(agent_pos, cube)
+        assert expert.phase == ("carry to the meeting point" if held else "right picks"), (distance, expert.phase)
+        assert action[13] == (0.0 if held else 1.0) and action[6] == 0.0

@@ -20,6 +20,9 @@ TILT = np.deg2rad(60)  # the right hand comes down at 60 degrees from the horizo
 # finger (the one ALOHA's reward watches) on top. The right hand's fingers cover the cube's top and
 # sides, so the left slides its closed fingers under the cube and lifts it off the right hand's
 # fingers from below: ALOHA counts the transfer when that finger holds the cube up in the air.
+# It waits with its fingers closed too: open or closed does not matter while it waits, and where a
+# label is arbitrary a learner that closes them a little early "drifts" from the expert (the sim
+# expert's gate took over for it in episodes the learner went on to win).
 LEFT_ROT = rotation_from_axes(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
 # Closed fingers reach 2.4 cm above and below the tool point: this far below the cube's centre they
 # pass under its bottom face, and at UNDER_LIFT they press against it.
@@ -30,6 +33,11 @@ UNDER_X = -0.012  # tool point behind the cube's centre: the fingers reach under
 # above the cube's centre, the finger tips close around the cube without touching the table.
 GRASP_HEIGHT = 0.024
 HOLD_DIST = 0.045  # a cube this close to the tool, with the gripper not open, is held
+# ... and one up in the air this close, with the gripper closed on it, is held by the finger tips (a
+# learner's shallower grasp): carry it on rather than open and pick it again
+HOLD_DIST_LIFTED = 0.08
+CUBE_REST_Z = 0.05  # the cube's centre on the table
+LIFTED = 0.015
 CUBE_WIDTH = 0.04
 CUBE_DIAGONAL = 0.056  # a cube turned in the fingers holds them this far apart
 
@@ -51,7 +59,10 @@ class TransferCubeExpert(ScriptedExpert):
         left_tcp, _ = self.kin.tcp("left")
         g_left, g_right = agent_pos[6], agent_pos[13]
         left_holds = np.linalg.norm(cube - left_tcp) < HOLD_DIST and closed_on(g_left, CUBE_WIDTH, CUBE_DIAGONAL)
-        right_holds = np.linalg.norm(cube - right_tcp) < HOLD_DIST and closed_on(g_right, CUBE_WIDTH, CUBE_DIAGONAL)
+        right_near = np.linalg.norm(cube - right_tcp)
+        lifted = cube[2] > CUBE_REST_Z + LIFTED and np.linalg.norm(cube - left_tcp) > HOLD_DIST  # not by the left
+        right_holds = closed_on(g_right, CUBE_WIDTH, CUBE_DIAGONAL) and (
+            right_near < HOLD_DIST or (lifted and right_near < HOLD_DIST_LIFTED))
 
         # The right hand's grasp pose follows the cube's yaw (a cube's faces repeat every 90 deg).
         yaw = (yaw_of(quat) + np.pi / 4) % (np.pi / 2) - np.pi / 4
@@ -74,7 +85,7 @@ class TransferCubeExpert(ScriptedExpert):
             at_meet = np.linalg.norm(cube - MEET) < 0.015 or np.linalg.norm(cube - left_tcp) < 0.05
             if not at_meet:
                 self.phase = "carry to the meeting point"
-                left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_OPEN)
+                left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_CLOSED)
             else:
                 self.phase = "left lifts it from below"
                 left = self._from_below(left_tcp, cube)
@@ -83,7 +94,7 @@ class TransferCubeExpert(ScriptedExpert):
         self.phase = "right picks"
         grasp = cube + np.array([0.0, 0.0, GRASP_HEIGHT])
         right = self._approach(right_tcp, grasp, approach, right_rot, g_right)
-        left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_OPEN)
+        left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_CLOSED)
         return {"left": left, "right": right}
 
     @staticmethod

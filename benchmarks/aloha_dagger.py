@@ -59,15 +59,18 @@ class _StatePolicy:
 
 
 def evaluate_checkpoint(task: str, path: Path, args: argparse.Namespace, name: str,
-                        temporal_aggregation: bool | None = None) -> dict[str, Any]:
+                        temporal_aggregation: bool | None = None, gate=None, episodes: int | None = None
+                        ) -> dict[str, Any]:
     """Success on the held-out seeds (args: eval_episodes, workers, episode_length; temporal_aggregation
-    defaults to args.temporal_aggregation)."""
-    from sim.evaluation import evaluate
+    defaults to args.temporal_aggregation). With a gate (GateConfig) the sim expert watches and takes over
+    as in the demo's rounds (sim.evaluation.GatedPolicy): the summary then has the takeovers per episode."""
+    from sim.evaluation import GatedFactory, evaluate
 
     if temporal_aggregation is None:
         temporal_aggregation = args.temporal_aggregation
-    result = evaluate(task, CheckpointPolicy(str(path), temporal_aggregation),
-                      range(EVAL_SEED, EVAL_SEED + args.eval_episodes), name, workers=args.workers,
+    factory = CheckpointPolicy(str(path), temporal_aggregation)
+    result = evaluate(task, factory if gate is None else GatedFactory(factory, gate),
+                      range(EVAL_SEED, EVAL_SEED + (episodes or args.eval_episodes)), name, workers=args.workers,
                       env_kwargs={"clamp_actions": True, "episode_length": args.episode_length}, progress=False)
     return result.summary()
 

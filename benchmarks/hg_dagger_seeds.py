@@ -33,53 +33,33 @@ import numpy as np
 
 def _sim_expert_rollouts(policy, task: str, n: int, first_seed: int, gate_config, mux_config,
                          episode_length: int) -> tuple[Any, dict[str, float]]:
-    """The learner drives; the gate hands control to the expert and back; every command passes the mux core.
-    Returns the frames as (state, expert label, expert drove?) per episode and the round's statistics."""
+    """The learner drives; the gate hands control to the expert and back; every command passes the mux core
+    (sim.evaluation.GatedPolicy: the demo's graph without ROS). Returns the frames as (state, expert label,
+    expert drove?) per episode and the round's statistics."""
+    from benchmarks.aloha_dagger import _StatePolicy
     from sim.aloha.env import AlohaEnv
-    from training.experts import AlohaStateExpert
+    from sim.evaluation import GatedPolicy
     from training.rollouts import PolicyActor
-    from vla_il_nodes.intervention_mux_core import EXPERT, POLICY, InterventionMux
-    from vla_il_nodes.teleop_core import ExpertGate
 
-    actor = PolicyActor(policy, temporal_aggregation=policy.chunk_size > 1)
-    expert = AlohaStateExpert(task)
-    gate = ExpertGate(gate_config)
-    env = AlohaEnv(task, cameras=(), privileged=True, episode_length=episode_length, clamp_actions=True)
-    mux = InterventionMux(mux_config)
+    gated = GatedPolicy(_StatePolicy(PolicyActor(policy, temporal_aggregation=policy.chunk_size > 1)), task,
+                        gate_config, mux_config)
+    env = AlohaEnv(task, cameras=(), episode_length=episode_length, clamp_actions=True)
     states, labels, driven, episode = [], [], [], []
     engagements, successes = [], []
-    now = 0.0
     for i in range(n):
-        obs, _ = env.reset(seed=first_seed + i)
-        actor.reset()
-        gate.reset()
-        reward, success, done, t = 0.0, False, False, 0
+        obs, info = env.reset(seed=first_seed + i)
+        gated.reset()
+        done = False
         while not done:
-            now += 0.02
-            mux.on_observation(obs["agent_pos"].tolist(), now)
-            state = np.concatenate([obs["agent_pos"], obs["env_state"]]).astype(np.float32)
-            label, proposal = expert(state), actor(state)
-            gate.on_policy_action(proposal, label)
-            if t > 0:
-                gate.step(progress=reward, success=success)
-            mux.on_engaged(gate.engaged, now)
-            out = mux.on_action(EXPERT if gate.engaged else POLICY, (label if gate.engaged else proposal).tolist(),
-                                now)
-            if out.command is None:  # the mux refused (a NaN from the policy): it holds, as on the robot
-                if mux.last_command is None:
-                    raise RuntimeError(f"the mux refused the first command of episode {first_seed + i}: "
-                                       f"{[e.detail for e in out.events]}")
-                out.command = list(mux.last_command)
-            command = out.command
-            states.append(state)
-            labels.append(label)
-            driven.append(gate.engaged)
+            command = gated(obs, info)
+            states.append(np.concatenate([obs["agent_pos"], info["env_state"]]).astype(np.float32))
+            labels.append(gated.label)
+            driven.append(gated.engaged)
             episode.append(i)
-            obs, reward, terminated, truncated, info = env.step(np.asarray(command))
-            success = success or bool(info["is_success"])
-            done, t = terminated or truncated, t + 1
-        engagements.append(gate.engagements)
-        successes.append(success)
+            obs, _reward, terminated, truncated, info = env.step(command)
+            done = terminated or truncated
+        engagements.append(gated.episode_interventions)
+        successes.append(bool(info["is_success"]))
     env.close()
     frames = (np.stack(states), np.stack(labels).astype(np.float32), np.array(driven), np.array(episode))
     return frames, {"interventions_per_episode": float(np.mean(engagements)),
@@ -104,7 +84,9 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
 
     config = ILConfig(bc_epochs=epochs or args.epochs, learning_rate=args.learning_rate, batch_size=256,
                       hidden_dim=args.hidden_dim, action_chunk_size=args.chunk, temporal_aggregation=args.chunk > 1,
-                      lr_schedule="cosine", eval_episodes=0, seed=seed, output_dir=str(out),
+                      lr_schedule="cosine", bc_early_stopping=args.early_stopping,
+                      bc_early_stopping_after=args.early_stopping_after, eval_episodes=0, seed=seed,
+                      output_dir=str(out),
                       extra={"env": f"aloha:{args.task}"})
     bc = BehavioralCloning(None, config, previous, False, f"aloha:{args.task}", run_name="hg_seeds")
     bc.fit(demos, config.bc_epochs)
@@ -137,6 +119,11 @@ def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dic
         else:
             policy, path = _fit(args, data, seed, runs / f"round_{k}", policy, args.round_epochs)
         rounds.append({"round": k, "labels": len(data), **stats})
+    # the help each round's policy needs on held-out seeds (the in-round counts above are a few episodes)
+    help_needed = [evaluate_checkpoint(args.task, runs / f"round_{k}" / "policy", args, f"round {k} + expert",
+                                       temporal_aggregation=args.chunk > 1, gate=gate_config,
+                                       episodes=args.gated_episodes)["interventions_per_episode"]
+                   for k in range(args.rounds + 1)] if args.gated_episodes else []
     hg = evaluate_checkpoint(args.task, path, args, f"hg-{seed}", temporal_aggregation=args.chunk > 1)
     # BC from scratch on whole expert episodes, in order, until they hold as many labels
     bc_data = first_episodes_with(pool, len(data))
@@ -144,12 +131,13 @@ def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dic
     bc = evaluate_checkpoint(args.task, bc_path, args, f"bc-{seed}", temporal_aggregation=args.chunk > 1)
     return {"seed": seed, "hg_labels": len(data), "bc_labels": len(bc_data), "hg": hg, "bc": bc,
             "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
+            "help_needed": help_needed,
             "seconds": time.perf_counter() - start}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'seed':>5}{'labels HG/BC':>15}{'HG-DAgger':>18}{'BC':>18}{'gap':>8}   interventions/ep by round",
-             "-" * 96]
+    lines = [f"{'seed':>5}{'labels HG/BC':>15}{'HG-DAgger':>18}{'BC':>18}{'gap':>8}   takeovers/ep: in the rounds"
+             " | held-out, policy 0 (BC)..last", "-" * 120]
     for r in rows:
         hg, bc = r["hg"], r["bc"]
 
@@ -158,6 +146,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{100 * s['success_rate']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
         ivs = " ".join(f"{x['interventions_per_episode']:.2f}" for x in r["rounds"])
+        if r.get("help_needed"):
+            ivs += " | " + " ".join(f"{h:.2f}" for h in r["help_needed"])
         labels = f"{r['hg_labels']}/{r['bc_labels']}"
         lines.append(f"{r['seed']:>5}{labels:>15}{fmt(hg):>18}{fmt(bc):>18}{r['gap_points']:>+7.0f}   {ivs}")
     gaps = np.array([r["gap_points"] for r in rows])
@@ -186,11 +176,13 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax1.set_ylim(0, 100)
     ax1.legend()
     ax1.grid(alpha=0.3)
-    for r in rows:
-        ax2.plot([x["round"] for x in r["rounds"]], [x["interventions_per_episode"] for x in r["rounds"]], "o-",
-                 label=f"seed {r['seed']}")
-    ax2.set_xlabel("round")
-    ax2.set_xticks(range(1, len(rows[0]["rounds"]) + 1))
+    for i, r in enumerate(rows):  # plotted at the policy that drove: round k ran policy k - 1
+        ax2.plot([x["round"] - 1 for x in r["rounds"]], [x["interventions_per_episode"] for x in r["rounds"]], "o--",
+                 mfc="none", color=f"C{i}", alpha=0.5)
+        if r.get("help_needed"):
+            ax2.plot(range(len(r["help_needed"])), r["help_needed"], "o-", color=f"C{i}", label=f"seed {r['seed']}")
+    ax2.set_xlabel("policy (0: BC, k: after round k); solid: held-out seeds, dashed: in the round's episodes")
+    ax2.set_xticks(range(len(rows[0]["rounds"]) + 1))
     ax2.set_ylabel("expert takeovers per episode")
     ax2.grid(alpha=0.3)
     ax2.legend()
@@ -222,8 +214,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="each round continues the last network (--round-epochs) instead of training a new one on all "
                         "labels with BC's recipe (--epochs), as `vla-il demo --round-init continue`")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="keep each fit's epoch of lowest validation loss (default: the last, as the demo)")
+    p.add_argument("--early-stopping-after", type=float, default=0.0,
+                   help="with --early-stopping: only epochs past this fraction of each fit may be kept")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--gated-episodes", type=int, default=30,
+                   help="held-out episodes on which the expert watches each round's policy (0: skip)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="output/hg_dagger_seeds")
     return p.parse_args(argv)

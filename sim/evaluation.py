@@ -153,6 +153,81 @@ class PerturbedPrefixFactory:
         return PerturbedPrefixPolicy(self.base(task), int(self.fraction * self.episode_length), self.sigma)
 
 
+class GatedPolicy:
+    """A policy with the sim expert watching over it, as in `vla-il demo`'s HG-DAgger rounds: the gate
+    (vla_il_nodes.teleop_core.ExpertGate, the teleop_sim_expert node's rule) hands control to the scripted
+    expert when the policy drifts from it or stalls, and back after its hand-back ticks; every command
+    passes the intervention mux's core (joint limits, step limit, re-anchoring at a reset). Evaluated on
+    held-out seeds, `episode_interventions` is the help the policy needs: takeovers per episode measured
+    on many episodes, where a round's own few episodes only hint at it.
+
+    After each call, `engaged` says who drove and `label` holds the expert's action for that state."""
+
+    def __init__(self, base: Policy, task: str, gate_config=None, mux_config=None) -> None:
+        from sim.experts import make_expert
+        from vla_il_nodes.intervention_mux_core import InterventionMux
+        from vla_il_nodes.teleop_core import ExpertGate, GateConfig
+
+        self.base = base
+        self.expert = make_expert(task)
+        self.gate = ExpertGate(gate_config or GateConfig())
+        self.mux = InterventionMux(mux_config or default_mux_config())
+        self.now = 0.0  # the mux's clock runs on across episodes: a reset is a jump it re-anchors at
+        self.engaged, self.label = False, None
+        self.t = 0
+        self.episode_interventions = 0
+        self.episode_intervention_frames = 0
+
+    def reset(self) -> None:
+        self.base.reset()
+        self.gate.reset()
+        self.t = 0
+        self.episode_interventions = 0
+        self.episode_intervention_frames = 0
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        from vla_il_nodes.intervention_mux_core import EXPERT, POLICY
+
+        self.now += 1.0 / FPS
+        self.mux.on_observation(obs["agent_pos"].tolist(), self.now)
+        label = np.asarray(self.expert(obs["agent_pos"], info["env_state"]), dtype=np.float64)
+        proposal = np.asarray(self.base(obs, info), dtype=np.float64)
+        self.gate.on_policy_action(proposal, label)
+        if self.t > 0:
+            self.gate.step(progress=float(info["max_reward"]), success=bool(info["is_success"]))
+        self.t += 1
+        self.mux.on_engaged(self.gate.engaged, self.now)
+        out = self.mux.on_action(EXPERT if self.gate.engaged else POLICY,
+                                 (label if self.gate.engaged else proposal).tolist(), self.now)
+        command = out.command
+        if command is None:  # the mux refused (e.g. a NaN from the policy): it holds, as on the robot
+            if self.mux.last_command is None:
+                raise RuntimeError(f"the mux refused the first command: {[e.detail for e in out.events]}")
+            command = list(self.mux.last_command)
+        self.engaged, self.label = self.gate.engaged, label
+        self.episode_interventions = self.gate.engagements
+        self.episode_intervention_frames += int(self.gate.engaged)
+        return np.asarray(command, dtype=np.float64)
+
+
+def default_mux_config():
+    """The intervention mux's limits for the simulated ALOHA (the aloha_sim profile), as the demo runs it."""
+    from vla_il.profiles import load_profile
+    from vla_il_nodes.intervention_mux_core import MuxConfig
+
+    return MuxConfig(**{k: tuple(v) for k, v in load_profile("aloha_sim").mux_parameters().items()})
+
+
+class GatedFactory:
+    """Picklable: wraps a policy factory in a GatedPolicy in each evaluation worker."""
+
+    def __init__(self, base: PolicyFactory, gate_config=None) -> None:
+        self.base, self.gate_config = base, gate_config
+
+    def __call__(self, task: str) -> GatedPolicy:
+        return GatedPolicy(self.base(task), task, self.gate_config)
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default)."""
     if n == 0:
@@ -170,6 +245,8 @@ class EpisodeResult:
     success: bool
     max_reward: float
     length: int
+    interventions: int | None = None  # expert takeovers (a GatedPolicy ran), else None
+    intervention_frames: int | None = None
 
 
 @dataclass
@@ -194,8 +271,22 @@ class EvalResult:
     def interval(self) -> tuple[float, float]:
         return wilson_interval(self.successes, self.n)
 
+    @property
+    def interventions(self) -> tuple[float, float] | None:
+        """Expert takeovers per episode: (mean, half-width of its normal 95% interval); None if no gate ran."""
+        counts = [e.interventions for e in self.episodes if e.interventions is not None]
+        if not counts:
+            return None
+        half = 1.96 * float(np.std(counts, ddof=1)) / math.sqrt(len(counts)) if len(counts) > 1 else math.inf
+        return float(np.mean(counts)), half
+
     def summary(self) -> dict[str, Any]:
         lo, hi = self.interval
+        gated = {}
+        if self.interventions is not None:
+            mean, half = self.interventions
+            gated = {"interventions_per_episode": mean, "interventions_per_episode_95": half,
+                     "intervention_frames_per_episode": float(np.mean([e.intervention_frames for e in self.episodes]))}
         return {
             "task": self.task,
             "policy": self.policy,
@@ -205,6 +296,7 @@ class EvalResult:
             "success_rate_wilson95": [lo, hi],
             "mean_max_reward": float(np.mean([e.max_reward for e in self.episodes])) if self.n else 0.0,
             "mean_length": float(np.mean([e.length for e in self.episodes])) if self.n else 0.0,
+            **gated,
         }
 
     def line(self) -> str:
@@ -213,6 +305,8 @@ class EvalResult:
             f"{self.task} / {self.policy}: success {self.successes}/{self.n} = {100 * self.success_rate:.0f}% "
             f"(Wilson 95%: {100 * lo:.0f}-{100 * hi:.0f}%), mean max reward "
             f"{self.summary()['mean_max_reward']:.2f}, mean length {self.summary()['mean_length']:.0f}"
+            + (f", expert takeovers per episode {self.interventions[0]:.2f} +- {self.interventions[1]:.2f}"
+               if self.interventions is not None else "")
         )
 
 
@@ -227,7 +321,9 @@ def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = N
             video.append(env.render())
         if terminated or truncated:
             break
-    return EpisodeResult(seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps)
+    return EpisodeResult(seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps,
+                         interventions=getattr(policy, "episode_interventions", None),
+                         intervention_frames=getattr(policy, "episode_intervention_frames", None))
 
 
 def _worker(args: tuple) -> list[EpisodeResult]:

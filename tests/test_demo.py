@@ -26,6 +26,11 @@ def test_demo_runs_the_whole_loop(tmp_path):
     for name in ("report.md", "success_vs_labels.png"):
         assert (out / name).stat().st_size > 0
     assert "HG-DAgger 1" in done.stdout and "BC, equal labels" in done.stdout
+    # every policy also ran on the held-out seeds with the sim expert watching: the help it needs
+    for r in (bc, r1, results["bc_equal_labels"]):
+        gated = r["extra"]["with_expert"]
+        assert gated["episodes"] == 2 and r["help_per_episode"][0] == gated["interventions_per_episode"] >= 0
+    assert "held-out" in done.stdout and "expert takeovers per episode" in done.stdout
 
     # the running policy node swapped in the round's bundle (no restart)
     policy_log = next((out / "logs").glob("policy_node-*.log")).read_text()

@@ -118,9 +118,11 @@ def test_the_seeds_benchmark_runs_the_demo_loop_without_ros(tmp_path):
     out = tmp_path / "hgs"
     assert hg_dagger_seeds.main(["--seeds", "1", "--demos", "2", "--rounds", "1", "--episodes-per-round", "1",
                                  "--epochs", "2", "--eval-episodes", "2", "--workers", "1", "--episode-length", "60",
-                                 "--drift-threshold", "0.01", "--drift-ticks", "1", "--out", str(out)]) == 0
+                                 "--drift-threshold", "0.01", "--drift-ticks", "1", "--gated-episodes", "2",
+                                 "--out", str(out)]) == 0
     result = json.loads((out / "results.json").read_text())
     row = result["rows"][0]
     assert row["rounds"][0]["intervention_frames"] > 0  # a threshold this tight: the expert took over
     assert row["hg_labels"] > 0 and abs(row["bc_labels"] - row["hg_labels"]) <= 60
+    assert len(row["help_needed"]) == 2 and min(row["help_needed"]) > 0  # BC and round 1, the expert watching
     assert (out / "hg_vs_bc.png").stat().st_size > 0 and "HG-DAgger - BC" in (out / "table.txt").read_text()

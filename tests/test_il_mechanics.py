@@ -207,6 +207,40 @@ def test_cosine_schedule_anneals_each_fit_to_zero(tmp_path):
         assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 2e-4
 
 
+def test_early_stopping_keeps_the_epoch_of_lowest_validation_loss_or_else_the_last(tmp_path):
+    """Random labels: the training split is memorised, the held-out episodes get worse as it is. Kept: the
+    epoch of lowest validation loss, of all or of the second half (after=0.5), or else the last."""
+    import copy
+
+    from training.config import ILConfig
+    from training.envs import make_env
+    from training.il.behavioral_cloning import BehavioralCloning
+
+    rng = np.random.default_rng(0)
+    demos = Demonstrations(rng.normal(size=(160, 4)).astype(np.float32), rng.integers(0, 2, 160),
+                           np.repeat(np.arange(20), 8), {})
+    for early, after in ((True, 0.0), (True, 0.5), (False, 0.0)):
+        config = ILConfig(bc_early_stopping=early, bc_early_stopping_after=after, learning_rate=3e-3, hidden_dim=256,
+                          batch_size=16, bc_validation_split=0.3, eval_episodes=0,
+                          output_dir=str(tmp_path / f"{early}{after}"))
+        bc = BehavioralCloning(make_env("CartPole-v1"), config)
+        snapshots, original = [], bc.train_epoch
+
+        def epoch(o=original, b=bc, snaps=snapshots):
+            result = o()
+            snaps.append((result["val/loss"], copy.deepcopy(b.policy.state_dict())))
+            return result
+
+        bc.train_epoch = epoch
+        bc.fit(demos, 12)
+        losses = [v for v, _ in snapshots]
+        first = 6 if after else 0
+        kept = snapshots[first + int(np.argmin(losses[first:]))] if early else snapshots[-1]
+        assert np.argmin(losses) < 6 and np.argmin(losses[6:]) < 5  # the data makes early stopping matter
+        for name, value in bc.policy.state_dict().items():
+            assert torch.equal(value, kept[1][name]), (early, after, name)
+
+
 def test_an_action_dimension_with_two_values_snaps_to_the_nearer_one():
     rng = np.random.default_rng(1)
     obs = rng.normal(size=(100, 4)).astype(np.float32)

@@ -1,12 +1,22 @@
 """Evaluation: Wilson intervals, parallel workers, and the files a user reads."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
 
 from sim.aloha import robot
-from sim.evaluation import EpisodeResult, EvalResult, evaluate, wilson_interval, write_report
+from sim.evaluation import (
+    EpisodeResult,
+    EvalResult,
+    ExpertPolicy,
+    GatedFactory,
+    evaluate,
+    wilson_interval,
+    write_report,
+)
+from vla_il_nodes.teleop_core import GateConfig
 
 
 class HoldStill:
@@ -47,3 +57,38 @@ def test_report_files(tmp_path):
     assert len((tmp_path / "episodes.jsonl").read_text().splitlines()) == 2
     assert (tmp_path / "success.png").stat().st_size > 1000
     assert np.isclose(summary["mean_max_reward"], 3.0)
+
+
+def test_gated_evaluation_counts_the_help_a_policy_needs():
+    """The demo's gate watching a policy on held-out seeds: the expert never drifts from itself and succeeds
+    (its commands pass the mux, which eases the grippers open over the first ticks: stalls aside, as the
+    expert's pace then varies by seed); a policy that holds still drifts from the expert, is taken over,
+    hands back, drifts again."""
+    kwargs = dict(env_kwargs={"episode_length": 240}, progress=False)
+    gate = GateConfig(drift_threshold=0.3, drift_ticks=5, handback_ticks=60)
+    factory = GatedFactory(ExpertPolicy, GateConfig(drift_threshold=0.3, drift_ticks=5, stall_ticks=0))
+    alone = evaluate("transfer_cube", ExpertPolicy, [3, 4], **kwargs)
+    watched = evaluate("transfer_cube", factory, [3, 4], **kwargs)
+    assert [e.interventions for e in watched.episodes] == [0, 0]
+    assert [e.success for e in watched.episodes] == [e.success for e in alone.episodes] == [True, True]
+    assert alone.interventions is None and "takeovers" not in alone.line()
+
+    still = evaluate("transfer_cube", GatedFactory(HoldStill, gate), [3, 4], **kwargs)
+    counts = [e.interventions for e in still.episodes]
+    assert all(c >= 2 for c in counts), counts  # taken over, handed back after 60 ticks, taken over again
+    assert all(60 <= e.intervention_frames < 240 for e in still.episodes)
+    summary = still.summary()
+    assert summary["interventions_per_episode"] == pytest.approx(np.mean(counts))
+    assert summary["intervention_frames_per_episode"] > 60 and "takeovers per episode" in still.line()
+    assert pickle.loads(pickle.dumps(GatedFactory(HoldStill, gate))).gate_config == gate  # crosses to workers
+
+
+def test_vla_il_eval_with_the_expert_watching_reports_the_takeovers(tmp_path, capsys):
+    from vla_il.cli import main
+
+    assert main(["eval", "--policy", "expert", "--episodes", "2", "--with-expert", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interventions_per_episode"] == 0.0 and summary["successes"] == 2
+    assert "the sim expert watching" in capsys.readouterr().out
+    episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert [e["interventions"] for e in episodes] == [0, 0]

@@ -47,6 +47,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
     demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
     demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
+    demo.add_argument("--early-stopping", action="store_true",
+                      help="keep each fit's epoch of lowest validation loss instead of its last (annealed) one")
     demo.add_argument("--labels", default=d.labels, choices=["intervention", "expert"],
                       help="train on the expert's takeovers (HG-DAgger) or on every state it labelled (DAgger)")
     demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")
@@ -94,6 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="drive the first FRACTION of each episode with a perturbed policy (recovery test)",
     )
+    ev.add_argument("--with-expert", action="store_true",
+                    help="the sim expert watches and takes over as in the demo's rounds (the gate of "
+                         "config/teleop_sim_expert.yaml): reports the takeovers per episode the policy needs")
     ev.set_defaults(func=_eval)
 
     export = sub.add_parser(
@@ -234,6 +239,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.perturb_prefix > 0:
         factory = PerturbedPrefixFactory(factory, args.perturb_prefix)
         name = f"{args.policy} after a {100 * args.perturb_prefix:.0f}% perturbed prefix"
+    if args.with_expert:
+        from sim.evaluation import GatedFactory
+        from vla_il.demo import sim_expert_gate_config
+
+        factory, name = GatedFactory(factory, sim_expert_gate_config()), f"{name}, the sim expert watching"
     seeds = range(args.seed, args.seed + args.episodes)
     result = evaluate(args.task, factory, seeds, policy_name=name, workers=args.workers, env_kwargs=env_kwargs)
     print(result.line())

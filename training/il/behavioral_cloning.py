@@ -85,8 +85,10 @@ class BehavioralCloning:
     def fit(self, demonstrations: Demonstrations, epochs: int, extra_metrics: dict[str, float] | None = None
             ) -> dict[str, Any]:
         """Prepare the data and train `epochs` epochs; save last/, keep the weights of the epoch with the
-        lowest validation loss (early stopping), evaluate them, and save them as best/ when they beat
-        every earlier fit of this trainer (by evaluation return, else by validation loss)."""
+        lowest validation loss (early stopping, among the epochs past bc_early_stopping_after of the fit; the
+        last epoch's with bc_early_stopping off), evaluate them,
+        and save them as best/ when they beat every earlier fit of this trainer (by evaluation return, else
+        by validation loss)."""
         import copy
 
         from tqdm import trange
@@ -97,7 +99,8 @@ class BehavioralCloning:
         for epoch in trange(epochs, desc=f"{self.run_name} epochs", leave=False):
             self._set_learning_rate(epoch, epochs)
             result = self.train_epoch()
-            if result.get("val/loss", math.inf) < best_val:
+            eligible = self.config.bc_early_stopping and epoch + 1 > self.config.bc_early_stopping_after * epochs
+            if eligible and result.get("val/loss", math.inf) < best_val:
                 best_val, best_state = result["val/loss"], copy.deepcopy(self.policy.state_dict())
         self.save_last(result)
         if best_state is not None:

@@ -84,8 +84,8 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
 
     config = ILConfig(bc_epochs=epochs or args.epochs, learning_rate=args.learning_rate, batch_size=256,
                       hidden_dim=args.hidden_dim, action_chunk_size=args.chunk, temporal_aggregation=args.chunk > 1,
-                      lr_schedule="cosine", bc_early_stopping=args.early_stopping,
-                      bc_early_stopping_after=args.early_stopping_after, eval_episodes=0, seed=seed,
+                      lr_schedule="cosine", bc_early_stopping=args.early_stopping_after is not None,
+                      bc_early_stopping_after=args.early_stopping_after or 0.0, eval_episodes=0, seed=seed,
                       output_dir=str(out),
                       extra={"env": f"aloha:{args.task}"})
     bc = BehavioralCloning(None, config, previous, False, f"aloha:{args.task}", run_name="hg_seeds")
@@ -181,7 +181,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
                  mfc="none", color=f"C{i}", alpha=0.5)
         if r.get("help_needed"):
             ax2.plot(range(len(r["help_needed"])), r["help_needed"], "o-", color=f"C{i}", label=f"seed {r['seed']}")
-    ax2.set_xlabel("policy (0: BC, k: after round k); solid: held-out seeds, dashed: in the round's episodes")
+    ax2.set_xlabel("policy (0: BC, k: after round k)")
+    ax2.set_title("solid: on the held-out seeds; dashed: in the round it drove (6 episodes)", fontsize=9)
     ax2.set_xticks(range(len(rows[0]["rounds"]) + 1))
     ax2.set_ylabel("expert takeovers per episode")
     ax2.grid(alpha=0.3)
@@ -214,10 +215,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--continue", dest="continue_training", action="store_true",
                    help="each round continues the last network (--round-epochs) instead of training a new one on all "
                         "labels with BC's recipe (--epochs), as `vla-il demo --round-init continue`")
-    p.add_argument("--early-stopping", action="store_true",
-                   help="keep each fit's epoch of lowest validation loss (default: the last, as the demo)")
-    p.add_argument("--early-stopping-after", type=float, default=0.0,
-                   help="with --early-stopping: only epochs past this fraction of each fit may be kept")
+    p.add_argument("--early-stopping-after", type=float, default=0.5, metavar="FRACTION",
+                   help="each fit keeps its epoch of lowest validation loss past this fraction (as the demo)")
+    p.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,
+                   help="each fit keeps its last (annealed) epoch")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--gated-episodes", type=int, default=30,

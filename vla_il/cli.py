@@ -47,8 +47,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
     demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
     demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
-    demo.add_argument("--early-stopping", action="store_true",
-                      help="keep each fit's epoch of lowest validation loss instead of its last (annealed) one")
+    demo.add_argument("--early-stopping-after", type=float, default=d.early_stopping_after, metavar="FRACTION",
+                      help="each fit keeps its epoch of lowest validation loss among those past this fraction")
+    demo.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,
+                      help="each fit keeps its last (annealed) epoch")
     demo.add_argument("--labels", default=d.labels, choices=["intervention", "expert"],
                       help="train on the expert's takeovers (HG-DAgger) or on every state it labelled (DAgger)")
     demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")

@@ -36,7 +36,7 @@ HOLD_DIST = 0.045  # a cube this close to the tool, with the gripper not open, i
 # ... and one up in the air this close, with the gripper closed on it, is held by the finger tips (a
 # learner's shallower grasp): carry it on rather than open and pick it again
 HOLD_DIST_LIFTED = 0.08
-CUBE_REST_Z = 0.05  # the cube's centre on the table
+CUBE_REST_Z = 0.02  # the cube's centre resting on the table (it spawns at 0.05 and drops)
 LIFTED = 0.015
 CUBE_WIDTH = 0.04
 CUBE_DIAGONAL = 0.056  # a cube turned in the fingers holds them this far apart

@@ -97,12 +97,10 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
 
 def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dict[str, Any]:
     from benchmarks.aloha_dagger import evaluate_checkpoint, first_episodes_with
-    from vla_il.profiles import load_profile
-    from vla_il_nodes.intervention_mux_core import MuxConfig
+    from sim.evaluation import default_mux_config
     from vla_il_nodes.teleop_core import GateConfig
 
-    profile = load_profile("aloha_sim")
-    mux_config = MuxConfig(**{k: tuple(v) for k, v in profile.mux_parameters().items()})
+    mux_config = default_mux_config()
     gate_config = GateConfig(drift_threshold=args.drift_threshold, drift_ticks=args.drift_ticks,
                              stall_ticks=args.stall_ticks, handback_ticks=args.handback_ticks,
                              agree_ticks=args.agree_ticks, seed=seed)

@@ -110,6 +110,13 @@ def run_dagger(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     return snapshots
 
 
+def add_evaluation_args(p: argparse.ArgumentParser) -> None:
+    """The options evaluate_checkpoint reads (both ALOHA benchmarks take them)."""
+    p.add_argument("--episode-length", type=int, default=400)
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--workers", type=int, default=2)
+
+
 def first_episodes_with(pool, labels: int):
     """Whole episodes of `pool`, in order, until they hold at least `labels` frames (or all of them)."""
     sizes = np.bincount(pool.episode)
@@ -206,9 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk", type=int, default=1)
     p.add_argument("--temporal-aggregation", action="store_true")
     p.add_argument("--residual", action="store_true", help="predict joint targets relative to the joints")
-    p.add_argument("--episode-length", type=int, default=400)
-    p.add_argument("--eval-episodes", type=int, default=100)
-    p.add_argument("--workers", type=int, default=2)
+    add_evaluation_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="output/aloha_dagger")
     return p.parse_args(argv)

@@ -192,6 +192,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from benchmarks.aloha_dagger import add_evaluation_args
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="transfer_cube", choices=("transfer_cube", "insertion"))
     p.add_argument("--seeds", type=int, default=3, help="training seeds (each: the whole loop and its BC baseline)")
@@ -217,11 +219,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="each fit keeps its epoch of lowest validation loss past this fraction (as the demo)")
     p.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,
                    help="each fit keeps its last (annealed) epoch")
-    p.add_argument("--episode-length", type=int, default=400)
-    p.add_argument("--eval-episodes", type=int, default=100)
+    add_evaluation_args(p)
     p.add_argument("--gated-episodes", type=int, default=30,
                    help="held-out episodes on which the expert watches each round's policy (0: skip)")
-    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="output/hg_dagger_seeds")
     return p.parse_args(argv)
 

@@ -24,6 +24,7 @@ TILT = np.deg2rad(60)  # the right hand comes down at 60 degrees from the horizo
 # label is arbitrary a learner that closes them a little early "drifts" from the expert (the sim
 # expert's gate took over for it in episodes the learner went on to win).
 LEFT_ROT = rotation_from_axes(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+LEFT_WAIT = MEET + np.array([-0.12, 0.0, 0.0])  # where the left hand waits for the cube
 # Closed fingers reach 2.4 cm above and below the tool point: this far below the cube's centre they
 # pass under its bottom face, and at UNDER_LIFT they press against it.
 UNDER_CLEAR = -0.052
@@ -58,9 +59,9 @@ class TransferCubeExpert(ScriptedExpert):
         right_tcp, _ = self.kin.tcp("right")
         left_tcp, _ = self.kin.tcp("left")
         g_left, g_right = agent_pos[6], agent_pos[13]
-        left_holds = np.linalg.norm(cube - left_tcp) < HOLD_DIST and closed_on(g_left, CUBE_WIDTH, CUBE_DIAGONAL)
-        right_near = np.linalg.norm(cube - right_tcp)
-        lifted = cube[2] > CUBE_REST_Z + LIFTED and np.linalg.norm(cube - left_tcp) > HOLD_DIST  # not by the left
+        left_near, right_near = np.linalg.norm(cube - left_tcp), np.linalg.norm(cube - right_tcp)
+        left_holds = left_near < HOLD_DIST and closed_on(g_left, CUBE_WIDTH, CUBE_DIAGONAL)
+        lifted = cube[2] > CUBE_REST_Z + LIFTED and left_near > HOLD_DIST  # and not by the left hand
         right_holds = closed_on(g_right, CUBE_WIDTH, CUBE_DIAGONAL) and (
             right_near < HOLD_DIST or (lifted and right_near < HOLD_DIST_LIFTED))
 
@@ -82,10 +83,10 @@ class TransferCubeExpert(ScriptedExpert):
             # keep the hand's orientation as it is: the cube may have turned in the fingers
             right = ArmCommand(MEET + (right_tcp - cube), _tilted(0.0), GRIPPER_CLOSED)
             # the left hand comes in once the cube has arrived (or when it is already there)
-            at_meet = np.linalg.norm(cube - MEET) < 0.015 or np.linalg.norm(cube - left_tcp) < 0.05
+            at_meet = np.linalg.norm(cube - MEET) < 0.015 or left_near < 0.05
             if not at_meet:
                 self.phase = "carry to the meeting point"
-                left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_CLOSED)
+                left = ArmCommand(LEFT_WAIT, LEFT_ROT, GRIPPER_CLOSED)
             else:
                 self.phase = "left lifts it from below"
                 left = self._from_below(left_tcp, cube)
@@ -94,7 +95,7 @@ class TransferCubeExpert(ScriptedExpert):
         self.phase = "right picks"
         grasp = cube + np.array([0.0, 0.0, GRASP_HEIGHT])
         right = self._approach(right_tcp, grasp, approach, right_rot, g_right)
-        left = ArmCommand(MEET + np.array([-0.12, 0.0, 0.0]), LEFT_ROT, GRIPPER_CLOSED)
+        left = ArmCommand(LEFT_WAIT, LEFT_ROT, GRIPPER_CLOSED)
         return {"left": left, "right": right}
 
     @staticmethod

@@ -86,9 +86,8 @@ class BehavioralCloning:
             ) -> dict[str, Any]:
         """Prepare the data and train `epochs` epochs; save last/, keep the weights of the epoch with the
         lowest validation loss (early stopping, among the epochs past bc_early_stopping_after of the fit; the
-        last epoch's with bc_early_stopping off), evaluate them,
-        and save them as best/ when they beat every earlier fit of this trainer (by evaluation return, else
-        by validation loss)."""
+        last epoch's with bc_early_stopping off), evaluate them, and save them as best/ when they beat every
+        earlier fit of this trainer (by evaluation return, else by validation loss)."""
         import copy
 
         from tqdm import trange

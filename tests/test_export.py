@@ -41,6 +41,22 @@ def test_export_writes_a_bundle_with_parity_and_the_contract(aloha_checkpoint, t
                                atol=1e-5)
 
 
+def test_an_ensemble_exports_as_one_graph_that_averages_its_members(tmp_path):
+    torch.manual_seed(1)
+    policy = MLPPolicy(obs_dim=21, action_dim=14, discrete=False, hidden_dim=16, chunk_size=5, members=3)
+    policy.set_normalization(np.random.rand(100, 21).astype(np.float32), np.random.rand(100, 5, 14))
+    config = ILConfig(action_chunk_size=5, ensemble_size=3, extra={"env": "aloha:transfer_cube"})
+    ckpt = save_checkpoint(tmp_path / "run" / "best", policy, config)
+    spec, diff = export_checkpoint(ckpt, tmp_path / "bundle")
+    assert diff <= 1e-4 and spec.chunk_size == 5
+    session = ort.InferenceSession(str(tmp_path / "bundle" / "policy.onnx"), providers=["CPUExecutionProvider"])
+    state = np.random.rand(2, 21).astype(np.float32)
+    with torch.no_grad():
+        members = policy.member_outputs(torch.as_tensor(state)) * policy.act_std + policy.act_mean
+        expected = policy.snap_binary(members.mean(0)).numpy()
+    np.testing.assert_allclose(session.run(None, {"state": state})[0], expected, atol=1e-4)
+
+
 def test_refused_bundles_say_why(aloha_checkpoint, tmp_path):
     ckpt, _ = aloha_checkpoint
     export_checkpoint(ckpt, tmp_path / "b")

@@ -143,8 +143,10 @@ def test_residual_mlp_predicts_relative_to_the_joint_positions():
 
 def test_renormalisation_keeps_the_policy_s_function_and_follows_the_data():
     rng = np.random.default_rng(0)
-    for discrete, residual, chunk in ((False, False, 3), (False, True, 1), (True, False, 1)):
-        policy = MLPPolicy(6, 2 if not discrete else 3, discrete, hidden_dim=16, chunk_size=chunk, residual=residual)
+    for discrete, residual, chunk, members in ((False, False, 3, 1), (False, True, 1, 1), (True, False, 1, 1),
+                                               (False, False, 3, 3)):
+        policy = MLPPolicy(6, 2 if not discrete else 3, discrete, hidden_dim=16, chunk_size=chunk, residual=residual,
+                           members=members)
         obs = rng.normal(size=(50, 6)).astype(np.float32)
         actions = (rng.integers(0, 3, 50) if discrete else rng.normal(size=(50, chunk, 2))).astype(
             np.int64 if discrete else np.float32)
@@ -156,8 +158,49 @@ def test_renormalisation_keeps_the_policy_s_function_and_follows_the_data():
         before = policy.raw(probe) if discrete else policy(probe)
         policy.update_normalization(np.concatenate([obs, far]), np.concatenate([actions, far_actions]))
         after = policy.raw(probe) if discrete else policy(probe)
-        assert torch.allclose(before, after, atol=1e-4, rtol=1e-4), (discrete, residual)
+        assert torch.allclose(before, after, atol=1e-4, rtol=1e-4), (discrete, residual, members)
         assert float(policy.obs_std.min()) > 5  # the statistics now cover the far states
+
+
+def test_an_ensemble_fits_each_member_on_its_own_and_acts_on_their_mean(tmp_path):
+    from training.checkpoint import load_checkpoint, save_checkpoint
+    from training.config import ILConfig
+    from training.il.behavioral_cloning import BehavioralCloning
+
+    rng = np.random.default_rng(4)
+    obs = rng.normal(size=(240, 5)).astype(np.float32)
+    actions = np.tanh(obs[:, :3] * 2 + obs[:, 3:4]).astype(np.float32)  # a smooth target each member can learn
+    data = Demonstrations(obs, actions, np.repeat(np.arange(24), 10), {})
+    config = ILConfig(ensemble_size=3, hidden_dim=32, learning_rate=3e-3, batch_size=32, eval_episodes=0,
+                      output_dir=str(tmp_path / "run"))
+    policy = MLPPolicy(5, 3, False, hidden_dim=32, members=config.ensemble_size)
+    policy.set_normalization(obs, actions)
+    batch = {"obs": torch.as_tensor(obs), "action": torch.as_tensor(actions)[:, None],
+             "mask": torch.ones(len(obs), 1, dtype=torch.bool)}
+
+    def member_losses():
+        with torch.no_grad():
+            return [float(policy._loss(out, batch)) for out in policy.member_outputs(batch["obs"])]
+
+    first = [net[0].weight.detach().clone() for net in policy.networks()]
+    assert len(first) == 3 and not torch.equal(first[0], first[1])  # each member starts elsewhere
+    before = member_losses()
+    bc = BehavioralCloning(None, config, policy)
+    bc.fit(data, 30)
+    bc.close()
+    after = member_losses()
+    assert all(a < 0.3 * b for a, b in zip(after, before, strict=True)), (before, after)  # every member learnt
+    with torch.no_grad():
+        probe = torch.as_tensor(obs[:7])
+        torch.testing.assert_close(policy.raw(probe), policy.member_outputs(probe).mean(0))
+        policy.eval()  # what the policy outputs is judged: the loss of the members' mean
+        assert float(policy.loss(batch)) == pytest.approx(float(policy._loss(policy.raw(batch["obs"]), batch)))
+        assert float(policy.loss(batch)) <= np.mean(after) + 1e-6  # averaging does not hurt a convex loss
+        loaded, _, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", policy, config))
+        assert loaded.members == 3
+        torch.testing.assert_close(loaded(probe), policy(probe), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="ensemble_size"):
+        ILConfig(ensemble_size=0)
 
 
 def test_inputs_far_outside_the_training_data_are_clipped_not_extrapolated():

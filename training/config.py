@@ -38,6 +38,9 @@ class ILConfig:
     # one of Adam's noisy ones: run-to-run spread of ALOHA success rates shrinks)
     lr_schedule: str = "constant"
     hidden_dim: int = 256  # width of the MLP policies
+    # BC / DAgger / HG-DAgger: an ensemble of this many MLPs, each fit on its own, outputs averaged (less
+    # run-to-run swing of a fit; costs this many times the compute)
+    ensemble_size: int = 1
     action_residual: bool = False  # MLP: predict actions relative to the joint positions at the start of the state
     renormalize: bool = True  # MLP: refresh the normalisation statistics on every fit (function-preserving)
     seed: int = 0
@@ -88,9 +91,10 @@ class ILConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # provenance the trainers add (env, dataset, ...)
 
     def __post_init__(self) -> None:
-        positive_ints = ("bc_epochs", "batch_size", "hidden_dim", "dagger_iterations", "dagger_episodes_per_iter",
-                         "gail_disc_hidden_dim", "gail_disc_updates", "num_expert_episodes", "total_timesteps",
-                         "ppo_epochs", "ppo_rollout_steps", "ppo_minibatch_size", "action_chunk_size")
+        positive_ints = ("bc_epochs", "batch_size", "hidden_dim", "ensemble_size", "dagger_iterations",
+                         "dagger_episodes_per_iter", "gail_disc_hidden_dim", "gail_disc_updates", "num_expert_episodes",
+                         "total_timesteps", "ppo_epochs", "ppo_rollout_steps", "ppo_minibatch_size",
+                         "action_chunk_size")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

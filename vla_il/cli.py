@@ -45,6 +45,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--round-epochs", type=int, default=d.round_epochs,
                       help="epochs per HG-DAgger round with --round-init continue")
     demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
+    demo.add_argument("--ensemble", type=int, default=d.ensemble,
+                      help="MLPs per policy, each fit on its own, outputs averaged")
     demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
     demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
     demo.add_argument("--early-stopping-after", type=float, default=d.early_stopping_after, metavar="FRACTION",

@@ -57,6 +57,7 @@ class DemoConfig:
     # collapsed), last epoch +2.6 (5 seeds); second half after the expert's last fix: +15.7 (sd 14)
     early_stopping_after: float | None = 0.5
     hidden_dim: int = 512  # 256 wide: BC from ~60 demos 34-60% against 64-80% (transfer_cube, 50 seeds)
+    ensemble: int = 1  # MLPs per policy, each fit on its own, outputs averaged
     # intervention: learn from the expert's takeovers only (HG-DAgger, what a human gives);
     # expert: from every state the expert labelled (the sim expert labels all of them: DAgger)
     labels: str = "intervention"
@@ -193,8 +194,8 @@ def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | No
         dagger_mode="human_gated", dagger_labels=cfg.labels, lr_schedule=cfg.lr_schedule,
         bc_epochs=epochs, learning_rate=cfg.learning_rate, batch_size=256,
         bc_early_stopping=cfg.early_stopping_after is not None, bc_early_stopping_after=cfg.early_stopping_after or 0.0,
-        hidden_dim=cfg.hidden_dim, action_chunk_size=cfg.chunk_size, temporal_aggregation=cfg.chunk_size > 1,
-        action_residual=cfg.residual,
+        hidden_dim=cfg.hidden_dim, ensemble_size=cfg.ensemble, action_chunk_size=cfg.chunk_size,
+        temporal_aggregation=cfg.chunk_size > 1, action_residual=cfg.residual,
         eval_episodes=0, output_dir=str(out), extra={"env": env_name, "demo": True},
     )
     policy = load_checkpoint(previous)[0] if previous is not None else None

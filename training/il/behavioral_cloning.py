@@ -54,7 +54,7 @@ class BehavioralCloning:
             discrete, action_dim = action_info(self.env)
             policy = MLPPolicy(int(np.prod(self.env.observation_space.shape)), action_dim, discrete,
                                self.config.hidden_dim, self.config.action_chunk_size,
-                               residual=self.config.action_residual)
+                               residual=self.config.action_residual, members=self.config.ensemble_size)
         self.policy = policy.to(self.device)
         self.output_dir = Path(self.config.output_dir)
         self.logger: MetricsLogger | None = None

@@ -102,8 +102,10 @@ class MLPPolicy(ILPolicy):
     OBS_CLIP = 5.0
 
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden_dim: int = 256,
-                 chunk_size: int = 1, layers: int = 2, residual: bool = False) -> None:
+                 chunk_size: int = 1, layers: int = 2, residual: bool = False, members: int = 1) -> None:
         super().__init__()
+        if not isinstance(members, int) or members < 1:
+            raise ValueError(f"members: a positive number of networks, got {members!r}")
         if residual and (discrete or obs_dim < action_dim):
             raise ValueError("a residual policy needs continuous actions and the action's own values at the start "
                              f"of the observation (obs_dim {obs_dim} >= action_dim {action_dim})")
@@ -112,7 +114,13 @@ class MLPPolicy(ILPolicy):
         self.residual = residual
         self.obs_dim, self.action_dim, self.discrete = obs_dim, action_dim, discrete
         self.hidden_dim, self.chunk_size, self.layers = hidden_dim, chunk_size, layers
-        self.net = mlp(obs_dim, hidden_dim, chunk_size * action_dim, layers)
+        # members > 1: an ensemble of networks of the same shape, each fit to the data on its own (its own
+        # initialisation, the same batches), whose outputs are averaged: one fit's run-to-run swing shrinks
+        self.members = members
+        if members == 1:
+            self.net = mlp(obs_dim, hidden_dim, chunk_size * action_dim, layers)
+        else:
+            self.nets = nn.ModuleList(mlp(obs_dim, hidden_dim, chunk_size * action_dim, layers) for _ in range(members))
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
         act_norm_dim = 1 if discrete else action_dim
@@ -123,7 +131,11 @@ class MLPPolicy(ILPolicy):
     def spec(self) -> dict[str, Any]:
         return {"class": "MLPPolicy", "obs_dim": self.obs_dim, "action_dim": self.action_dim,
                 "discrete": self.discrete, "hidden_dim": self.hidden_dim, "chunk_size": self.chunk_size,
-                "layers": self.layers, "residual": self.residual}
+                "layers": self.layers, "residual": self.residual, "members": self.members}
+
+    def networks(self) -> list[nn.Sequential]:
+        """The member networks (one unless this is an ensemble)."""
+        return [self.net] if self.members == 1 else list(self.nets)
 
     def set_normalization(self, obs: np.ndarray, actions: np.ndarray | None = None) -> None:
         """Statistics from the training data: robust to a few wild values (computed on the data clipped to
@@ -148,26 +160,33 @@ class MLPPolicy(ILPolicy):
         states far outside the first data (a knocked cube's orientation) no longer blow up the inputs."""
         old = {k: getattr(self, k).clone() for k in ("obs_mean", "obs_std", "act_mean", "act_std")}
         self.set_normalization(obs, actions)
-        first, last = self.net[0], self.net[-1]
         # input: W z_old + b with z_old = (z_new * s_new + m_new - m_old) / s_old
         scale = self.obs_std / old["obs_std"]
-        first.bias += first.weight @ ((self.obs_mean - old["obs_mean"]) / old["obs_std"])
-        first.weight *= scale[None, :]
-        if self.discrete or actions is None:
-            return
+        shift = (self.obs_mean - old["obs_mean"]) / old["obs_std"]
         # output: y = o_old * s_old + m_old = o_new * s_new + m_new, per action dimension of every chunk step
         a_scale = (old["act_std"] / self.act_std).repeat(self.chunk_size)
         a_shift = ((old["act_mean"] - self.act_mean) / self.act_std).repeat(self.chunk_size)
-        last.weight *= a_scale[:, None]
-        last.bias.mul_(a_scale).add_(a_shift)
+        for net in self.networks():
+            first, last = net[0], net[-1]
+            first.bias += first.weight @ shift
+            first.weight *= scale[None, :]
+            if not (self.discrete or actions is None):
+                last.weight *= a_scale[:, None]
+                last.bias.mul_(a_scale).add_(a_shift)
 
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
         return ((obs - self.obs_mean) / self.obs_std).clamp(-self.OBS_CLIP, self.OBS_CLIP)
 
+    def member_outputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Every member's output: (members, B, chunk, n) logits or normalised actions."""
+        z = self.normalize_obs(obs)
+        return torch.stack([net(z).view(obs.shape[0], self.chunk_size, self.action_dim) for net in self.networks()])
+
     def raw(self, obs: torch.Tensor) -> torch.Tensor:
-        """Network output: logits (B, chunk, n) or normalised actions (B, chunk, A)."""
-        out = self.net(self.normalize_obs(obs))
-        return out.view(obs.shape[0], self.chunk_size, self.action_dim)
+        """Network output (an ensemble's mean): logits (B, chunk, n) or normalised actions (B, chunk, A)."""
+        if self.members == 1:
+            return self.net(self.normalize_obs(obs)).view(obs.shape[0], self.chunk_size, self.action_dim)
+        return self.member_outputs(obs).mean(0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions in the environment's units (the graph that is exported)."""
@@ -182,7 +201,14 @@ class MLPPolicy(ILPolicy):
         return obs[:, None, : self.action_dim] if self.residual else 0.0
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.raw(batch["obs"])
+        """Training (module in train mode): the members' mean loss, so each member fits the data on its own.
+        Evaluation: the loss of what the policy outputs (an ensemble's mean)."""
+        if self.members > 1 and self.training:
+            outs = self.member_outputs(batch["obs"])
+            return torch.stack([self._loss(out, batch) for out in outs]).mean()
+        return self._loss(self.raw(batch["obs"]), batch)
+
+    def _loss(self, out: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["mask"].float()
         if self.discrete:
             per = nn.functional.cross_entropy(out.flatten(0, 1), batch["action"].flatten().long(), reduction="none")

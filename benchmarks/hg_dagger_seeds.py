@@ -1,8 +1,8 @@
 """HG-DAgger against BC at equal expert labels, over several training seeds, without ROS.
 
     python benchmarks/hg_dagger_seeds.py [--seeds 3] [--rounds 4] [--episodes-per-round 6]
-        [--drift-threshold 0.3] [--handback-ticks 60] [--agree-ticks 0] [--labels intervention]
-        [--eval-episodes 100] [--out output/hg_dagger_seeds]
+        [--drift-threshold 0.3] [--gripper-drift-ticks 0] [--handback-ticks 60] [--agree-ticks 0]
+        [--labels intervention] [--ensemble 1] [--eval-episodes 100] [--out output/hg_dagger_seeds]
         [--continue]
     (or: vla-il bench hg-dagger-seeds ...)
 
@@ -83,7 +83,8 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
     from training.il.behavioral_cloning import BehavioralCloning
 
     config = ILConfig(bc_epochs=epochs or args.epochs, learning_rate=args.learning_rate, batch_size=256,
-                      hidden_dim=args.hidden_dim, action_chunk_size=args.chunk, temporal_aggregation=args.chunk > 1,
+                      hidden_dim=args.hidden_dim, ensemble_size=args.ensemble, action_chunk_size=args.chunk,
+                      temporal_aggregation=args.chunk > 1,
                       lr_schedule="cosine", bc_early_stopping=args.early_stopping_after is not None,
                       bc_early_stopping_after=args.early_stopping_after or 0.0, eval_episodes=0, seed=seed,
                       output_dir=str(out),
@@ -97,11 +98,13 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
 
 def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dict[str, Any]:
     from benchmarks.aloha_dagger import evaluate_checkpoint, first_episodes_with
+    from sim.aloha.robot import GRIPPER_INDICES
     from sim.evaluation import default_mux_config
     from vla_il_nodes.teleop_core import GateConfig
 
     mux_config = default_mux_config()
     gate_config = GateConfig(drift_threshold=args.drift_threshold, drift_ticks=args.drift_ticks,
+                             gripper_drift_ticks=args.gripper_drift_ticks, gripper_joints=GRIPPER_INDICES,
                              stall_ticks=args.stall_ticks, handback_ticks=args.handback_ticks,
                              agree_ticks=args.agree_ticks, seed=seed)
     start = time.perf_counter()
@@ -204,11 +207,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", default="intervention", choices=("intervention", "expert"))
     p.add_argument("--drift-threshold", type=float, default=0.3)
     p.add_argument("--drift-ticks", type=int, default=5)
+    p.add_argument("--gripper-drift-ticks", type=int, default=0, help="drift on the grippers alone (0: --drift-ticks)")
     p.add_argument("--stall-ticks", type=int, default=150)
     p.add_argument("--handback-ticks", type=int, default=60)
     p.add_argument("--agree-ticks", type=int, default=0)
     p.add_argument("--chunk", type=int, default=5)
     p.add_argument("--hidden-dim", type=int, default=512)
+    p.add_argument("--ensemble", type=int, default=1, help="MLPs per policy, each fit on its own, outputs averaged")
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=60, help="epochs of a fit from scratch (BC)")
     p.add_argument("--round-epochs", type=int, default=30, help="epochs of each round's continued fit")

@@ -40,6 +40,24 @@ def test_gate_hands_back_early_once_the_policy_agrees_for_n_ticks():
     assert all(run(off, [0.5] * 3 + [0.0] * 20)[2:])  # agree_ticks 0: only handback_ticks hands back
 
 
+def test_drift_on_the_grippers_alone_gets_its_own_patience():
+    """ALOHA's grippers are joints 6 and 13: a gripper closing early drifts there only, and the gate waits
+    gripper_drift_ticks to see whether the grasp catches; drift on an arm joint engages after drift_ticks."""
+    config = GateConfig(drift_threshold=0.2, drift_ticks=3, gripper_drift_ticks=6, gripper_joints=robot.GRIPPER_INDICES,
+                        handback_ticks=50, stall_ticks=0)
+    gripper, arm, both = np.zeros(14), np.zeros(14), np.zeros(14)
+    gripper[13], arm[3], both[[6, 4]] = 0.8, 0.5, 0.8
+    assert run(ExpertGate(config), [gripper] * 8) == [False] * 5 + [True] * 3
+    assert run(ExpertGate(config), [arm] * 4) == [False] * 2 + [True] * 2
+    assert run(ExpertGate(config), [both] * 4) == [False] * 2 + [True] * 2
+    # a caught grasp: the expert agrees again within the patience, the count starts over
+    assert not any(run(ExpertGate(config), [gripper] * 5 + [np.zeros(14)] + [gripper] * 5))
+    # arm drift, then gripper drift: drift on any joint for gripper_drift_ticks engages
+    assert run(ExpertGate(config), [arm, arm, gripper, gripper, gripper, gripper]) == [False] * 5 + [True]
+    # off (0): the grippers count as any joint, as before
+    assert run(ExpertGate(GateConfig(drift_threshold=0.2, drift_ticks=3, stall_ticks=0)), [gripper] * 3)[-1]
+
+
 def test_gate_engages_when_progress_stalls_and_not_once_the_task_is_done():
     gate = ExpertGate(GateConfig(stall_ticks=5, handback_ticks=3))
     engaged = run(gate, [0.0] * 12, progress=[1.0] * 12)
@@ -81,7 +99,8 @@ def test_always_and_never_modes_and_reset():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("mode", "sometimes"), ("beta", 1.5), ("drift_ticks", 0), ("drift_threshold", 0.0), ("stall_ticks", -1)],
+    [("mode", "sometimes"), ("beta", 1.5), ("drift_ticks", 0), ("drift_threshold", 0.0), ("stall_ticks", -1),
+     ("gripper_drift_ticks", 2), ("gripper_drift_ticks", -1)],
 )
 def test_bad_gate_config_is_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):

@@ -249,10 +249,12 @@ def sim_expert_gate_config():
 
     import yaml
 
+    from sim.aloha.robot import GRIPPER_INDICES
     from vla_il_nodes.teleop_core import GateConfig
 
     params = yaml.safe_load((CONFIG / "teleop_sim_expert.yaml").read_text())["/**"]["ros__parameters"]
-    return GateConfig(**{f.name: params[f.name] for f in dataclasses.fields(GateConfig) if f.name in params})
+    return GateConfig(**{f.name: params[f.name] for f in dataclasses.fields(GateConfig) if f.name in params},
+                      gripper_joints=GRIPPER_INDICES)
 
 
 # ---------------------------------------------------------------------------------------------- the graph

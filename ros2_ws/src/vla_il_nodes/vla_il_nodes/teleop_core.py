@@ -3,7 +3,9 @@
 ExpertGate plays the human of human-gated DAgger in the sim (HG-DAgger, Kelly et al. 2019): the
 scripted expert watches the policy and engages when the policy's action drifts from its own by more
 than `drift_threshold` for `drift_ticks` ticks in a row, or when the task makes no progress for
-`stall_ticks` ticks; it hands back after `handback_ticks` ticks, or (optional, `agree_ticks` > 0)
+`stall_ticks` ticks (with `gripper_drift_ticks` > 0, drift that only the `gripper_joints` show must
+last that many ticks instead: a human watching waits to see whether a gripper closed a little early
+still catches the object); it hands back after `handback_ticks` ticks, or (optional, `agree_ticks` > 0)
 sooner, once the policy's own proposals have agreed with it for `agree_ticks` ticks in a row.
 Mode "beta" is classic DAgger (Ross et al. 2011) instead: every `mix_ticks` ticks the expert drives
 with probability beta.
@@ -32,6 +34,9 @@ class GateConfig:
     mode: str = "gated"
     drift_threshold: float = 0.3  # max |policy - expert| over the joints (rad; grippers are 0..1)
     drift_ticks: int = 5
+    # drift on the grippers alone engages only after this many ticks in a row (0: drift_ticks, as any joint)
+    gripper_drift_ticks: int = 0
+    gripper_joints: tuple[int, ...] = ()  # indices of the grippers in the action vector
     stall_ticks: int = 150  # 0: never engage for lack of progress
     handback_ticks: int = 60  # at most
     # hand back sooner, once the policy agrees this many ticks in a row (0: never). Off by default: on
@@ -50,6 +55,13 @@ class GateConfig:
         for name in ("drift_ticks", "handback_ticks", "mix_ticks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.gripper_drift_ticks < 0:
+            raise ValueError(f"gripper_drift_ticks: must be >= 0 (0: as drift_ticks), got {self.gripper_drift_ticks}")
+        if self.gripper_drift_ticks and self.gripper_drift_ticks < self.drift_ticks:
+            raise ValueError(f"gripper_drift_ticks: 0 (as drift_ticks) or >= drift_ticks ({self.drift_ticks}), "
+                             f"got {self.gripper_drift_ticks}")
+        if self.gripper_drift_ticks and not self.gripper_joints:
+            raise ValueError("gripper_joints: gripper_drift_ticks needs the grippers' indices in the action")
         if self.agree_ticks < 0:
             raise ValueError(f"agree_ticks: must be >= 0 (0 disables), got {self.agree_ticks}")
         if self.stall_ticks < 0:
@@ -71,7 +83,8 @@ class ExpertGate:
         self.engaged = self.config.mode == "always"
         self.ticks = 0
         self.engagements = int(self.engaged)
-        self._drift_run = 0
+        self._drift_run = 0  # ticks in a row with drift on any joint
+        self._arm_drift_run = 0  # ... on a joint that is not a gripper
         self._agree_run = 0
         self._engaged_ticks = 0
         self._best_progress = -np.inf
@@ -84,11 +97,15 @@ class ExpertGate:
         p, e = np.asarray(policy, dtype=np.float64), np.asarray(expert, dtype=np.float64)
         if p.shape != e.shape:
             raise ValueError(f"policy action has {p.size} values, the expert's {e.size}")
-        self.last_drift = float(np.max(np.abs(p - e))) if np.all(np.isfinite(p)) else np.inf
+        drift = np.abs(p - e) if np.all(np.isfinite(p)) else np.full(p.shape, np.inf)
+        self.last_drift = float(np.max(drift)) if drift.size else 0.0
+        threshold = self.config.drift_threshold
         if self.engaged:
-            self._agree_run = self._agree_run + 1 if self.last_drift <= self.config.drift_threshold else 0
+            self._agree_run = self._agree_run + 1 if self.last_drift <= threshold else 0
             return
-        self._drift_run = self._drift_run + 1 if self.last_drift > self.config.drift_threshold else 0
+        self._drift_run = self._drift_run + 1 if self.last_drift > threshold else 0
+        arm = np.delete(drift, [j for j in self.config.gripper_joints if j < drift.size])
+        self._arm_drift_run = self._arm_drift_run + 1 if arm.size and float(np.max(arm)) > threshold else 0
 
     def step(self, progress: float, success: bool) -> str | None:
         """One control tick with the task's progress (e.g. reward); returns why `engaged` changed, if it did."""
@@ -113,7 +130,11 @@ class ExpertGate:
             return None
         if self._done:
             return None  # the task is achieved: nothing to correct
-        if self._drift_run >= cfg.drift_ticks:
+        if cfg.gripper_drift_ticks:
+            if self._arm_drift_run >= cfg.drift_ticks or self._drift_run >= cfg.gripper_drift_ticks:
+                return self._set(True, f"drift {self.last_drift:.2f} > {cfg.drift_threshold:g} for {self._drift_run} "
+                                       f"ticks ({self._arm_drift_run} of them off the grippers)")
+        elif self._drift_run >= cfg.drift_ticks:
             return self._set(True, f"drift {self.last_drift:.2f} > {cfg.drift_threshold:g} for {self._drift_run} ticks")
         stalled = self.ticks - self._last_progress_tick
         if cfg.stall_ticks and stalled >= cfg.stall_ticks:
@@ -129,7 +150,7 @@ class ExpertGate:
             self._engaged_ticks = 0
             self._agree_run = 0
         else:  # the policy gets a fresh chance
-            self._drift_run = 0
+            self._drift_run = self._arm_drift_run = 0
             self._last_progress_tick = self.ticks
         return ("engage: " if engaged else "hand back: ") + reason
 

@@ -18,7 +18,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 from vla_il_msgs.msg import SimState
 
-from sim.aloha.robot import JOINT_NAMES
+from sim.aloha.robot import GRIPPER_INDICES, JOINT_NAMES
 from vla_il_nodes.intervention_mux_core import order_by_names
 from vla_il_nodes.node_runtime import ParameterError, declare, run
 from vla_il_nodes.teleop_core import ExpertGate, GateConfig
@@ -33,6 +33,8 @@ class SimExpertTeleopNode(Node):
         mode = declare(self, "mode", "gated", "gated (HG-DAgger) | beta (DAgger mixing) | always | never.")
         drift = declare(self, "drift_threshold", 0.3, "Engage when max |policy - expert| exceeds this ...")
         drift_ticks = declare(self, "drift_ticks", 5, "... for this many ticks in a row.")
+        gripper_ticks = declare(self, "gripper_drift_ticks", 0,
+                                "Drift on the grippers alone engages after this many ticks (0: drift_ticks).")
         stall_ticks = declare(self, "stall_ticks", 150, "Engage after this many ticks without progress (0: never).")
         handback = declare(self, "handback_ticks", 60, "Hand back after driving this many ticks at most ...")
         agree = declare(self, "agree_ticks", 0, "... or once the policy agrees this many ticks in a row (0: never).")
@@ -41,6 +43,7 @@ class SimExpertTeleopNode(Node):
         seed = declare(self, "seed", 0, "mode beta: seed of the draws.")
         try:
             self.gate = ExpertGate(GateConfig(mode=mode, drift_threshold=drift, drift_ticks=drift_ticks,
+                                              gripper_drift_ticks=gripper_ticks, gripper_joints=GRIPPER_INDICES,
                                               stall_ticks=stall_ticks, handback_ticks=handback, agree_ticks=agree,
                                               beta=beta, mix_ticks=mix_ticks, seed=seed))
         except ValueError as exc:

@@ -1,7 +1,7 @@
 """HG-DAgger against BC at equal expert labels, over several training seeds, without ROS.
 
-    python benchmarks/hg_dagger_seeds.py [--seeds 3] [--rounds 4] [--episodes-per-round 6]
-        [--drift-threshold 0.3] [--gripper-drift-ticks 0] [--handback-ticks 60] [--agree-ticks 0]
+    python benchmarks/hg_dagger_seeds.py [--seeds 3] [--rounds 4] [--episodes-per-round 12]
+        [--drift-threshold 0.3] [--gripper-drift-ticks 15] [--handback-ticks 60] [--agree-ticks 0]
         [--labels intervention] [--ensemble 1] [--eval-episodes 100] [--out output/hg_dagger_seeds]
         [--continue]
     (or: vla-il bench hg-dagger-seeds ...)
@@ -203,11 +203,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--demos", type=int, default=10)
     p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--episodes-per-round", type=int, default=6)
+    p.add_argument("--episodes-per-round", type=int, default=12)
     p.add_argument("--labels", default="intervention", choices=("intervention", "expert"))
     p.add_argument("--drift-threshold", type=float, default=0.3)
     p.add_argument("--drift-ticks", type=int, default=5)
-    p.add_argument("--gripper-drift-ticks", type=int, default=0, help="drift on the grippers alone (0: --drift-ticks)")
+    p.add_argument("--gripper-drift-ticks", type=int, default=15, help="drift on the grippers alone (0: --drift-ticks)")
     p.add_argument("--stall-ticks", type=int, default=150)
     p.add_argument("--handback-ticks", type=int, default=60)
     p.add_argument("--agree-ticks", type=int, default=0)
@@ -225,7 +225,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,
                    help="each fit keeps its last (annealed) epoch")
     add_evaluation_args(p)
-    p.add_argument("--gated-episodes", type=int, default=30,
+    p.add_argument("--gated-episodes", type=int, default=60,
                    help="held-out episodes on which the expert watches each round's policy (0: skip)")
     p.add_argument("--out", default="output/hg_dagger_seeds")
     return p.parse_args(argv)

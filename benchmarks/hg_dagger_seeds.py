@@ -22,6 +22,7 @@ spread; written as results.json, table.txt and hg_vs_bc.png (checkpoints in --ou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -30,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+# the gate's options a run may override (defaults: the teleop_sim_expert node's parameter file)
+GATE_OPTIONS = ("drift_threshold", "drift_ticks", "gripper_drift_ticks", "stall_ticks", "handback_ticks", "agree_ticks")
 
 def _sim_expert_rollouts(policy, task: str, n: int, first_seed: int, gate_config, mux_config,
                          episode_length: int) -> tuple[Any, dict[str, float]]:
@@ -98,15 +101,11 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
 
 def run_seed(args: argparse.Namespace, seed: int, demos, pool, out: Path) -> dict[str, Any]:
     from benchmarks.aloha_dagger import evaluate_checkpoint, first_episodes_with
-    from sim.aloha.robot import GRIPPER_INDICES
-    from sim.evaluation import default_mux_config
-    from vla_il_nodes.teleop_core import GateConfig
+    from sim.evaluation import default_gate_config, default_mux_config
 
     mux_config = default_mux_config()
-    gate_config = GateConfig(drift_threshold=args.drift_threshold, drift_ticks=args.drift_ticks,
-                             gripper_drift_ticks=args.gripper_drift_ticks, gripper_joints=GRIPPER_INDICES,
-                             stall_ticks=args.stall_ticks, handback_ticks=args.handback_ticks,
-                             agree_ticks=args.agree_ticks, seed=seed)
+    gate_config = dataclasses.replace(default_gate_config(), **{name: getattr(args, name) for name in GATE_OPTIONS},
+                                      seed=seed)
     start = time.perf_counter()
     runs = out / "checkpoints" / f"seed_{seed}"
     policy, path = _fit(args, demos, seed, runs / "round_0")
@@ -158,7 +157,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, title: str, episodes_per_round: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,7 +182,8 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         if r.get("help_needed"):
             ax2.plot(range(len(r["help_needed"])), r["help_needed"], "o-", color=f"C{i}", label=f"seed {r['seed']}")
     ax2.set_xlabel("policy (0: BC, k: after round k)")
-    ax2.set_title("solid: on the held-out seeds; dashed: in the round it drove (6 episodes)", fontsize=9)
+    ax2.set_title(f"solid: on the held-out seeds; dashed: in the round it drove ({episodes_per_round} episodes)",
+                  fontsize=9)
     ax2.set_xticks(range(len(rows[0]["rounds"]) + 1))
     ax2.set_ylabel("expert takeovers per episode")
     ax2.grid(alpha=0.3)
@@ -196,6 +196,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from benchmarks.aloha_dagger import add_evaluation_args
+    from sim.evaluation import default_gate_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--task", default="transfer_cube", choices=("transfer_cube", "insertion"))
@@ -205,12 +206,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--episodes-per-round", type=int, default=12)
     p.add_argument("--labels", default="intervention", choices=("intervention", "expert"))
-    p.add_argument("--drift-threshold", type=float, default=0.3)
-    p.add_argument("--drift-ticks", type=int, default=5)
-    p.add_argument("--gripper-drift-ticks", type=int, default=15, help="drift on the grippers alone (0: --drift-ticks)")
-    p.add_argument("--stall-ticks", type=int, default=150)
-    p.add_argument("--handback-ticks", type=int, default=60)
-    p.add_argument("--agree-ticks", type=int, default=0)
+    gate = default_gate_config()  # the demo's rule (config/teleop_sim_expert.yaml) unless overridden here
+    for name in GATE_OPTIONS:
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(gate, name)), default=getattr(gate, name),
+                       help="see config/teleop_sim_expert.yaml")
     p.add_argument("--chunk", type=int, default=5)
     p.add_argument("--hidden-dim", type=int, default=512)
     p.add_argument("--ensemble", type=int, default=1, help="MLPs per policy, each fit on its own, outputs averaged")
@@ -265,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  indent=2))
     (out / "table.txt").write_text(text + "\n")
     plot(rows, out / "hg_vs_bc.png", f"{args.task}: HG-DAgger vs BC at equal labels, "
-                                     f"{args.eval_episodes} held-out seeds")
+                                     f"{args.eval_episodes} held-out seeds", args.episodes_per_round)
     print(f"wrote {out / 'results.json'}, {out / 'table.txt'} and {out / 'hg_vs_bc.png'} "
           f"({(time.perf_counter() - start) / 60:.1f} min)")
     return 0

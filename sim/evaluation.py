@@ -218,6 +218,22 @@ def default_mux_config():
     return MuxConfig(**{k: tuple(v) for k, v in load_profile("aloha_sim").mux_parameters().items()})
 
 
+def default_gate_config():
+    """The teleop_sim_expert node's gate, from its parameter file (config/teleop_sim_expert.yaml), as the demo's
+    graph runs it."""
+    import dataclasses
+
+    import yaml
+
+    from sim.aloha.robot import GRIPPER_INDICES
+    from vla_il.profiles import ROBOTS_DIR
+    from vla_il_nodes.teleop_core import GateConfig
+
+    params = yaml.safe_load((ROBOTS_DIR.parent / "teleop_sim_expert.yaml").read_text())["/**"]["ros__parameters"]
+    return GateConfig(**{f.name: params[f.name] for f in dataclasses.fields(GateConfig) if f.name in params},
+                      gripper_joints=GRIPPER_INDICES)
+
+
 class GatedFactory:
     """Picklable: wraps a policy factory in a GatedPolicy in each evaluation worker."""
 

@@ -244,10 +244,9 @@ def _eval(args: argparse.Namespace) -> int:
         factory = PerturbedPrefixFactory(factory, args.perturb_prefix)
         name = f"{args.policy} after a {100 * args.perturb_prefix:.0f}% perturbed prefix"
     if args.with_expert:
-        from sim.evaluation import GatedFactory
-        from vla_il.demo import sim_expert_gate_config
+        from sim.evaluation import GatedFactory, default_gate_config
 
-        factory, name = GatedFactory(factory, sim_expert_gate_config()), f"{name}, the sim expert watching"
+        factory, name = GatedFactory(factory, default_gate_config()), f"{name}, the sim expert watching"
     seeds = range(args.seed, args.seed + args.episodes)
     result = evaluate(args.task, factory, seeds, policy_name=name, workers=args.workers, env_kwargs=env_kwargs)
     print(result.line())

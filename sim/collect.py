@@ -28,15 +28,18 @@ class CollectReport:
 
 def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("top",),
             image_size: tuple[int, int] = (480, 640), keep_failed: bool = False, seed: int = 0,
-            overwrite: bool = False, episode_length: int = 400, progress: bool = True) -> CollectReport:
+            overwrite: bool = False, episode_length: int = 400, progress: bool = True,
+            image_storage: str = "auto") -> CollectReport:
     """Record `episodes` expert episodes (seeds seed, seed+1, ...). Failed episodes are left out
-    unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number."""
+    unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number.
+    `image_storage`: schema.image_dtype (auto: small frames lossless, large ones as video)."""
     from tqdm import tqdm
 
     env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
     expert = make_expert(task)
-    writer = EpisodeWriter(out, schema.features(robot.JOINT_NAMES, cameras, image_size, env.task.env_state_dim),
-                           fps=FPS, overwrite=overwrite)
+    features = schema.features(robot.JOINT_NAMES, cameras, image_size, env.task.env_state_dim,
+                               image_storage=image_storage)
+    writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
     report = CollectReport(out=Path(out))
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
     s = seed

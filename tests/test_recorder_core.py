@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -173,6 +174,8 @@ def test_bad_sync_config_is_refused_by_name():
 
 # ---------------------------------------------------------------------------- episodes on disk
 SPEC = DatasetSpec(NAMES, cameras=("top",), image_size=(48, 64), env_state_dim=0, fps=50, image_writer_threads=1)
+# 48x64 frames are stored as lossless images; a robot's 480x640 cameras go to video: both paths
+VIDEO_SPEC = dataclasses.replace(SPEC, image_storage="video")
 
 
 def record(session: RecordingSession, n: int, drivers=None, task="pick the cube"):
@@ -183,14 +186,15 @@ def record(session: RecordingSession, n: int, drivers=None, task="pick the cube"
     assert session.add(sync.poll(now=1e9, flush=True)) is None
 
 
-def test_saved_episodes_append_across_sessions_into_one_loadable_dataset(tmp_path):
-    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+@pytest.mark.parametrize("spec", [SPEC, VIDEO_SPEC], ids=["image", "video"])
+def test_saved_episodes_append_across_sessions_into_one_loadable_dataset(tmp_path, spec):
+    s1 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)
     record(s1, 6, drivers=["policy", "expert"] * 3)
     saved = s1.stop(task_success=True)
     assert saved.outcome == "saved" and saved.frames == 6 and saved.intervention_frames == 3
     record(s1, 4)
     assert s1.discard().outcome == "discarded"
-    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)  # a new session appends
+    s2 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)  # a new session appends
     record(s2, 5, task="hand it over")
     assert s2.stop(task_success=False).index == 1
     ds = open_dataset(s2.dataset_path)
@@ -200,16 +204,18 @@ def test_saved_episodes_append_across_sessions_into_one_loadable_dataset(tmp_pat
     assert np.asarray(table[schema.SUCCESS]).reshape(-1)[5]  # the operator's verdict on the last frame
     assert set(ds.meta.tasks.index) == {"pick the cube", "hand it over"}
     assert ds[7][schema.image_key("top")].shape == (3, 48, 64)
+    assert ds.meta.features[schema.image_key("top")]["dtype"] == ("video" if spec is VIDEO_SPEC else "image")
 
 
-def test_a_crash_mid_episode_loses_only_that_episode(tmp_path):
-    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+@pytest.mark.parametrize("spec", [SPEC, VIDEO_SPEC], ids=["image", "video"])
+def test_a_crash_mid_episode_loses_only_that_episode(tmp_path, spec):
+    s1 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)
     record(s1, 5)
     s1.stop(task_success=True)
     record(s1, 7)  # never stopped: what a kill -9 leaves behind ...
     s1.writer.dataset.stop_image_writer()  # ... once its threads are gone too (they would write on)
     assert any((tmp_path / "rec/.staging").iterdir())
-    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    s2 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)
     assert s2.cut_episodes == ["episode_000001"] and not any((tmp_path / "rec/.staging").iterdir())
     assert open_dataset(s2.dataset_path).meta.total_episodes == 1
     record(s2, 3)

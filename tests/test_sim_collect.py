@@ -9,17 +9,19 @@ from training.datasets import schema
 from training.datasets.writer import DatasetExistsError
 
 
-def test_collect_writes_a_dataset_that_loads_back(tmp_path):
+@pytest.mark.parametrize("storage", ["auto", "video"])
+def test_collect_writes_a_dataset_that_loads_back(tmp_path, storage):
     out = tmp_path / "demos"
     report = collect("transfer_cube", episodes=2, out=out, cameras=("top",), image_size=(48, 64),
-                     keep_failed=True, episode_length=25, progress=False)
+                     keep_failed=True, episode_length=25, progress=False, image_storage=storage)
     assert report.saved == 2 and report.frames == 50
     ds = load(out)
+    assert ds.meta.features[schema.image_key("top")]["dtype"] == ("image" if storage == "auto" else "video")
     assert ds.num_episodes == 2 and len(ds) == 50
     frame = ds[30]
     assert frame[schema.STATE].shape == (14,)
     assert frame[schema.ENV_STATE].shape == (7,)
-    assert frame[schema.image_key("top")].shape == (3, 48, 64)  # decoded from the video
+    assert frame[schema.image_key("top")].shape == (3, 48, 64)
     assert frame["task"].startswith("Pick up the red cube")
     assert bool(frame[schema.INTERVENTION])
     assert ds.meta.features[schema.ACTION]["names"] == list(robot.JOINT_NAMES)
@@ -40,3 +42,33 @@ def test_an_existing_dataset_is_not_overwritten(tmp_path):
         collect("transfer_cube", episodes=1, out=out, cameras=(), keep_failed=True, episode_length=5,
                 progress=False)
     assert load(out).num_episodes == 1
+
+
+def test_small_frames_are_stored_exactly_as_the_policy_will_see_them_live(tmp_path):
+    """At 48x64 the cube is 2x2 pixels: lerobot's AV1 (4:2:0, crf 30) turned it into a dim blot, so
+    small frames are stored as lossless images. What comes back is what the camera gave."""
+    from sim.aloha.env import AlohaEnv
+
+    out = tmp_path / "demos"
+    collect("transfer_cube", episodes=1, out=out, cameras=("top",), image_size=(48, 64), keep_failed=True,
+            episode_length=3, progress=False, seed=7)
+    stored = load(out)[0][schema.image_key("top")].numpy()
+    env = AlohaEnv("transfer_cube", cameras=("top",), image_size=(48, 64))
+    try:
+        obs, _ = env.reset(seed=7)
+    finally:
+        env.close()
+    live = obs["pixels"]["top"].transpose(2, 0, 1) / 255.0
+    assert np.abs(stored - live).max() < 1e-6
+
+
+def test_image_storage_follows_the_frame_size_unless_asked():
+    assert schema.image_dtype((48, 64)) == "image"
+    assert schema.image_dtype((128, 160)) == "image"
+    assert schema.image_dtype((480, 640)) == "video"
+    assert schema.image_dtype((48, 64), "video") == "video"
+    assert schema.image_dtype((480, 640), "image") == "image"
+    feats = schema.features(robot.JOINT_NAMES, ("top", "wrist"), (480, 640))
+    assert {feats[schema.image_key(c)]["dtype"] for c in ("top", "wrist")} == {"video"}
+    with pytest.raises(ValueError, match="image storage must be one of"):
+        schema.image_dtype((48, 64), "png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ALOHA_IMAGE_SIZE = (48, 64)  # the smallest the AV1 encoder is happy with
+ALOHA_IMAGE_SIZE = (48, 64)  # stored as lossless images (schema.image_dtype)
 
 
 def aloha_dataset(base: Path, episodes: int = 3, episode_length: int = 40) -> Path:

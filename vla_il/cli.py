@@ -75,6 +75,12 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--keep-failed", action="store_true", help="keep episodes the expert failed")
     collect.add_argument("--seed", type=int, default=0, help="first seed")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    collect.add_argument(
+        "--image-storage",
+        choices=["auto", "video", "image"],
+        default="auto",
+        help="camera frames as video (lossy AV1) or image (lossless PNG); auto: image up to 128x160 pixels",
+    )
     collect.set_defaults(func=_collect)
 
     ev = sub.add_parser(
@@ -201,6 +207,7 @@ def _collect(args: argparse.Namespace) -> int:
         keep_failed=args.keep_failed,
         seed=args.seed,
         overwrite=args.overwrite,
+        image_storage=args.image_storage,
     )
     print(report.line())
     return 0

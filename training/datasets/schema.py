@@ -2,7 +2,8 @@
 
     observation.state              float32[14]  joint positions (grippers normalised)
     observation.environment_state  float32[7k]  object poses, in the sim (privileged; absent on robots)
-    observation.images.<camera>    video        HxWx3 RGB
+    observation.images.<camera>    video        HxWx3 RGB; frames of at most LOSSLESS_MAX_PIXELS are
+                                   `image` (lossless PNG in the parquet files) instead, see below
     action                         float32[14]  what the robot executed
     expert_action                  float32[14]  the expert's label (where the expert was queried)
     policy_action                  float32[14]  the policy's proposal (equals action where no policy ran)
@@ -35,8 +36,25 @@ EXPERT_LABEL = "expert_label"
 POLICY_VALID = "policy_valid"
 
 
+IMAGE_STORAGES = ("auto", "video", "image")
+# lerobot encodes videos as AV1, 4:2:0 chroma, crf 30. At 48x64 that destroys what a policy needs:
+# transfer_cube's cube, 2x2 pixels rendered, came back from the video as a dim red blot 2x4 pixels
+# wide (measured on a recorded episode against the same seed rendered live), so a model trained on
+# decoded frames met a different cube at run time. Small frames cost little as PNG.
+LOSSLESS_MAX_PIXELS = 128 * 160
+
+
 def image_key(camera: str) -> str:
     return IMAGE_PREFIX + camera
+
+
+def image_dtype(image_size: tuple[int, int], storage: str = "auto") -> str:
+    """How camera frames of this size are stored: `video` (lossy, small files) or `image` (lossless)."""
+    if storage not in IMAGE_STORAGES:
+        raise ValueError(f"image storage must be one of {', '.join(IMAGE_STORAGES)}, got {storage!r}")
+    if storage != "auto":
+        return storage
+    return "image" if image_size[0] * image_size[1] <= LOSSLESS_MAX_PIXELS else "video"
 
 
 def features(
@@ -45,15 +63,17 @@ def features(
     image_size: tuple[int, int] = (480, 640),
     env_state_dim: int = 0,
     recorder_flags: bool = False,
+    image_storage: str = "auto",
 ) -> dict[str, dict[str, Any]]:
-    """LeRobot `features` for a dataset of this schema."""
+    """LeRobot `features` for a dataset of this schema (`image_storage`: see `image_dtype`)."""
     names = list(joint_names)
     vec = {"dtype": "float32", "shape": (len(names),), "names": names}
     out: dict[str, dict[str, Any]] = {STATE: dict(vec)}
     if env_state_dim:
         out[ENV_STATE] = {"dtype": "float32", "shape": (env_state_dim,), "names": None}
+    dtype = image_dtype(image_size, image_storage)
     for cam in cameras:
-        out[image_key(cam)] = {"dtype": "video", "shape": (*image_size, 3), "names": ["height", "width", "channels"]}
+        out[image_key(cam)] = {"dtype": dtype, "shape": (*image_size, 3), "names": ["height", "width", "channels"]}
     out[ACTION] = dict(vec)
     out[EXPERT_ACTION] = dict(vec)
     out[POLICY_ACTION] = dict(vec)

@@ -58,6 +58,9 @@ class DaggerRecorderNode(Node):
         writer_threads = declare(self, "image_writer_threads", 4, "Threads writing image files (per process).")
         writer_procs = declare(self, "image_writer_processes", 0, "Processes writing image files (0: threads here).")
         spool = declare(self, "spool_images", True, "Raw images to disk while recording; encode after the episode.")
+        storage = declare(
+            self, "image_storage", "auto", "video (lossy AV1), image (lossless PNG) or auto (image up to 128x160)."
+        )
         merge = declare(self, "merge_after_save", True, "Update <record_dir>/dataset after every saved episode.")
         self.stop_on_sim_done = declare(self, "stop_on_sim_done", True, "Save the episode when the sim says done.")
         if not record_dir:
@@ -84,8 +87,17 @@ class DaggerRecorderNode(Node):
         try:
             sync_config = SyncConfig(self.cameras, env_dim > 0, tolerance, fresh, settle, max_lag)
             spec = DatasetSpec(
-                self.joint_names, self.cameras, self.image_size, env_dim, fps, writer_threads, writer_procs, spool
+                self.joint_names,
+                self.cameras,
+                self.image_size,
+                env_dim,
+                fps,
+                writer_threads,
+                writer_procs,
+                spool,
+                storage,
             )
+            spec.features()  # a bad image_storage is a parameter error here, not at the first episode
             self.session = RecordingSession(Path(record_dir).expanduser(), spec, min_free_mb, merge)
         except (ValueError, StoreError) as exc:
             raise ParameterError(f"parameter {exc}") from exc

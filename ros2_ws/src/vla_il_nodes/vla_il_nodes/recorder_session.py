@@ -36,9 +36,17 @@ class DatasetSpec:
     image_writer_threads: int = 4
     image_writer_processes: int = 0  # > 0: PNG encoding in processes, off this process's GIL
     spool_images: bool = True  # raw images to disk while recording, lerobot's encoding after the episode
+    image_storage: str = "auto"  # video | image (lossless) | auto: image for small frames (schema.image_dtype)
 
     def features(self) -> dict[str, dict[str, Any]]:
-        return schema.features(self.joint_names, self.cameras, self.image_size, self.env_state_dim, recorder_flags=True)
+        return schema.features(
+            self.joint_names,
+            self.cameras,
+            self.image_size,
+            self.env_state_dim,
+            recorder_flags=True,
+            image_storage=self.image_storage,
+        )
 
 
 @dataclass

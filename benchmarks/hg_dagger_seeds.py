@@ -154,7 +154,28 @@ def table(rows: list[dict[str, Any]]) -> str:
     spread = f", sd {gaps.std(ddof=1):.0f}" if len(gaps) > 1 else ""
     lines.append(f"HG-DAgger - BC at equal labels: mean {gaps.mean():+.1f} points over {len(gaps)} training seeds"
                  f"{spread}")
+    trend = takeover_trend(rows)
+    if trend is not None:
+        slopes, mean, (lo, hi) = trend
+        lines.append(f"held-out takeovers/ep over the HG-DAgger rounds (policy 1..last), slope per round: "
+                     f"{' '.join(f'{x:+.3f}' for x in slopes)}; mean {mean:+.3f} (95% t-interval {lo:+.3f} to "
+                     f"{hi:+.3f}), {int((np.array(slopes) < 0).sum())} of {len(slopes)} seeds falling")
     return "\n".join(lines)
+
+
+def takeover_trend(rows: list[dict[str, Any]]) -> tuple[list[float], float, tuple[float, float]] | None:
+    """Whether the help each round's policy needs falls round over round: per seed, the least-squares slope
+    of held-out takeovers per episode against the round over the HG-DAgger policies (BC's is left out: its
+    fall to round 1 would dominate); the mean over seeds with its 95% t-interval (None: too few)."""
+    from scipy import stats
+
+    series = [np.asarray(r["help_needed"][1:], dtype=float) for r in rows if len(r.get("help_needed", [])) >= 3]
+    if len(series) < 2:
+        return None
+    slopes = [float(np.polyfit(np.arange(len(y)), y, 1)[0]) for y in series]
+    mean, sem = float(np.mean(slopes)), float(np.std(slopes, ddof=1) / np.sqrt(len(slopes)))
+    half = float(stats.t.ppf(0.975, len(slopes) - 1)) * sem
+    return slopes, mean, (mean - half, mean + half)
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str, episodes_per_round: int) -> None:
@@ -227,7 +248,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gated-episodes", type=int, default=60,
                    help="held-out episodes on which the expert watches each round's policy (0: skip)")
     p.add_argument("--out", default="output/hg_dagger_seeds")
+    p.add_argument("--report", nargs="+", type=Path, metavar="RESULTS_JSON",
+                   help="no runs: one table and plot (in --out) of earlier runs' results.json files, seeds together")
     return p.parse_args(argv)
+
+
+def report(paths: list[Path], out: Path) -> int:
+    """Several runs (e.g. --first-seed 0 and 3) as one table and plot: the seeds of all, in order."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    rows = sorted((r for run in runs for r in run["rows"]), key=lambda r: r["seed"])
+    seeds = [r["seed"] for r in rows]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--report: a seed appears in more than one run ({seeds}); each seed once")
+    first = runs[0]["args"]
+    differ = sorted(k for run in runs[1:] for k, v in run["args"].items()
+                    if k not in ("seeds", "first_seed", "out") and first.get(k) != v)
+    if differ:
+        raise SystemExit(f"--report: the runs differ in {', '.join(sorted(set(differ)))}; they are not one experiment")
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(rows)
+    print(text)
+    (out / "table.txt").write_text(text + "\n")
+    plot(rows, out / "hg_vs_bc.png", f"{first['task']}: HG-DAgger vs BC at equal labels, "
+                                     f"{first['eval_episodes']} held-out seeds", first["episodes_per_round"])
+    print(f"wrote {out / 'table.txt'} and {out / 'hg_vs_bc.png'} from {len(paths)} run(s)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     out = Path(args.out)
+    if args.report:
+        return report(args.report, out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     env_name = f"aloha:{args.task}"

@@ -126,3 +126,20 @@ def test_the_seeds_benchmark_runs_the_demo_loop_without_ros(tmp_path):
     assert row["hg_labels"] > 0 and abs(row["bc_labels"] - row["hg_labels"]) <= 60
     assert len(row["help_needed"]) == 2 and min(row["help_needed"]) > 0  # BC and round 1, the expert watching
     assert (out / "hg_vs_bc.png").stat().st_size > 0 and "HG-DAgger - BC" in (out / "table.txt").read_text()
+    # --report: runs put together without running anything; the same seed twice is refused
+    assert hg_dagger_seeds.main(["--report", str(out / "results.json"), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep/table.txt").read_text() == (out / "table.txt").read_text()
+    with pytest.raises(SystemExit, match="a seed appears in more than one run"):
+        hg_dagger_seeds.main(["--report", str(out / "results.json"), str(out / "results.json"), "--out",
+                              str(tmp_path / "rep2")])
+
+
+def test_the_takeover_trend_is_a_slope_per_seed_over_the_hg_rounds():
+    from benchmarks.hg_dagger_seeds import takeover_trend
+
+    rows = [{"help_needed": [2.0, 1.0, 0.8, 0.6]}, {"help_needed": [3.0, 0.9, 0.9, 0.5]},
+            {"help_needed": [2.5, 0.5, 0.7, 0.9]}]
+    slopes, mean, (lo, hi) = takeover_trend(rows)  # BC (the first value) is left out
+    assert np.allclose(slopes, [-0.2, -0.2, 0.2]) and np.isclose(mean, -0.2 / 3)
+    assert lo < mean < hi and lo < -0.2 and hi > 0.1  # one seed rising: the interval holds zero
+    assert takeover_trend(rows[:1]) is None  # one seed: no interval

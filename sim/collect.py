@@ -29,10 +29,20 @@ class CollectReport:
 def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("top",),
             image_size: tuple[int, int] = (480, 640), keep_failed: bool = False, seed: int = 0,
             overwrite: bool = False, episode_length: int = 400, progress: bool = True,
-            image_storage: str = "auto") -> CollectReport:
+            image_storage: str = "auto", action_noise: float = 0.0, noise_correlation: float = 0.9) -> CollectReport:
     """Record `episodes` expert episodes (seeds seed, seed+1, ...). Failed episodes are left out
     unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number.
-    `image_storage`: schema.image_dtype (auto: small frames lossless, large ones as video)."""
+    `image_storage`: schema.image_dtype (auto: small frames lossless, large ones as video).
+
+    `action_noise` > 0 (radians): the arm joints execute the expert's command plus a slowly wandering
+    offset (AR(1): offset = noise_correlation * offset + N(0, action_noise)), grippers untouched; the
+    frame's `action` is what was executed, `expert_action` the expert's label for the state (DART-style
+    noise injection: the data shows the expert recovering from the small errors a learner makes, so
+    train on `expert_action`)."""
+    if action_noise < 0 or not 0 <= noise_correlation < 1:
+        raise ValueError(f"action_noise must be >= 0 and noise_correlation in [0, 1), got {action_noise}, "
+                         f"{noise_correlation}")
+    import numpy as np
     from tqdm import tqdm
 
     env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
@@ -40,6 +50,8 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
     features = schema.features(robot.JOINT_NAMES, cameras, image_size, env.task.env_state_dim,
                                image_storage=image_storage)
     writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
+    arm = np.ones(robot.STATE_DIM, dtype=bool)
+    arm[[6, 13]] = False  # the grippers: their commands are open / closed decisions, not noised
     report = CollectReport(out=Path(out))
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
     s = seed
@@ -48,13 +60,19 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
             if s - seed > 3 * episodes + 10:
                 raise RuntimeError(f"the expert failed {report.failed} of {s - seed} episodes: stopping")
             obs, info = env.reset(seed=s)
+            rng = np.random.default_rng(s)
+            offset = np.zeros(robot.STATE_DIM)
             while True:
-                action = expert(obs["agent_pos"], info["env_state"])
+                label = expert(obs["agent_pos"], info["env_state"])
+                action = label
+                if action_noise:
+                    offset = noise_correlation * offset + rng.normal(0.0, action_noise, robot.STATE_DIM) * arm
+                    action = np.clip(label + offset, robot.JOINT_LOWER, robot.JOINT_UPPER)
                 frame = {
                     schema.STATE: obs["agent_pos"],
                     schema.ENV_STATE: info["env_state"],
                     schema.ACTION: action,
-                    schema.EXPERT_ACTION: action,
+                    schema.EXPERT_ACTION: label,
                     schema.POLICY_ACTION: action,  # no policy ran: the executed action
                     schema.INTERVENTION: True,
                 }

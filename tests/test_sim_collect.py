@@ -72,3 +72,21 @@ def test_image_storage_follows_the_frame_size_unless_asked():
     assert {feats[schema.image_key(c)]["dtype"] for c in ("top", "wrist")} == {"video"}
     with pytest.raises(ValueError, match="image storage must be one of"):
         schema.image_dtype((48, 64), "png")
+
+
+def test_noise_injected_demos_keep_the_expert_label_beside_what_was_executed(tmp_path):
+    """DART-style: the arms execute the label plus a wandering offset, inside the joint limits; the
+    grippers are not noised; `expert_action` is the expert's label for the state the noise led to."""
+    out = tmp_path / "noisy"
+    collect("transfer_cube", episodes=1, out=out, cameras=(), keep_failed=True, episode_length=40, progress=False,
+            action_noise=0.01)
+    table = load(out).hf_dataset.with_format("numpy")
+    executed, label = np.stack(table[schema.ACTION]), np.stack(table[schema.EXPERT_ACTION])
+    arms = [i for i in range(14) if i not in (6, 13)]
+    offset = executed[:, arms] - label[:, arms]
+    assert np.abs(offset).max() > 0.01 and np.abs(offset).mean() < 0.1
+    assert np.array_equal(executed[:, [6, 13]], label[:, [6, 13]])
+    assert (executed >= robot.JOINT_LOWER - 1e-6).all() and (executed <= robot.JOINT_UPPER + 1e-6).all()
+    with pytest.raises(ValueError, match="action_noise must be >= 0"):
+        collect("transfer_cube", episodes=1, out=tmp_path / "bad", cameras=(), action_noise=-1.0, progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before anything was created

@@ -76,6 +76,14 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--seed", type=int, default=0, help="first seed")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     collect.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        metavar="RAD",
+        help="DART-style: arm joints execute the expert's command plus a wandering offset of this step size "
+        "(action = executed, expert_action = the label: train with --action_key expert_action)",
+    )
+    collect.add_argument(
         "--image-storage",
         choices=["auto", "video", "image"],
         default="auto",
@@ -208,6 +216,7 @@ def _collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         image_storage=args.image_storage,
+        action_noise=args.action_noise,
     )
     print(report.line())
     return 0

@@ -107,6 +107,43 @@ def test_checkpoint_saved_and_loaded_gives_identical_outputs(tmp_path):
             assert model.predict(obs).shape == (6, 4, 3)
 
 
+def test_the_auxiliary_object_pose_head_trains_the_vision_side_and_stays_out_of_inference(tmp_path):
+    """VLAConfig.aux_state_dim: a head at the state token predicts observation.environment_state during
+    training only; its loss reaches the vision tower, the actions it predicts do not depend on it, and the
+    checkpoint keeps it (with its statistics)."""
+    b = batch()
+    b["observation.environment_state"] = torch.randn(6, 7, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    plain = tiny()
+    torch.manual_seed(0)
+    model = tiny(aux_state_dim=7, aux_state_weight=2.0)
+    model.set_normalization(torch.zeros(5), torch.ones(5), torch.zeros(3), torch.ones(3),
+                            env_state_mean=torch.full((7,), 0.5), env_state_std=torch.full((7,), 2.0))
+    assert torch.equal(model.aux_mean, torch.full((7,), 0.5))
+    without = {k: v for k, v in b.items() if k != "observation.environment_state"}
+    with torch.no_grad():
+        assert torch.allclose(model.predict(b), plain.predict(b), atol=1e-6)  # the same weights, the head unused
+        assert model.loss(b) > model.loss(without)  # the pose term is added when the batch has the poses
+    # only the pose term: its gradient reaches the vision tower through the decoder
+    model.zero_grad()
+    (model.loss(b) - model.loss(without)).backward()
+    assert model.aux_head.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vision.parameters())
+    assert model.head[0].weight.grad is None or not model.head[0].weight.grad.any()
+    model.zero_grad()
+    losses = train_steps(model, b, 60)
+    assert losses[-1] < 0.1 * losses[0]
+    model.eval()
+    save_checkpoint(tmp_path / "aux", model, ILConfig(action_chunk_size=4))
+    loaded, _, _ = load_checkpoint(tmp_path / "aux")
+    assert torch.equal(loaded.aux_std, model.aux_std)
+    with torch.no_grad():
+        assert torch.equal(model.loss(b), loaded.loss(b))
+    assert "aux_mean" not in plain.state_dict()  # without the head, checkpoints are as before
+    with pytest.raises(VLAInputError, match="observation.environment_state"):
+        model.loss({**b, "observation.environment_state": torch.zeros(6, 3)})
+
+
 def test_flow_matching_head_learns_the_chunk():
     model = tiny(action_head="flow_matching", flow_steps=8)
     b = batch(n=2)

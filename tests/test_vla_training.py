@@ -133,6 +133,9 @@ def test_bad_dataset_or_checkpoint_stops_the_cli_with_a_message(aloha, tmp_path,
         == 2
     )
     assert "lacks the camera(s) left_wrist" in capsys.readouterr().err
+    bad_key = ["--dataset", str(aloha), "--action_key", "reward", "--output_dir", str(tmp_path / "k")]
+    assert run_il_cli("bc", bad_key) == 2
+    assert "has no 'reward' feature" in capsys.readouterr().err
     assert run_il_cli("bc", ["--vla", "tiny", "--output_dir", str(tmp_path / "y")]) == 2
     assert "needs --dataset" in capsys.readouterr().err
     assert (

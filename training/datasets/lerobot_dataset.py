@@ -164,6 +164,8 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             "action_is_pad": item[f"{self.action_key}_is_pad"].bool(),
             "episode_index": item["episode_index"],
         }
+        if schema.ENV_STATE in item:  # recorded in the sim: the object poses (a VLA's auxiliary target)
+            out[schema.ENV_STATE] = item[schema.ENV_STATE].float()
         for cam, key in self.camera_keys.items():
             image = item[key]
             if tuple(image.shape[-2:]) != self.image_size:
@@ -198,13 +200,23 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
                 f"{self.root} has no statistics for {schema.STATE} / {self.action_key} (meta/stats.json)"
             )
         actions = np.stack(self.lerobot.hf_dataset.with_format("numpy")[self.action_key]).astype(np.float32)
-        return {
+        out = {
             "state_mean": np.asarray(s[schema.STATE]["mean"]),
             "state_std": np.asarray(s[schema.STATE]["std"]),
             "action_mean": np.asarray(s[self.action_key]["mean"]),
             "action_std": np.asarray(s[self.action_key]["std"]),
             **binary_actions(actions),
         }
+        if schema.ENV_STATE in s:
+            out["env_state_mean"] = np.asarray(s[schema.ENV_STATE]["mean"])
+            out["env_state_std"] = np.asarray(s[schema.ENV_STATE]["std"])
+        return out
+
+    @property
+    def env_state_dim(self) -> int:
+        """Size of the recorded object poses (0: none, as on a robot)."""
+        feature = self.meta.features.get(schema.ENV_STATE)
+        return int(feature["shape"][0]) if feature else 0
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -46,11 +46,24 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--vla_action_head", choices=["regression", "flow_matching"], default="regression")
     g.add_argument("--vla_hidden", type=int, default=64, help="width of the tiny preset")
     g.add_argument("--vla_layers", type=int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
+    g.add_argument(
+        "--vla_aux_state_weight",
+        type=float,
+        default=0.0,
+        help="> 0: a training-only head predicts the recorded object poses (observation.environment_state) "
+        "from the decoder, weighted this much in the loss (sim datasets)",
+    )
     g.add_argument("--freeze_vision", action="store_true")
     g.add_argument("--freeze_llm", action="store_true")
     g.add_argument("--llm_train_last_n_layers", type=int, default=0)
     g.add_argument("--lora_rank", type=int, default=0)
     g.add_argument("--gradient_checkpointing", action="store_true")
+    g.add_argument(
+        "--action_key",
+        default="action",
+        help="the dataset column to imitate: action (executed) or expert_action (the expert's labels, e.g. of "
+        "noise-injected demos: vla-il collect --action-noise)",
+    )
     g.add_argument("--num_workers", type=int, default=None, help="dataloader workers (default: by core count)")
     g.add_argument("--episode_length", type=int, default=400, help="sim episode length (evaluation, rollouts)")
 
@@ -108,6 +121,7 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
             val_fraction=config.bc_validation_split,
             seed=config.seed,
             image_size=size,
+            action_key=args.action_key,
         )
         train_ds = LeRobotVLADataset(args.dataset, split="train", **common)
         if config.bc_validation_split > 0 and train_ds.meta.total_episodes > 1:
@@ -128,6 +142,10 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
             lora_rank=args.lora_rank,
             gradient_checkpointing=args.gradient_checkpointing,
         )
+        if args.vla_aux_state_weight > 0:
+            if not train_ds.env_state_dim:
+                raise ValueError(f"--vla_aux_state_weight: {args.dataset} has no observation.environment_state")
+            shape.update(aux_state_dim=train_ds.env_state_dim, aux_state_weight=args.vla_aux_state_weight)
         if args.vision_model_name or args.llm_model_name or args.vla == "pretrained":
             model = VLAModel(
                 args.vision_model_name or "google/siglip-base-patch16-224",

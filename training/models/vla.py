@@ -33,6 +33,7 @@ from training.models.vla_config import VLAConfig, tiny_backbone_configs
 from training.models.vla_tokenizer import build_tiny_tokenizer, load_pretrained_tokenizer, wrap_tokenizer_json
 
 STATE_KEY = "observation.state"
+ENV_STATE_KEY = "observation.environment_state"
 IMAGE_PREFIX = "observation.images."
 
 
@@ -149,6 +150,10 @@ class VLAModel(ILPolicy):
             self.head: nn.Module = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, c.action_dim))
         else:
             self.head = FlowMatchingHead(hidden, c.action_dim)
+        self.aux_head = nn.Linear(hidden, c.aux_state_dim) if c.aux_state_dim else None
+        if c.aux_state_dim:  # only then: checkpoints without the head load as before
+            self.register_buffer("aux_mean", torch.zeros(c.aux_state_dim))
+            self.register_buffer("aux_std", torch.ones(c.aux_state_dim))
         self.register_buffer("state_mean", torch.zeros(c.state_dim))
         self.register_buffer("state_std", torch.ones(c.state_dim))
         self.register_buffer("action_mean", torch.zeros(c.action_dim))
@@ -244,16 +249,19 @@ class VLAModel(ILPolicy):
 
     # ------------------------------------------------------------------ normalisation
     def set_normalization(self, state_mean, state_std, action_mean, action_std, binary_mask=None, binary_low=None,
-                          binary_high=None) -> None:
+                          binary_high=None, env_state_mean=None, env_state_std=None) -> None:
         """Statistics from the dataset (std floored at 1e-2 so constant joints do not explode)."""
         if binary_mask is not None:
             self.set_binary_actions(binary_mask, binary_low, binary_high)
-        for name, value, floor in (
+        values = [
             ("state_mean", state_mean, None),
             ("state_std", state_std, 1e-2),
             ("action_mean", action_mean, None),
             ("action_std", action_std, 1e-2),
-        ):
+        ]
+        if self.aux_head is not None and env_state_mean is not None:
+            values += [("aux_mean", env_state_mean, None), ("aux_std", env_state_std, 1e-2)]
+        for name, value, floor in values:
             arr = np.asarray(value, dtype=np.float32).reshape(-1)
             buf = getattr(self, name)
             if arr.shape != tuple(buf.shape):
@@ -361,6 +369,12 @@ class VLAModel(ILPolicy):
         self, state: torch.Tensor, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """The decoder's hidden states at the action queries (B, chunk, hidden)."""
+        return self._decode(state, images, input_ids, attention_mask)[:, -self.chunk_size :]
+
+    def _decode(
+        self, state: torch.Tensor, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The decoder's hidden states over [image tokens | instruction | state | action queries]."""
         b = state.shape[0]
         with self._autocast():
             vis = self.projector(self.visual_tokens(images))
@@ -378,7 +392,7 @@ class VLAModel(ILPolicy):
             causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
             mask4 = causal[None, None] & mask.bool()[:, None, None, :]
             hidden = self.llm(inputs_embeds=x, attention_mask=mask4).last_hidden_state
-        return hidden[:, -self.chunk_size :].float()
+        return hidden.float()
 
     def forward(
         self, state: torch.Tensor, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -408,7 +422,8 @@ class VLAModel(ILPolicy):
             else torch.ones(action.shape[:2], device=self.device)
         )
         target = (action - self.action_mean) / self.action_std
-        cond = self.query_states(state, images, ids, mask)
+        hidden = self._decode(state, images, ids, mask)
+        cond = hidden[:, -self.chunk_size :]
         if self.config.action_head == "regression":
             per = ((self.head(cond) - target) ** 2).mean(-1)
         else:
@@ -416,7 +431,17 @@ class VLAModel(ILPolicy):
             t = torch.rand(target.shape[0], device=self.device)
             x_t = t[:, None, None] * target + (1 - t[:, None, None]) * noise
             per = ((self.head.velocity(cond, x_t, t) - (target - noise)) ** 2).mean(-1)
-        return (per * valid).sum() / valid.sum().clamp(min=1.0)
+        loss = (per * valid).sum() / valid.sum().clamp(min=1.0)
+        if self.aux_head is not None and ENV_STATE_KEY in batch:
+            env = torch.as_tensor(batch[ENV_STATE_KEY], dtype=torch.float32, device=self.device)
+            if env.shape[1:] != (self.config.aux_state_dim,):
+                raise VLAInputError(
+                    f"'{ENV_STATE_KEY}' must be (batch, {self.config.aux_state_dim}), got {tuple(env.shape)}"
+                )
+            predicted = self.aux_head(hidden[:, -self.chunk_size - 1])  # the state token: it has seen everything
+            aux = ((predicted - (env - self.aux_mean) / self.aux_std) ** 2).mean()
+            loss = loss + self.config.aux_state_weight * aux
+        return loss
 
     @torch.no_grad()
     def visual_features(self, images: torch.Tensor) -> torch.Tensor:

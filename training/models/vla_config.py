@@ -37,6 +37,11 @@ class VLAConfig:
     gradient_checkpointing: bool = False
     precision: str = "auto"  # auto: bf16 autocast on a CUDA GPU that supports it, else fp32
     tokenizer_json: str | None = None  # the built-in tokenizer travels inside the checkpoint
+    # > 0: a training-only head reads the decoder at the state token and predicts the scene's object poses
+    # (observation.environment_state, recorded in the sim), weighted aux_state_weight in the loss: it asks
+    # the vision side to localise the objects. Inference and the exported graph do not use it.
+    aux_state_dim: int = 0
+    aux_state_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +66,8 @@ class VLAConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"VLAConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.aux_state_dim < 0 or not self.aux_state_weight >= 0:
+            raise ValueError("VLAConfig.aux_state_dim and aux_state_weight must be >= 0")
         if self.llm_train_last_n_layers < 0 or self.lora_rank < 0:
             raise ValueError("VLAConfig.llm_train_last_n_layers and lora_rank must be >= 0")
         if self.lora_rank and (self.freeze_llm or self.llm_train_last_n_layers):

@@ -144,6 +144,25 @@ def test_the_auxiliary_object_pose_head_trains_the_vision_side_and_stays_out_of_
         model.loss({**b, "observation.environment_state": torch.zeros(6, 3)})
 
 
+def test_state_dropout_hides_the_state_from_some_training_samples_only():
+    """VLAConfig.state_dropout: in training a fraction of samples sees a learned 'no state' token (which gets
+    gradients); in eval every sample sees its state, so predictions are deterministic and depend on it."""
+    model = tiny(state_dropout=0.5)
+    b = batch()
+    model.train()
+    torch.manual_seed(1)
+    model.loss(b).backward()
+    assert model.no_state.grad is not None and model.no_state.grad.abs().sum() > 0
+    model.eval()
+    other = {**b, "observation.state": b["observation.state"] + 1.0}
+    with torch.no_grad():
+        assert torch.equal(model.predict(b), model.predict(b))
+        assert not torch.allclose(model.predict(b), model.predict(other))
+    assert "no_state" not in tiny().state_dict()
+    with pytest.raises(ValueError, match="state_dropout"):
+        tiny(state_dropout=1.0)
+
+
 def test_flow_matching_head_learns_the_chunk():
     model = tiny(action_head="flow_matching", flow_steps=8)
     b = batch(n=2)

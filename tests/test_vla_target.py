@@ -1,18 +1,17 @@
 """The issue's target: a tiny VLA trained by BC on recorded transfer_cube episodes (camera images +
 instruction + state) reaches clearly non-trivial success in the simulated ALOHA, on this CPU.
 
-    ./run-tests -m slow tests/test_vla_target.py          (about 45 min on 2 cores; see the budget below)
+    ./run-tests -m slow tests/test_vla_target.py          (about 30 min on 2 cores; see the budget below)
 
-Budget: VLA_TARGET_EPISODES expert demonstrations (default 400, ~13 min to record) seen by the
-VLA_TARGET_CAMERAS (default: top and right_wrist, as ALOHA's policies see the scene) at 48x64,
-VLA_TARGET_EPOCHS of BC (default 8, batch 32, lr 1e-3, chunk 10; ~20 min), then VLA_TARGET_EVAL
-held-out episodes (default 50; ~4 min). Passes when the lower end of the Wilson 95% interval of the
-success rate is at least 0.2. The run is kept in VLA_TARGET_OUT (default output/vla_target): data/
-(reused when present), bc/ (learning_curves.png, metrics.jsonl, best/), eval/summary.json.
+Budget: VLA_TARGET_EPISODES expert demonstrations (default 400, ~9 min to record) seen by the
+VLA_TARGET_CAMERAS (default: top) at 48x64, VLA_TARGET_EPOCHS of BC (default 8, batch 32, lr 1e-3,
+chunk 10; ~15 min), then VLA_TARGET_EVAL held-out episodes (default 50; ~3 min). Passes when the lower
+end of the Wilson 95% interval of the success rate is at least 0.2. The run is kept in VLA_TARGET_OUT
+(default output/vla_target): data/ (reused when present), bc/ (learning_curves.png, metrics.jsonl,
+best/), eval/summary.json.
 
-The top camera alone is not enough at this size (400 demos, 8 epochs: 2/50): the cube is 2x2 pixels
-and the policy closed the right gripper on the schedule of the demos, not when the cube was between
-the fingers, which the wrist camera shows.
+It fails today: 2/50 with these defaults; 3/50 with top + right_wrist; the README's VLA paragraph lists
+every variant measured and why (the model reads the cube's place off the arm instead of seeing it).
 """
 
 import json
@@ -46,7 +45,7 @@ def test_tiny_vla_bc_reaches_non_trivial_transfer_cube_success():
     out = Path(os.environ.get("VLA_TARGET_OUT", ROOT / "output/vla_target"))
     episodes = int(os.environ.get("VLA_TARGET_EPISODES", "400"))
     epochs = os.environ.get("VLA_TARGET_EPOCHS", "8")
-    cameras = tuple(os.environ.get("VLA_TARGET_CAMERAS", "top right_wrist").split())
+    cameras = tuple(os.environ.get("VLA_TARGET_CAMERAS", "top").split())
     n_eval = int(os.environ.get("VLA_TARGET_EVAL", "50"))
     data = out / "data"
     if not (data / "meta" / "info.json").exists():

@@ -53,6 +53,13 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
         help="> 0: a training-only head predicts the recorded object poses (observation.environment_state) "
         "from the decoder, weighted this much in the loss (sim datasets)",
     )
+    g.add_argument(
+        "--vla_state_dropout",
+        type=float,
+        default=0.0,
+        help="fraction of training samples that see a learned 'no state' token instead of the robot state "
+        "(so the model learns to see the scene, not to read it off the arm)",
+    )
     g.add_argument("--freeze_vision", action="store_true")
     g.add_argument("--freeze_llm", action="store_true")
     g.add_argument("--llm_train_last_n_layers", type=int, default=0)
@@ -141,6 +148,7 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
             llm_train_last_n_layers=args.llm_train_last_n_layers,
             lora_rank=args.lora_rank,
             gradient_checkpointing=args.gradient_checkpointing,
+            state_dropout=args.vla_state_dropout,
         )
         if args.vla_aux_state_weight > 0:
             if not train_ds.env_state_dim:

@@ -145,6 +145,8 @@ class VLAModel(ILPolicy):
         self.projector = nn.Sequential(nn.Linear(vcfg.hidden_size, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.camera_embed = nn.Parameter(torch.zeros(len(self.cameras), hidden))
         self.state_proj = nn.Linear(c.state_dim, hidden)
+        if c.state_dropout:  # only then: checkpoints without it load as before
+            self.no_state = nn.Parameter(torch.zeros(hidden))
         self.action_queries = nn.Parameter(torch.randn(c.chunk_size, hidden) * 0.02)
         if c.action_head == "regression":
             self.head: nn.Module = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, c.action_dim))
@@ -381,6 +383,9 @@ class VLAModel(ILPolicy):
             vis = vis + self.camera_embed.repeat_interleave(self.patches, dim=0)[None]
             text = self.llm.get_input_embeddings()(input_ids)
             st = self.state_proj((state - self.state_mean) / self.state_std)[:, None]
+            if self.training and self.config.state_dropout:
+                drop = torch.rand(b, 1, 1, device=st.device) < self.config.state_dropout
+                st = torch.where(drop, self.no_state.to(st.dtype).expand_as(st), st)
             queries = self.action_queries[None].expand(b, -1, -1)
             x = torch.cat([vis, text.to(vis.dtype), st.to(vis.dtype), queries.to(vis.dtype)], dim=1)
             ones = torch.ones(b, vis.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)

@@ -42,6 +42,10 @@ class VLAConfig:
     # the vision side to localise the objects. Inference and the exported graph do not use it.
     aux_state_dim: int = 0
     aux_state_weight: float = 1.0
+    # In training, this fraction of samples sees a learned "no state" token instead of the robot state. Demos
+    # leak the scene through the arm (a scripted arm already heading for the cube says where it is), and a
+    # model that reads it never learns to see: it then follows its own arm wherever it drifted.
+    state_dropout: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,8 @@ class VLAConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"VLAConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 0.0 <= self.state_dropout < 1.0:
+            raise ValueError(f"VLAConfig.state_dropout must be in [0, 1), got {self.state_dropout}")
         if self.aux_state_dim < 0 or not self.aux_state_weight >= 0:
             raise ValueError("VLAConfig.aux_state_dim and aux_state_weight must be >= 0")
         if self.llm_train_last_n_layers < 0 or self.lora_rank < 0:

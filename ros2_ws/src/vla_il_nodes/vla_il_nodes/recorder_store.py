@@ -80,8 +80,9 @@ class RecordStore:
         if theirs != ours:
             diff = sorted(set(theirs.items()) ^ set(ours.items()), key=str)
             raise StoreError(
-                f"{self.root} holds episodes of another schema (cameras, image size or state): "
-                f"differs in {', '.join(str(k) for k, _ in diff[:4])}; record to another record_dir"
+                f"{self.root} holds episodes of another schema (cameras, image size or storage, state): "
+                f"differs in {', '.join(str(k) for k, _ in diff[:4])}; record to another record_dir "
+                "(or, for image storage, set image_storage as it was)"
             )
 
     def commit(self, staged: Path, index: int) -> Path:

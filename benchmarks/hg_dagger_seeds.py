@@ -261,10 +261,10 @@ def report(paths: list[Path], out: Path) -> int:
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"--report: a seed appears in more than one run ({seeds}); each seed once")
     first = runs[0]["args"]
-    differ = sorted(k for run in runs[1:] for k, v in run["args"].items()
-                    if k not in ("seeds", "first_seed", "out") and first.get(k) != v)
+    differ = {k for run in runs[1:] for k, v in run["args"].items()
+              if k not in ("seeds", "first_seed", "out") and first.get(k) != v}
     if differ:
-        raise SystemExit(f"--report: the runs differ in {', '.join(sorted(set(differ)))}; they are not one experiment")
+        raise SystemExit(f"--report: the runs differ in {', '.join(sorted(differ))}; they are not one experiment")
     out.mkdir(parents=True, exist_ok=True)
     text = table(rows)
     print(text)

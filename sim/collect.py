@@ -51,7 +51,7 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
                                image_storage=image_storage)
     writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
     arm = np.ones(robot.STATE_DIM, dtype=bool)
-    arm[[6, 13]] = False  # the grippers: their commands are open / closed decisions, not noised
+    arm[list(robot.GRIPPER_INDICES)] = False  # the grippers: their commands are open / closed decisions, not noised
     report = CollectReport(out=Path(out))
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
     s = seed

@@ -82,10 +82,11 @@ def test_noise_injected_demos_keep_the_expert_label_beside_what_was_executed(tmp
             action_noise=0.01)
     table = load(out).hf_dataset.with_format("numpy")
     executed, label = np.stack(table[schema.ACTION]), np.stack(table[schema.EXPERT_ACTION])
-    arms = [i for i in range(14) if i not in (6, 13)]
+    grippers = list(robot.GRIPPER_INDICES)
+    arms = [i for i in range(14) if i not in grippers]
     offset = executed[:, arms] - label[:, arms]
     assert np.abs(offset).max() > 0.01 and np.abs(offset).mean() < 0.1
-    assert np.array_equal(executed[:, [6, 13]], label[:, [6, 13]])
+    assert np.array_equal(executed[:, grippers], label[:, grippers])
     assert (executed >= robot.JOINT_LOWER - 1e-6).all() and (executed <= robot.JOINT_UPPER + 1e-6).all()
     with pytest.raises(ValueError, match="action_noise must be >= 0"):
         collect("transfer_cube", episodes=1, out=tmp_path / "bad", cameras=(), action_noise=-1.0, progress=False)

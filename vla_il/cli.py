@@ -11,6 +11,8 @@ _PLANNED: dict[str, tuple[str, int]] = {}
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from training.datasets.schema import IMAGE_STORAGES
+
     parser = argparse.ArgumentParser(
         prog="vla-il",
         description="Demonstrations -> VLA policy on ROS 2 -> human corrections (HG-DAgger) -> better policy.",
@@ -85,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument(
         "--image-storage",
-        choices=["auto", "video", "image"],
+        choices=IMAGE_STORAGES,
         default="auto",
         help="camera frames as video (lossy AV1) or image (lossless PNG); auto: image up to 128x160 pixels",
     )

@@ -97,7 +97,6 @@ class DaggerRecorderNode(Node):
                 spool,
                 storage,
             )
-            spec.features()  # a bad image_storage is a parameter error here, not at the first episode
             self.session = RecordingSession(Path(record_dir).expanduser(), spec, min_free_mb, merge)
         except (ValueError, StoreError) as exc:
             raise ParameterError(f"parameter {exc}") from exc

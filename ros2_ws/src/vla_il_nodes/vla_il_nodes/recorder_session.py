@@ -38,6 +38,9 @@ class DatasetSpec:
     spool_images: bool = True  # raw images to disk while recording, lerobot's encoding after the episode
     image_storage: str = "auto"  # video | image (lossless) | auto: image for small frames (schema.image_dtype)
 
+    def __post_init__(self) -> None:
+        schema.image_dtype(self.image_size, self.image_storage)  # a bad storage is refused here, not at an episode
+
     def features(self) -> dict[str, dict[str, Any]]:
         return schema.features(
             self.joint_names,

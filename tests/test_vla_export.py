@@ -14,9 +14,11 @@ from training.export.onnx_export import export_checkpoint
 from training.models.vla import VLAModel
 
 
-def test_vla_checkpoint_exports_to_a_bundle_with_parity(tmp_path):
+@pytest.mark.parametrize("state_dropout", [0.0, 1.0], ids=["with-state", "vision-only"])
+def test_vla_checkpoint_exports_to_a_bundle_with_parity(tmp_path, state_dropout):
+    """A vision-only VLA (state_dropout 1.0) keeps the bundle's state input (the node's contract), unused."""
     torch.set_num_threads(1)
-    model = VLAModel.tiny(chunk_size=5, hidden=32)
+    model = VLAModel.tiny(chunk_size=5, hidden=32, state_dropout=state_dropout)
     model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
     save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5, extra={"task": "transfer_cube"}))
     spec, diff = export_checkpoint(tmp_path / "run", tmp_path / "bundle")

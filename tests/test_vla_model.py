@@ -159,8 +159,34 @@ def test_state_dropout_hides_the_state_from_some_training_samples_only():
         assert torch.equal(model.predict(b), model.predict(b))
         assert not torch.allclose(model.predict(b), model.predict(other))
     assert "no_state" not in tiny().state_dict()
-    with pytest.raises(ValueError, match="state_dropout"):
-        tiny(state_dropout=1.0)
+    with pytest.raises(ValueError, match=r"state_dropout must be in \[0, 1\]"):
+        tiny(state_dropout=1.5)
+
+
+def test_state_dropout_one_is_vision_only_in_training_and_at_run_time():
+    """state_dropout=1.0: the state never reaches the decoder, in train or eval mode; the images still do."""
+    model = tiny(state_dropout=1.0)
+    b = batch()
+    other = {**b, "observation.state": b["observation.state"] + 1.0}
+    seen = {**b, "observation.images.top": torch.rand_like(b["observation.images.top"])}
+    for train in (True, False):
+        model.train(train)
+        with torch.no_grad():
+            assert torch.equal(model.predict(b), model.predict(other))
+            assert not torch.allclose(model.predict(b), model.predict(seen))
+    model.train()
+    model.loss(b).backward()
+    assert model.no_state.grad.abs().sum() > 0 and model.state_proj.weight.grad is None
+
+
+def test_tiny_patch_size_sets_the_image_tokens():
+    """patch 16 at 64x96 gives the tokens of patch 8 at 32x48: finer pixels at the same sequence length."""
+    coarse, fine = tiny(), tiny(image_size=(64, 96), patch_size=16)
+    assert coarse.patches == fine.patches == 24
+    assert fine.vision.config.patch_size == 16
+    b = batch(size=(64, 96))
+    with torch.no_grad():
+        assert fine.eval().predict(b).shape == (6, 4, 3)
 
 
 def test_flow_matching_head_learns_the_chunk():

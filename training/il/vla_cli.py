@@ -47,6 +47,12 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--vla_hidden", type=int, default=64, help="width of the tiny preset")
     g.add_argument("--vla_layers", type=int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
     g.add_argument(
+        "--vla_patch_size",
+        type=int,
+        default=8,
+        help="the tiny preset's SigLIP patch size in pixels (16 at 96x128: the tokens of 8 at 48x64, finer pixels)",
+    )
+    g.add_argument(
         "--vla_aux_state_weight",
         type=float,
         default=0.0,
@@ -58,7 +64,8 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="fraction of training samples that see a learned 'no state' token instead of the robot state "
-        "(so the model learns to see the scene, not to read it off the arm)",
+        "(so the model learns to see the scene, not to read it off the arm); 1.0: vision only, the state is "
+        "never used, in training or at run time",
     )
     g.add_argument("--freeze_vision", action="store_true")
     g.add_argument("--freeze_llm", action="store_true")
@@ -161,7 +168,9 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
                 **shape,
             )
         else:
-            model = VLAModel.tiny(hidden=args.vla_hidden, layers=args.vla_layers, **shape)
+            model = VLAModel.tiny(
+                hidden=args.vla_hidden, layers=args.vla_layers, patch_size=args.vla_patch_size, **shape
+            )
     if rank == 0:
         counts = model.parameter_counts()
         print(

@@ -193,11 +193,12 @@ class VLAModel(ILPolicy):
         chunk_size: int = 10,
         hidden: int = 64,
         layers: int = 2,
+        patch_size: int = 8,
         **kwargs: Any,
     ) -> VLAModel:
         """The CPU preset: 2-layer SigLIP and Qwen2 of width 64, the built-in tokenizer."""
         tokenizer = build_tiny_tokenizer()
-        vision, llm = tiny_backbone_configs(image_size, len(tokenizer), hidden, layers)
+        vision, llm = tiny_backbone_configs(image_size, len(tokenizer), hidden, layers, patch_size)
         vision["vision_use_head"] = False
         return cls.from_config(
             vision,
@@ -383,7 +384,9 @@ class VLAModel(ILPolicy):
             vis = vis + self.camera_embed.repeat_interleave(self.patches, dim=0)[None]
             text = self.llm.get_input_embeddings()(input_ids)
             st = self.state_proj((state - self.state_mean) / self.state_std)[:, None]
-            if self.training and self.config.state_dropout:
+            if self.config.state_dropout >= 1.0:  # vision only: the state never reaches the decoder
+                st = self.no_state.to(st.dtype).view(1, 1, -1).expand(b, 1, -1)
+            elif self.training and self.config.state_dropout:
                 drop = torch.rand(b, 1, 1, device=st.device) < self.config.state_dropout
                 st = torch.where(drop, self.no_state.to(st.dtype).expand_as(st), st)
             queries = self.action_queries[None].expand(b, -1, -1)

@@ -45,6 +45,7 @@ class VLAConfig:
     # In training, this fraction of samples sees a learned "no state" token instead of the robot state. Demos
     # leak the scene through the arm (a scripted arm already heading for the cube says where it is), and a
     # model that reads it never learns to see: it then follows its own arm wherever it drifted.
+    # 1.0: vision only, the model never sees the state (training and inference; the input stays in the graph).
     state_dropout: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,8 +71,8 @@ class VLAConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"VLAConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not 0.0 <= self.state_dropout < 1.0:
-            raise ValueError(f"VLAConfig.state_dropout must be in [0, 1), got {self.state_dropout}")
+        if not 0.0 <= self.state_dropout <= 1.0:
+            raise ValueError(f"VLAConfig.state_dropout must be in [0, 1], got {self.state_dropout}")
         if self.aux_state_dim < 0 or not self.aux_state_weight >= 0:
             raise ValueError("VLAConfig.aux_state_dim and aux_state_weight must be >= 0")
         if self.llm_train_last_n_layers < 0 or self.lora_rank < 0:

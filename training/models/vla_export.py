@@ -37,7 +37,10 @@ class BakedInstructionVLA(nn.Module):
 
     def forward(self, state: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
         ids = self.ids.expand(state.shape[0], -1)
-        return self.model(state, torch.stack(images, dim=1), ids, torch.ones_like(ids))
+        out = self.model(state, torch.stack(images, dim=1), ids, torch.ones_like(ids))
+        # Static chunk and action sizes in the graph: ONNX shape inference loses them when nothing in the
+        # graph ties the output to the state (a vision-only model), and the bundle check reads them.
+        return out.reshape(-1, self.model.chunk_size, self.model.action_dim)
 
 
 def export_vla(

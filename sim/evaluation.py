@@ -76,7 +76,7 @@ class BundlePolicy:
                 )
             self._observe(component.name, sources[component.name], now)
         for cam in self.spec.cameras:
-            self._observe(f"image_{cam}", obs["images"][cam], now)
+            self._observe(f"image_{cam}", obs["pixels"][cam], now)
         action = self.runner.tick(now)
         if action is None:
             raise RuntimeError(f"bundle {self.path} produced no action at tick {self.tick - 1}")

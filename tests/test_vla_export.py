@@ -46,3 +46,37 @@ def test_flow_matching_vla_is_refused_without_writing(tmp_path):
     with pytest.raises(BundleError, match="only the regression head"):
         export_checkpoint(tmp_path / "ckpt", tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.tmp").exists()
+
+
+def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_path, capsys):
+    """`vla-il eval --policy <VLA checkpoint>` exports it and drives the sim through the bundle and the node's
+    PolicyRunner (cameras rendered for it); those actions are the ones the PyTorch model gives in training's
+    evaluation (VLASimPolicy), step for step."""
+    from sim.aloha.env import AlohaEnv
+    from training.il.vla_rollouts import VLASimPolicy
+    from vla_il.cli import _policy_factory, main
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = VLAModel.tiny(chunk_size=5, hidden=32)
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5, extra={"task": "transfer_cube"}))
+    factory, env_kwargs = _policy_factory(str(tmp_path / "run"))
+    assert env_kwargs["cameras"] == ("top",) and env_kwargs["image_size"] == (48, 64)
+    bundle = factory("transfer_cube")
+    bundle.reset()
+    # the runner asks for the next chunk when one action of the last is left (time to infer on a robot):
+    # a new chunk every chunk_size - refill_at ticks
+    reference = VLASimPolicy(model.eval(), n_action_steps=5 - bundle.runner.refill_at)
+    reference.reset()
+    env = AlohaEnv("transfer_cube", **env_kwargs, episode_length=12)
+    obs, info = env.reset(seed=7)
+    try:
+        for _ in range(12):
+            action = reference(obs, info)
+            np.testing.assert_allclose(bundle(obs, info), action, atol=1e-4)
+            obs, _, _, _, info = env.step(action)
+    finally:
+        env.close()
+    assert main(["eval", "--policy", str(tmp_path / "run"), "--episodes", "1", "--out", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval/summary.json").read_text())["episodes"] == 1

@@ -235,7 +235,8 @@ def _policy_factory(spec: str):
         return BundleFactory(path), BundleFactory(path)("").env_kwargs()
     for candidate in (path, path / "best", path / "last"):
         if (candidate / "model.pt").exists():
-            return _checkpoint_factory(candidate), {}
+            factory = _checkpoint_factory(candidate)
+            return factory, factory("").env_kwargs()  # a VLA's cameras and image size, as for its bundle
     raise SystemExit(
         f"vla-il eval: --policy {spec!r} is neither 'expert', a bundle (policy.json) nor a checkpoint directory"
     )

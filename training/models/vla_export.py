@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.models.vla import VLAModel
+from training.models.vla import IMAGE_PREFIX, VLAModel
 
 OPSET = 17
 
@@ -32,12 +32,16 @@ class BakedInstructionVLA(nn.Module):
     def __init__(self, model: VLAModel, instruction: str) -> None:
         super().__init__()
         self.model = model
+        # Padded to max_instruction_tokens as in training: the state token and the action queries keep the
+        # positions the model learned them at (trimming the padding shifted them, and the actions with them).
         ids, mask = model.tokenize([instruction])
-        self.register_buffer("ids", ids[:, : int(mask.sum())].clone())
+        self.register_buffer("ids", ids.clone())
+        self.register_buffer("mask", mask.clone())
 
     def forward(self, state: torch.Tensor, *images: torch.Tensor) -> torch.Tensor:
-        ids = self.ids.expand(state.shape[0], -1)
-        out = self.model(state, torch.stack(images, dim=1), ids, torch.ones_like(ids))
+        b = state.shape[0]
+        ids, mask = self.ids.expand(b, -1), self.mask.expand(b, -1)
+        out = self.model(state, torch.stack(images, dim=1), ids, mask)
         # Static chunk and action sizes in the graph: ONNX shape inference loses them when nothing in the
         # graph ties the output to the state (a vision-only model), and the bundle check reads them.
         return out.reshape(-1, self.model.chunk_size, self.model.action_dim)
@@ -93,7 +97,11 @@ def export_vla(
             opset_version=OPSET,
             dynamo=False,
         )
-        expected = wrapper(torch.from_numpy(state), *[torch.from_numpy(i) for i in images]).numpy()
+        # Parity against the model as trained and evaluated (predict: the instruction tokenized as in training),
+        # not against the wrapper: a wrapper that fed the model differently would pass its own comparison.
+        obs = {"observation.state": torch.from_numpy(state), "task": [instruction] * len(state)}
+        obs |= {IMAGE_PREFIX + c: torch.from_numpy(i) for c, i in zip(policy.cameras, images)}
+        expected = policy.predict(obs).numpy()
     session = ort.InferenceSession(str(out / "policy.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"state": state, **dict(zip(cams, images))})[0]
     max_diff = float(np.abs(got - expected).max())

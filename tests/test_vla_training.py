@@ -69,6 +69,8 @@ def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path
             [
                 "--model_path",
                 str(bc / "best"),
+                "--dataset",  # aggregated with the rollouts (its items carry the sim's object poses; theirs too)
+                str(aloha),
                 "--dagger_iterations",
                 "2",
                 "--dagger_episodes_per_iter",

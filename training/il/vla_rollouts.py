@@ -61,17 +61,31 @@ class RolloutDataset(torch.utils.data.Dataset):
     """Frames visited in the sim with the expert's labels; items like LeRobotVLADataset's (chunks of the
     next labels of the same episode, padded at its end)."""
 
-    def __init__(self, cameras: tuple[str, ...], chunk_size: int) -> None:
-        self.cameras, self.chunk_size = tuple(cameras), chunk_size
+    def __init__(self, cameras: tuple[str, ...], chunk_size: int, env_state: bool = False) -> None:
+        # env_state: keep the sim's object poses per frame (observation.environment_state), so these items
+        # batch with a recorded sim dataset's (which have them: a VLA's auxiliary target)
+        self.cameras, self.chunk_size, self.env_state = tuple(cameras), chunk_size, env_state
+        self.env_states: list[np.ndarray] = []
         self.states: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.images: dict[str, list[np.ndarray]] = {c: [] for c in self.cameras}
         self.tasks: list[str] = []
         self.index: list[tuple[int, int]] = []  # (episode, frame)
 
-    def add_episode(self, states: np.ndarray, images: dict[str, np.ndarray], labels: np.ndarray, task: str) -> None:
+    def add_episode(
+        self,
+        states: np.ndarray,
+        images: dict[str, np.ndarray],
+        labels: np.ndarray,
+        task: str,
+        env_states: np.ndarray | None = None,
+    ) -> None:
         if len(states) == 0:
             return
+        if self.env_state:
+            if env_states is None or len(env_states) != len(states):
+                raise ValueError("this RolloutDataset keeps env_state: give one per frame")
+            self.env_states.append(np.asarray(env_states, np.float32))
         self.states.append(np.asarray(states, np.float32))
         self.labels.append(np.asarray(labels, np.float32))
         for cam in self.cameras:
@@ -101,6 +115,8 @@ class RolloutDataset(torch.utils.data.Dataset):
         }
         for cam in self.cameras:
             item[schema.image_key(cam)] = torch.from_numpy(self.images[cam][ep][t]).permute(2, 0, 1).float() / 255
+        if self.env_state:
+            item[schema.ENV_STATE] = torch.from_numpy(self.env_states[ep][t])
         return item
 
 
@@ -120,12 +136,13 @@ def collect_labelled_episodes(
     for ep in range(episodes):
         obs, info = env.reset(seed=seed + ep)
         policy.reset()
-        states, labels, images = [], [], {c: [] for c in into.cameras}
+        states, labels, env_states, images = [], [], [], {c: [] for c in into.cameras}
         while True:
             label = np.asarray(expert(obs["agent_pos"], info["env_state"]), np.float64)
             learner = policy(obs, info)  # the learner always runs: its chunk queue stays in step
             action = label if rng.random() < beta else learner
             states.append(obs["agent_pos"])
+            env_states.append(info["env_state"])
             labels.append(label)
             for cam in into.cameras:
                 images[cam].append(obs["pixels"][cam])
@@ -134,7 +151,11 @@ def collect_labelled_episodes(
             if terminated or truncated:
                 break
         into.add_episode(
-            np.stack(states), {c: np.stack(v) for c, v in images.items()}, np.stack(labels), info["instruction"]
+            np.stack(states),
+            {c: np.stack(v) for c, v in images.items()},
+            np.stack(labels),
+            info["instruction"],
+            np.stack(env_states),
         )
         successes.append(bool(info["is_success"]))
     return {

@@ -230,7 +230,9 @@ class VLADAgger:
         self.task, self.dataset, self.val_dataset = task, dataset, val_dataset
         self.expert = expert or make_expert(task)
         self.episode_length = episode_length
-        self.rollouts = RolloutDataset(model.cameras, model.chunk_size)
+        # the rollouts batch with the dataset's items: with its object poses when it has them (sim recordings)
+        with_env_state = bool(getattr(dataset, "env_state_dim", 0))
+        self.rollouts = RolloutDataset(model.cameras, model.chunk_size, env_state=with_env_state)
         self.history: list[dict[str, Any]] = []
 
     @property

@@ -87,12 +87,6 @@ class BundlePolicy:
         if problem is not None:
             raise ValueError(f"bundle {self.path}: {problem}")
 
-    def env_kwargs(self) -> dict[str, Any]:
-        """The cameras and image size this bundle reads; actions clamped to the joint limits, as the
-        intervention mux does on the robot (a learned policy's gripper may overshoot 0..1 slightly)."""
-        if not self.spec.cameras:
-            return {"cameras": (), "clamp_actions": True}
-        return {"cameras": tuple(self.spec.cameras), "image_size": tuple(self.spec.image_size), "clamp_actions": True}
 
 
 class BundleFactory:
@@ -103,6 +97,17 @@ class BundleFactory:
 
     def __call__(self, task: str) -> BundlePolicy:
         return BundlePolicy(self.path, task)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The cameras and image size this bundle reads (from policy.json: no ONNX session opened); actions
+        clamped to the joint limits, as the intervention mux does on the robot (a learned policy's gripper may
+        overshoot 0..1 slightly)."""
+        from training.export.bundle import read_bundle
+
+        spec = read_bundle(Path(self.path))
+        if not spec.cameras:
+            return {"cameras": (), "clamp_actions": True}
+        return {"cameras": tuple(spec.cameras), "image_size": tuple(spec.image_size), "clamp_actions": True}
 
 
 class PerturbedPrefixPolicy:

@@ -48,7 +48,7 @@ def test_flow_matching_vla_is_refused_without_writing(tmp_path):
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.tmp").exists()
 
 
-def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_path, capsys):
+def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_path):
     """`vla-il eval --policy <VLA checkpoint>` exports it and drives the sim through the bundle and the node's
     PolicyRunner (cameras rendered for it); those actions are the ones the PyTorch model gives in training's
     evaluation (VLASimPolicy), step for step."""
@@ -67,7 +67,7 @@ def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_p
     bundle.reset()
     # the runner asks for the next chunk when one action of the last is left (time to infer on a robot):
     # a new chunk every chunk_size - refill_at ticks
-    reference = VLASimPolicy(model.eval(), n_action_steps=5 - bundle.runner.refill_at)
+    reference = VLASimPolicy(model.eval(), n_action_steps=model.chunk_size - bundle.runner.refill_at)
     reference.reset()
     env = AlohaEnv("transfer_cube", **env_kwargs, episode_length=12)
     obs, info = env.reset(seed=7)

@@ -231,27 +231,27 @@ def _policy_factory(spec: str):
     if spec == "expert":
         return ExpertPolicy, {}
     path = Path(spec)
-    if (path / "policy.onnx").exists():
-        return BundleFactory(path), BundleFactory(path)("").env_kwargs()
-    for candidate in (path, path / "best", path / "last"):
-        if (candidate / "model.pt").exists():
-            factory = _checkpoint_factory(candidate)
-            return factory, factory("").env_kwargs()  # a VLA's cameras and image size, as for its bundle
-    raise SystemExit(
-        f"vla-il eval: --policy {spec!r} is neither 'expert', a bundle (policy.json) nor a checkpoint directory"
-    )
+    if not (path / "policy.onnx").exists():
+        checkpoint = next((c for c in (path, path / "best", path / "last") if (c / "model.pt").exists()), None)
+        if checkpoint is None:
+            raise SystemExit(
+                f"vla-il eval: --policy {spec!r} is neither 'expert', a bundle (policy.json) nor a checkpoint "
+                "directory"
+            )
+        path = _export_for_eval(checkpoint)
+    factory = BundleFactory(path)
+    return factory, factory.env_kwargs()  # the cameras and image size the bundle reads (a VLA's)
 
 
-def _checkpoint_factory(path: Path):
+def _export_for_eval(path: Path) -> Path:
     """Export the checkpoint to a temporary bundle, so it is evaluated exactly as it would be deployed."""
     import tempfile
 
-    from sim.evaluation import BundleFactory
     from training.export.onnx_export import export_checkpoint
 
     out = Path(tempfile.mkdtemp(prefix="vla-il-eval-")) / "bundle"
     export_checkpoint(path, out)
-    return BundleFactory(out)
+    return out
 
 
 def _eval(args: argparse.Namespace) -> int:

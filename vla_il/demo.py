@@ -235,7 +235,7 @@ def _evaluate(cfg: DemoConfig, r: RoundResult) -> None:
 
     factory = BundleFactory(r.bundle)
     seeds = range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)
-    env_kwargs = factory(cfg.task).env_kwargs()
+    env_kwargs = factory.env_kwargs()
     result = evaluate(cfg.task, factory, seeds, policy_name=r.name, workers=cfg.workers, env_kwargs=env_kwargs)
     r.success, r.episodes, r.interval = result.successes, result.n, result.interval
     print(result.line())

@@ -383,12 +383,13 @@ class VLAModel(ILPolicy):
             vis = self.projector(self.visual_tokens(images))
             vis = vis + self.camera_embed.repeat_interleave(self.patches, dim=0)[None]
             text = self.llm.get_input_embeddings()(input_ids)
-            st = self.state_proj((state - self.state_mean) / self.state_std)[:, None]
             if self.config.state_dropout >= 1.0:  # vision only: the state never reaches the decoder
-                st = self.no_state.to(st.dtype).view(1, 1, -1).expand(b, 1, -1)
-            elif self.training and self.config.state_dropout:
-                drop = torch.rand(b, 1, 1, device=st.device) < self.config.state_dropout
-                st = torch.where(drop, self.no_state.to(st.dtype).expand_as(st), st)
+                st = self.no_state.to(vis.dtype).view(1, 1, -1).expand(b, 1, -1)
+            else:
+                st = self.state_proj((state - self.state_mean) / self.state_std)[:, None]
+                if self.training and self.config.state_dropout:
+                    drop = torch.rand(b, 1, 1, device=st.device) < self.config.state_dropout
+                    st = torch.where(drop, self.no_state.to(st.dtype).expand_as(st), st)
             queries = self.action_queries[None].expand(b, -1, -1)
             x = torch.cat([vis, text.to(vis.dtype), st.to(vis.dtype), queries.to(vis.dtype)], dim=1)
             ones = torch.ones(b, vis.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)

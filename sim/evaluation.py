@@ -162,7 +162,7 @@ class GatedPolicy:
     """A policy with the sim expert watching over it, as in `vla-il demo`'s HG-DAgger rounds: the gate
     (vla_il_nodes.teleop_core.ExpertGate, the teleop_sim_expert node's rule) hands control to the scripted
     expert when the policy drifts from it or stalls, and back after its hand-back ticks; every command
-    passes the intervention mux's core (joint limits, step limit, re-anchoring at a reset). Evaluated on
+    passes the intervention mux's core (joint limits, step limit). Evaluated on
     held-out seeds, `episode_interventions` is the help the policy needs: takeovers per episode measured
     on many episodes, where a round's own few episodes only hint at it.
 
@@ -177,7 +177,7 @@ class GatedPolicy:
         self.expert = make_expert(task)
         self.gate = ExpertGate(gate_config or GateConfig())
         self.mux = InterventionMux(mux_config or default_mux_config())
-        self.now = 0.0  # the mux's clock runs on across episodes: a reset is a jump it re-anchors at
+        self.now = 0.0
         self.engaged, self.label = False, None
         self.t = 0
         self.episode_interventions = 0
@@ -186,6 +186,9 @@ class GatedPolicy:
     def reset(self) -> None:
         self.base.reset()
         self.gate.reset()
+        # Each episode is a robot session of its own, at rest: no previous command to walk from (on the
+        # ROS graph a sim reset is a jump, and the mux walks the command from the last episode's to it).
+        self.mux = type(self.mux)(self.mux.config)
         self.t = 0
         self.episode_interventions = 0
         self.episode_intervention_frames = 0

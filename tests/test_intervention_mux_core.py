@@ -80,20 +80,58 @@ def test_step_is_limited_relative_to_last_command():
     assert out.command == pytest.approx([0.2, -0.2, 0.5])
 
 
-def test_a_jump_of_the_measured_joints_reanchors_the_step_limit():
-    """A sim reset teleports the arms: limiting the next command from the last episode's last command would
-    drag the arms toward the old pose for many ticks; it is limited from where they are measured instead."""
+def test_a_jump_of_the_measured_joints_is_reached_by_steps_never_in_one():
+    """A sim reset teleports the arms (or a hand moves them while held): the command walks from the last
+    command to the measured pose by max_step, then the driver's actions pass again, still step-limited."""
     mux = ready_mux(max_step=(0.1, 0.1, 0.1))
     for i in range(1, 8):  # the last episode drives joint a to 0.7
         mux.on_observation([0.1 * (i - 1), 0.0, 0.5], now=0.01 * i)
         mux.on_action(POLICY, [0.1 * i, 0.0, 0.5], now=0.01 * i)
     assert mux.last_command == pytest.approx([0.7, 0.0, 0.5])
-    out = mux.on_observation([-0.5, 0.0, 0.5], now=0.2)  # reset: measured at -0.5 now
+    out = mux.on_observation([0.25, 0.0, 0.5], now=0.2)  # reset: measured at 0.25 now
     assert rules(out) == ["reanchor"] and "a jumped" in out.events[0].detail
-    assert mux.on_action(POLICY, [-0.45, 0.0, 0.5], now=0.21).command == pytest.approx([-0.45, 0.0, 0.5])
-    # without the jump, the step stays limited from the last command (motion is not a jump)
-    assert mux.on_observation([-0.3, 0.0, 0.5], now=0.22).events == []
-    assert mux.on_action(POLICY, [0.0, 0.0, 0.5], now=0.23).command == pytest.approx([-0.35, 0.0, 0.5])
+    # the policy points elsewhere (-1.0); the command walks to the measured pose first
+    walk = [mux.on_action(POLICY, [-1.0, 0.0, 0.5], now=0.2 + 0.001 * i).command[0] for i in range(5)]
+    assert walk == pytest.approx([0.6, 0.5, 0.4, 0.3, 0.25])
+    assert mux.on_action(POLICY, [-1.0, 0.0, 0.5], now=0.21).command[0] == pytest.approx(0.15)  # the policy's again
+
+
+def test_an_outlier_joint_state_cannot_pull_the_command_by_more_than_max_step():
+    """The fault of the old re-anchoring: one outlier sample, then a policy action at the outlier, moved the
+    waist 0.0 -> 1.2 rad in one command."""
+    mux = ready_mux(max_step=(0.1, 0.1, 0.1))
+    mux.on_action(POLICY, [0.0, 0.0, 0.5], now=0.01)
+    mux.on_observation([1.2, 0.0, 0.5], now=0.02)  # a glitch
+    assert mux.on_action(POLICY, [1.2, 0.0, 0.5], now=0.02).command == pytest.approx([0.1, 0.0, 0.5])
+    mux.on_observation([0.0, 0.0, 0.5], now=0.03)  # the next sample is sane again: walk back
+    assert mux.on_action(POLICY, [1.2, 0.0, 0.5], now=0.03).command == pytest.approx([0.0, 0.0, 0.5])
+
+
+def test_reconfigure_applies_to_the_very_next_command():
+    mux = ready_mux(max_step=(0.5, 0.5, 0.5))
+    assert mux.on_action(POLICY, [0.4, 0.0, 0.5], now=0.01).command == pytest.approx([0.4, 0.0, 0.5])
+    mux.reconfigure(max_step=[0.05, 0.05, 0.05])
+    assert mux.on_action(POLICY, [0.8, 0.0, 0.5], now=0.02).command == pytest.approx([0.45, 0.0, 0.5])
+    # a tightened limit is reached by steps too, never by a jump to it
+    mux.reconfigure(joint_upper=[0.2, 1.0, 1.0])
+    assert mux.on_action(POLICY, [0.8, 0.0, 0.5], now=0.03).command == pytest.approx([0.4, 0.0, 0.5])
+    mux.reconfigure(stale_after_s=0.5)
+    assert mux.check_watchdog(now=0.4).events == []
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(max_step=[0.1, -1.0, 0.1]), "max_step of b"),
+    (dict(max_step=[0.1]), "max_step: expected 3"),
+    (dict(joint_lower=[2.0, -1.0, 0.0]), "joint_lower/joint_upper of a"),
+    (dict(stale_after_s=-5.0), "stale_after_s"),
+    (dict(joint_names=["x", "y", "z"]), "cannot change while the mux runs"),
+])
+def test_reconfigure_refuses_bad_values_and_changes_nothing(changes, message):
+    mux = ready_mux(max_step=(0.1, 0.1, 0.1))
+    before = mux.config
+    with pytest.raises(ValueError, match=message):
+        mux.reconfigure(**changes)
+    assert mux.config == before
 
 
 def _commands_per_tick(mux, ticks):

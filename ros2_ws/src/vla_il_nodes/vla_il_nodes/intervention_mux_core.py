@@ -5,11 +5,16 @@ one becomes the robot's command:
 
 - the expert takes over at once when it engages, and hands back explicitly (engaged -> false);
 - every action is checked: wrong length or non-finite values are rejected (the last safe command
-  holds), values outside the joint limits are clamped, and a command may move each joint at most
-  `max_step` from the previous command; when the measured joints jump (a sim reset teleports the arms,
-  or the arm was moved by hand while held) the step limit re-anchors at the measured pose instead;
+  holds), values outside the joint limits are clamped;
+- the step limit is a guarantee: no joint of a command differs from the previous command by more
+  than `max_step`, whatever arrives. The first command is limited from the measured pose. When the
+  measured joints jump (a sim reset teleports the arms, an arm moved by hand while held, a glitch),
+  the command walks to the measured pose by steps of at most `max_step`, and the drivers' actions
+  pass again once it is there;
 - a watchdog holds the last safe command when the observations or the active driver go stale;
-- an operator can hold the robot and resume it.
+- an operator can hold the robot and resume it;
+- the limits can change while it runs (`reconfigure`): the next command obeys them; a tightened
+  joint limit is reached by steps of at most `max_step` too.
 
 Every safety action is counted per rule; `SafetyEvent.first` marks the onset of a condition so that
 the node logs it once instead of on every tick.
@@ -17,6 +22,7 @@ the node logs it once instead of on every tick.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -26,8 +32,10 @@ POLICY = "policy"
 EXPERT = "expert"
 NONE = "none"
 
-RULES = ("wrong_length", "nan", "joint_limit", "max_step", "stale_observation", "stale_driver", "operator_hold",
-         "reanchor")
+RULES = ("wrong_length", "nan", "joint_names", "joint_limit", "max_step", "stale_observation", "stale_driver",
+         "operator_hold", "reanchor")
+# what may change while the mux runs (the node's live parameters); the joints and lockstep are fixed
+LIVE_FIELDS = ("joint_lower", "joint_upper", "max_step", "stale_after_s", "reanchor_steps")
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,8 @@ class MuxConfig:
     joint_upper: tuple[float, ...]
     max_step: tuple[float, ...]
     stale_after_s: float = 0.1
-    # a measured joint moving more than this many max_steps between two observations is a jump, not motion
+    # a measured joint moving more than this many max_steps between two observations is a jump, not motion:
+    # the command walks to the measured pose before the drivers' actions pass again
     reanchor_steps: float = 3.0
     # lockstep (the sim steps once per command): exactly one command per observation, also in the tick of
     # a switch, whatever order the engage flag and the two drivers' actions arrive in
@@ -130,6 +139,24 @@ class InterventionMux:
         self.holding = False
         self._tick_commanded = False  # one_command_per_observation: this observation got its command
         self._tick_actions: dict[str, list[float]] = {}  # each source's action since the last observation
+        self.catching_up = False  # the measured pose jumped: commands walk there before drivers pass again
+
+    def reconfigure(self, **changes: object) -> MuxConfig:
+        """Change limits or timing at once (the next command obeys them); ValueError names what is wrong
+        and changes nothing."""
+        fixed = sorted(set(changes) - set(LIVE_FIELDS))
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change while the mux runs (restart it)")
+        converted = {k: (tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v))
+                     for k, v in changes.items()}
+        self.config = dataclasses.replace(self.config, **converted)  # __post_init__ validates
+        return self.config
+
+    def reject(self, source: str, rule: str, detail: str) -> MuxOutput:
+        """A message refused before it reached the rules (e.g. foreign joint names): report it."""
+        out = MuxOutput()
+        self._fire(rule, source, detail, out)
+        return out
 
     # ----------------------------------------------------------------- inputs
     def on_observation(self, positions: Sequence[float], now: float) -> MuxOutput:
@@ -137,7 +164,7 @@ class InterventionMux:
         out = MuxOutput()
         if self._check_shape_and_values(positions, "observation", out):
             current = [float(x) for x in positions]
-            self._reanchor_on_jump(current, out)
+            self._check_jump(current, out)
             self.last_observation = current
             self._last_obs_time = now
             self._clear("stale_observation", "observation")
@@ -224,8 +251,10 @@ class InterventionMux:
 
     def _make_safe(self, action: list[float], source: str, out: MuxOutput) -> list[float]:
         cfg = self.config
+        if self.catching_up and self.last_observation is not None:
+            action = list(self.last_observation)  # walk to where the robot is, not where the driver points
         clamped = [min(max(x, lo), hi) for x, lo, hi in zip(action, cfg.joint_lower, cfg.joint_upper, strict=False)]
-        if clamped != action:
+        if clamped != action and not self.catching_up:
             names = [j for j, a, c in zip(cfg.joint_names, action, clamped, strict=False) if a != c]
             self._fire("joint_limit", source, f"clamped {', '.join(names)} to the joint limits", out)
         else:
@@ -234,25 +263,28 @@ class InterventionMux:
         if reference is None:
             return clamped
         limited = [min(max(c, r - s), r + s) for c, r, s in zip(clamped, reference, cfg.max_step, strict=False)]
-        if limited != clamped:
+        if self.catching_up:
+            if limited == clamped:
+                self.catching_up = False  # there: the drivers' actions pass from the next command on
+        elif limited != clamped:
             names = [j for j, c, lim in zip(cfg.joint_names, clamped, limited, strict=False) if c != lim]
             self._fire("max_step", source, f"limited the step of {', '.join(names)}", out)
         else:
             self._clear("max_step", source)
         return limited
 
-    def _reanchor_on_jump(self, current: list[float], out: MuxOutput) -> None:
-        """The robot is not where it was a tick ago (a sim reset, an arm moved by hand): the last command
-        no longer says where it is, so the next command's step is limited from the measured pose."""
+    def _check_jump(self, current: list[float], out: MuxOutput) -> None:
+        """The robot is not where it was a tick ago (a sim reset, an arm moved by hand, a glitch): the
+        commands walk to the measured pose by max_step before the drivers' actions pass again."""
         if self.last_observation is None or self.last_command is None:
             return
         cfg = self.config
         jumped = [j for j, a, b, s in zip(cfg.joint_names, self.last_observation, current, cfg.max_step, strict=False)
                   if abs(b - a) > cfg.reanchor_steps * s]
         if jumped:
-            self.last_command = None  # the reference becomes this observation
+            self.catching_up = True
             self._fire("reanchor", "observation", f"{', '.join(jumped[:3])}{' ...' if len(jumped) > 3 else ''} "
-                       "jumped: the step limit starts from the measured pose", out)
+                       "jumped: the command walks to the measured pose by max_step", out)
             self._clear("reanchor", "observation")  # each jump is its own onset
 
     def _observation_stale(self, now: float) -> bool:

@@ -1,4 +1,10 @@
-"""What every vla-il node shares: typed, described parameters and a main() that cleans up."""
+"""What every vla-il node shares: typed, described parameters and a main() that cleans up.
+
+Parameters mean what they say: every parameter is read-only (a SetParameters call is refused with
+rclpy's reason) unless it is declared `live=True`, and a node with live parameters registers
+`apply_on_set(node, apply)`, which validates a change and applies it before the call returns (or
+refuses it with the reason, and nothing changes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from typing import Any
 
 import rclpy
 import rclpy.executors
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
@@ -17,13 +23,15 @@ class ParameterError(ValueError):
     """A parameter with a bad value; the message starts with the parameter's name."""
 
 
-def declare(node: Node, name: str, default: Any, description: str) -> Any:
+def declare(node: Node, name: str, default: Any, description: str, *, live: bool = False) -> Any:
     """Declare a typed parameter (the type is the default's) and return its value.
 
-    A value of the wrong type is refused with the parameter's name in the error.
+    A value of the wrong type is refused with the parameter's name in the error. The parameter is
+    read-only unless `live`: then the node must apply changes in its `apply_on_set` callback.
     """
+    descriptor = ParameterDescriptor(description=description, read_only=not live)
     try:
-        value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+        value = node.declare_parameter(name, default, descriptor).value
     except (ParameterException, TypeError, ValueError) as exc:  # rclpy's type errors name the parameter too
         raise ParameterError(f"parameter '{name}': {exc}") from exc
     if value is None and isinstance(default, list):
@@ -31,8 +39,30 @@ def declare(node: Node, name: str, default: Any, description: str) -> Any:
     return value
 
 
+def apply_on_set(node: Node, apply: Callable[[dict[str, Any]], None]) -> None:
+    """Apply SetParameters calls at once: `apply(changes)` gets {name: new value} of one (atomic) call
+    and applies them, or raises ValueError/TypeError whose message becomes the refusal's reason.
+
+    Register it after every parameter is declared (rclpy runs these callbacks on declaration too).
+    """
+
+    def on_set(params: list) -> SetParametersResult:
+        changes = {p.name: ([] if p.value is None else p.value) for p in params if p.name != "use_sim_time"}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            apply(changes)
+        except (ValueError, TypeError) as exc:
+            node.get_logger().warning(f"refused parameter change {sorted(changes)}: {exc}")
+            return SetParametersResult(successful=False, reason=str(exc))
+        node.get_logger().info(f"parameters changed: {', '.join(f'{k}={v!r}' for k, v in changes.items())}")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+
+
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Init rclpy, build the node, spin until shutdown; a bad parameter exits 2 with one line."""
+    """Init rclpy, build the node, spin until SIGINT/SIGTERM (exit 0); a bad parameter exits 2 with one line."""
     rclpy.init(args=args)
     node = None
     try:
@@ -43,6 +73,11 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real fault: its traceback, and a non-zero exit
+        # SIGINT/SIGTERM shut the context down while a callback ran (its publish raised "context is
+        # invalid"): that is the stop that was asked for, not a crash
     finally:
         if node is not None:
             node.destroy_node()

@@ -2,8 +2,10 @@
 
 A driver holds the last good command and reports what the robot measures. Commands arrive by joint
 name (any order); a command with unknown or missing joints, non-finite values or values outside
-the limits is refused with the reason and the last good command stays. At the end of an episode
-the robot holds still until it is reset.
+the limits is refused with the reason and the last good command stays. Like a robot's driver it
+limits velocity: the position target each physics step moves toward the command by at most the
+joint's `max_velocity` x the step's duration, so no command, however far, moves a joint faster than
+the robot could. At the end of an episode the robot holds still until it is reset.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sim.aloha import robot
-from sim.aloha.env import AlohaEnv
+from sim.aloha.env import CONTROL_DT, AlohaEnv
 
 
 @dataclass
@@ -33,11 +35,21 @@ class SimStep:
 
 class SimBridgeCore:
     def __init__(self, task: str, cameras: tuple[str, ...], image_size: tuple[int, int],
-                 episode_length: int = 400, terminate_on_success: bool = False) -> None:
+                 episode_length: int = 400, terminate_on_success: bool = False,
+                 max_velocity: tuple[float, ...] | None = None) -> None:
+        """`max_velocity`: per joint (JOINT_NAMES order), per second; None: no limit (not a robot's driver)."""
         self._env_kwargs: dict[str, Any] = dict(cameras=cameras, image_size=image_size, episode_length=episode_length,
                                                 terminate_on_success=terminate_on_success)
         self.env = AlohaEnv(task, **self._env_kwargs)
         self.command = robot.START_STATE.copy()
+        self.target = robot.START_STATE.copy()  # what the physics is given: the command, velocity-limited
+        self.max_step: np.ndarray | None = None
+        if max_velocity is not None:
+            v = np.asarray(max_velocity, dtype=np.float64)
+            if v.shape != (robot.STATE_DIM,) or not np.all(np.isfinite(v) & (v > 0)):
+                raise ValueError(f"max_velocity: expected {robot.STATE_DIM} finite values > 0, got {max_velocity}")
+            self.max_step = v * CONTROL_DT
+        self.limited_steps = 0  # physics steps in which the velocity limit held a joint back
         self.episode = 0
         self.last: SimStep | None = None
 
@@ -53,6 +65,7 @@ class SimBridgeCore:
             self.env = new_env
         obs, info = self.env.reset(seed=seed)
         self.command = robot.START_STATE.copy()
+        self.target = robot.START_STATE.copy()
         self.episode += 1
         self.last = self._measure(obs, info, reward=0.0, done=False)
         return self.last
@@ -86,7 +99,13 @@ class SimBridgeCore:
             raise RuntimeError("reset() first")
         if self.last.done:
             return self.last
-        obs, reward, terminated, truncated, info = self.env.step(self.command)
+        if self.max_step is None:
+            self.target = self.command.copy()
+        else:
+            delta = np.clip(self.command - self.target, -self.max_step, self.max_step)
+            self.limited_steps += int(np.max(np.abs(self.target + delta - self.command)) > 1e-9)
+            self.target = self.target + delta
+        obs, reward, terminated, truncated, info = self.env.step(self.target)
         self.last = self._measure(obs, info, reward, done=terminated or truncated)
         return self.last
 

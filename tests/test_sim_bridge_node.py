@@ -91,3 +91,24 @@ def test_episode_ends_with_a_done_event_and_reset_switches_task(bridge):
     assert wait_until(lambda: len(g.states[-1].env_state) == 14, 5)
     refused = g.probe.call(ResetSim, "sim/reset", ResetSim.Request(task="juggling", seed=1))
     assert not refused.success and "valid tasks" in refused.message
+
+
+def test_a_rogue_command_cannot_move_a_joint_faster_than_the_robot_could(bridge):
+    """A second publisher on /command (no mux between) asks for the waist at 3.0 rad at once: the bridge, like a
+    robot's driver, moves it toward there at most max_velocity x 20 ms per step (aloha_sim: 5 rad/s, 0.1 rad)."""
+    g = bridge
+    assert g.probe.call(ResetSim, "sim/reset", ResetSim.Request(task="", seed=3)).success
+    assert wait_until(lambda: g.states and g.states[-1].step == 0, 5)
+    start = len(g.joints)
+    rogue = robot.START_STATE.copy()
+    rogue[0] = 3.0  # left waist, 3 rad away
+    for i in range(8):
+        g.command.publish(command(rogue))
+        assert wait_until(lambda i=i: len(g.joints) >= start + i + 1, 5)
+    waist = [j.position[0] for j in g.joints[start - 1:start + 8]]
+    # the position target moves 0.1 per step; the arm follows it (its dynamics may gain a few hundredths on a
+    # step, never the target's lead): after k steps it is at most 0.1 k (+ 0.05) from where it started
+    for k in range(1, len(waist)):
+        assert abs(waist[k] - waist[0]) <= 0.1 * k + 0.05, waist
+    assert waist[-1] > 0.4, waist  # it does move toward the command, at the limit
+    assert g.proc.wait_for_log("velocity limits: moving at the limit")

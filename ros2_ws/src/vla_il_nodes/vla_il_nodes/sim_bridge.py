@@ -3,7 +3,8 @@
 Publishes   joint_states (JointState, ALOHA joint names), cameras/<name>/image_raw (Image rgb8,
             sensor-data QoS), sim/state (SimState: the privileged object poses, for the sim's
             expert), sim/episode (EpisodeEvent "done" with success and max reward)
-Subscribes  command (JointState: joint position targets by name)
+Subscribes  command (JointState: joint position targets by name; velocity-limited like a driver, by the
+            robot profile's max_velocity: a rogue command cannot move a joint faster than the robot can)
 Services    sim/reset (ResetSim: task and seed)
 Modes       realtime: a timer at `fps` steps the physics with the last good command, like a robot.
             lockstep: one physics step per command received, then the next observation:
@@ -25,6 +26,7 @@ from vla_il_msgs.srv import ResetSim
 
 from sim.aloha.robot import JOINT_NAMES
 from sim.bridge_core import SimBridgeCore, SimStep
+from vla_il.profiles import ProfileError, load_profile
 from vla_il_nodes.node_runtime import ParameterError, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -43,15 +45,24 @@ class SimBridgeNode(Node):
         seed = declare(self, "seed", 0, "Seed of the first episode.")
         episode_length = declare(self, "episode_length", 400, "Steps per episode.")
         end_on_success = declare(self, "end_on_success", True, "End the episode as soon as the task succeeds.")
+        profile_name = declare(self, "profile", "aloha_sim", "Robot profile whose joints' max_velocity limit motion.")
         if self.mode not in MODES:
             raise ParameterError(f"parameter 'mode': expected one of {', '.join(MODES)}, got {self.mode!r}")
         if fps <= 0:
             raise ParameterError(f"parameter 'fps': must be > 0, got {fps}")
         cameras = tuple(c for c in cameras if c)
         try:
-            self.core = SimBridgeCore(task, cameras, (height, width), episode_length, end_on_success)
+            profile = load_profile(profile_name)
+            profile.check_joint_names(JOINT_NAMES, "the simulated ALOHA")
+        except ProfileError as exc:
+            raise ParameterError(f"parameter 'profile': {exc}") from exc
+        velocity = {j.name: j.max_velocity for j in profile.joints}
+        try:
+            self.core = SimBridgeCore(task, cameras, (height, width), episode_length, end_on_success,
+                                      max_velocity=tuple(velocity[n] for n in JOINT_NAMES))
         except ValueError as exc:
             raise ParameterError(f"parameter 'task'/'cameras': {exc}") from exc
+        self._limited_logged = 0
         self.joint_pub = self.create_publisher(JointState, "joint_states", RELIABLE)
         self.image_pubs = {
             c: self.create_publisher(Image, f"cameras/{c}/image_raw", qos_profile_sensor_data) for c in cameras
@@ -84,6 +95,10 @@ class SimBridgeNode(Node):
         if self.core.last is not None and self.core.last.done:
             return  # the episode is over: the robot holds still until reset
         self._publish(self.core.step())
+        if self.core.limited_steps > self._limited_logged:
+            self._limited_logged = self.core.limited_steps
+            self.get_logger().warning("command beyond the joints' velocity limits: moving at the limit "
+                                      f"({self.core.limited_steps} steps so far)", throttle_duration_sec=5.0)
 
     def _resend_if_idle(self) -> None:
         # only an episode in progress waits for a command; an ended one was announced once

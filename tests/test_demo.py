@@ -36,10 +36,10 @@ def test_demo_runs_the_whole_loop(tmp_path):
     policy_log = next((out / "logs").glob("policy_node-*.log")).read_text()
     assert "round_1-" in policy_log
     # every episode starts clean: the policy node drops the last episode's chunks at the sim's reset, and the
-    # mux limits the first command's step from where the reset put the arms, not from the last command
+    # mux walks the command from the last episode's to where the reset put the arms, by max_step
     assert policy_log.count("the sim was reset") >= 2
     mux_log = next((out / "logs").glob("intervention_mux-*.log")).read_text()
-    assert "jumped: the step limit starts from the measured pose" in mux_log
+    assert "jumped: the command walks to the measured pose by max_step" in mux_log
 
     # the recording: two episodes, every frame flagged with who drove
     from training.datasets.lerobot_io import open_dataset

@@ -4,7 +4,10 @@ Subscribes  joint_states (JointState), policy/action (JointState), teleop/action
             teleop/engaged (Bool)
 Publishes   command (JointState: what the robot executes), intervention (InterventionEvent, latched),
             mux/safety (SafetyEvent)
-Services    ~/hold, ~/resume (std_srvs/Trigger): the operator freezes the robot, and lets it go.
+Services    ~/hold, ~/resume (std_srvs/Trigger): the operator freezes the robot, and lets it go. Anyone
+            who can reach this node on the DDS domain may call them (see the README: discovery range, SROS2).
+Parameters  joint_lower, joint_upper, max_step, stale_after_s, reanchor_steps change at once (the next
+            command obeys them) or are refused with the reason; the others are read-only.
 The rules are in intervention_mux_core.py; this node only converts messages and calls them.
 """
 
@@ -28,7 +31,7 @@ from vla_il_nodes.intervention_mux_core import (
     MuxOutput,
     order_by_names,
 )
-from vla_il_nodes.node_runtime import ParameterError, declare, run
+from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -38,13 +41,15 @@ class InterventionMuxNode(Node):
     def __init__(self) -> None:
         super().__init__("intervention_mux")
         joint_names = declare(self, "joint_names", [""], "Joints in command order (the robot's names).")
-        lower = declare(self, "joint_lower", [0.0], "Lower joint limits, one per joint (rad, or gripper units).")
-        upper = declare(self, "joint_upper", [0.0], "Upper joint limits, one per joint.")
-        max_step = declare(self, "max_step", [0.0], "Largest change of each joint's command per command.")
-        stale_after_s = declare(self, "stale_after_s", 0.1, "Hold when observations or the driver are older than this.")
+        lower = declare(self, "joint_lower", [0.0], "Lower joint limits, one per joint (rad, or gripper units).",
+                        live=True)
+        upper = declare(self, "joint_upper", [0.0], "Upper joint limits, one per joint.", live=True)
+        max_step = declare(self, "max_step", [0.0], "Largest change of each joint's command per command.", live=True)
+        stale_after_s = declare(self, "stale_after_s", 0.1, "Hold when observations or the driver are older than this.",
+                                live=True)
         watchdog_hz = declare(self, "watchdog_rate_hz", 100.0, "How often the watchdog checks for stale inputs.")
         reanchor = declare(self, "reanchor_steps", 3.0,
-                           "A joint measured this many max_steps from its last value jumped: limit from there.")
+                           "A joint measured this many max_steps from its last value jumped: walk to it.", live=True)
         lockstep = declare(self, "one_command_per_observation", False,
                            "Lockstep: exactly one command per joint state, also in the tick of a switch.")
         if watchdog_hz <= 0:
@@ -67,6 +72,8 @@ class InterventionMuxNode(Node):
         self.create_service(Trigger, "~/resume", self._on_resume)
         self.create_timer(1.0 / watchdog_hz, lambda: self._emit(self.mux.check_watchdog(self._now())))
         self._publish_driver(reason="started", previous="none", previous_since=self._now())
+        # Safety parameters change at once (the next command obeys them) or are refused with the reason.
+        apply_on_set(self, lambda changes: self.mux.reconfigure(**changes))
         self.get_logger().info(f"driving {len(config.joint_names)} joints; policy drives until the expert engages")
 
     @staticmethod
@@ -78,16 +85,18 @@ class InterventionMuxNode(Node):
         try:
             return order_by_names(list(msg.name), list(msg.position), self.mux.config.joint_names)
         except ValueError as exc:
-            self.get_logger().warning(f"dropping {source} message: {exc}", throttle_duration_sec=1.0)
+            what = "joint_states" if source == "observation" else f"{source} action"
+            self.get_logger().warning(f"dropping {what} message: {exc}", throttle_duration_sec=1.0)
+            self._emit(self.mux.reject(source, "joint_names", f"message refused: {exc}"))
             return None
 
     def _on_joint_states(self, msg: JointState) -> None:
-        positions = self._positions(msg, "joint_states")
+        positions = self._positions(msg, "observation")
         if positions is not None:
             self._emit(self.mux.on_observation(positions, self._now()))
 
     def _on_action(self, source: str, msg: JointState) -> None:
-        positions = self._positions(msg, f"{source} action")
+        positions = self._positions(msg, source)
         if positions is not None:
             self._emit(self.mux.on_action(source, positions, self._now()))
 

@@ -8,6 +8,7 @@ refuses it with the reason, and nothing changes).
 
 from __future__ import annotations
 
+import array
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ def apply_on_set(node: Node, apply: Callable[[dict[str, Any]], None]) -> None:
     """
 
     def on_set(params: list) -> SetParametersResult:
-        changes = {p.name: ([] if p.value is None else p.value) for p in params if p.name != "use_sim_time"}
+        changes = {p.name: _plain(p.value) for p in params if p.name != "use_sim_time"}
         if not changes:
             return SetParametersResult(successful=True)
         try:
@@ -59,6 +60,15 @@ def apply_on_set(node: Node, apply: Callable[[dict[str, Any]], None]) -> None:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
+
+
+def _plain(value: Any) -> Any:
+    """A parameter's value as declare() returns it: arrays as lists (rclpy gives array.array for numbers)."""
+    if value is None:
+        return []
+    if isinstance(value, array.array):
+        return value.tolist()
+    return value
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:

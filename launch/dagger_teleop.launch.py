@@ -22,8 +22,9 @@ import os
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import LaunchConfigurationNotEquals
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -157,6 +158,26 @@ def _graph(context):
     ))
     return nodes
 
+def _exposure() -> list:
+    """Who can reach the graph: localhost discovery unless discovery_range:= says otherwise; with keystore:=
+    (SROS2) every node runs in enclave:= of that keystore, security enforced (a node without its
+    certificates does not start)."""
+    secure = LaunchConfigurationNotEquals("keystore", "")
+    return [
+        DeclareLaunchArgument("discovery_range", description="LOCALHOST (default) | SUBNET: reach a robot's "
+                              "drivers on another machine | SYSTEM_DEFAULT | OFF.",
+                              default_value=EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                                                default_value="LOCALHOST")),
+        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", LaunchConfiguration("discovery_range")),
+        DeclareLaunchArgument("keystore", default_value=EnvironmentVariable("ROS_SECURITY_KEYSTORE", default_value=""),
+                              description="SROS2 keystore directory (empty: security off)."),
+        DeclareLaunchArgument("enclave", default_value="/vla_il", description="The keystore's enclave of the graph."),
+        SetEnvironmentVariable("ROS_SECURITY_KEYSTORE", LaunchConfiguration("keystore"), condition=secure),
+        SetEnvironmentVariable("ROS_SECURITY_ENABLE", "true", condition=secure),
+        SetEnvironmentVariable("ROS_SECURITY_STRATEGY", "Enforce", condition=secure),
+        SetEnvironmentVariable("ROS_SECURITY_ENCLAVE_OVERRIDE", LaunchConfiguration("enclave"), condition=secure),
+    ]
+
 
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
@@ -171,5 +192,6 @@ def generate_launch_description() -> LaunchDescription:
                               description="Where episodes are recorded (appended to what is there)."),
         DeclareLaunchArgument("mode", default_value="realtime",
                               description="realtime (50 Hz, like a robot) | lockstep (the sim steps per command)."),
+        *_exposure(),
         OpaqueFunction(function=_graph),
     ])

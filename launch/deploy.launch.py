@@ -17,8 +17,9 @@ import os
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import LaunchConfigurationNotEquals
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -104,6 +105,26 @@ def _robot_graph(context):
     ]
     return nodes
 
+def _exposure() -> list:
+    """Who can reach the graph: localhost discovery unless discovery_range:= says otherwise; with keystore:=
+    (SROS2) every node runs in enclave:= of that keystore, security enforced (a node without its
+    certificates does not start)."""
+    secure = LaunchConfigurationNotEquals("keystore", "")
+    return [
+        DeclareLaunchArgument("discovery_range", description="LOCALHOST (default) | SUBNET: reach a robot's "
+                              "drivers on another machine | SYSTEM_DEFAULT | OFF.",
+                              default_value=EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                                                default_value="LOCALHOST")),
+        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", LaunchConfiguration("discovery_range")),
+        DeclareLaunchArgument("keystore", default_value=EnvironmentVariable("ROS_SECURITY_KEYSTORE", default_value=""),
+                              description="SROS2 keystore directory (empty: security off)."),
+        DeclareLaunchArgument("enclave", default_value="/vla_il", description="The keystore's enclave of the graph."),
+        SetEnvironmentVariable("ROS_SECURITY_KEYSTORE", LaunchConfiguration("keystore"), condition=secure),
+        SetEnvironmentVariable("ROS_SECURITY_ENABLE", "true", condition=secure),
+        SetEnvironmentVariable("ROS_SECURITY_STRATEGY", "Enforce", condition=secure),
+        SetEnvironmentVariable("ROS_SECURITY_ENCLAVE_OVERRIDE", LaunchConfiguration("enclave"), condition=secure),
+    ]
+
 
 def generate_launch_description() -> LaunchDescription:
     default_mux_params = PathJoinSubstitution([FindPackageShare("vla_il"), "config", "intervention_mux.yaml"])
@@ -118,5 +139,6 @@ def generate_launch_description() -> LaunchDescription:
                               description="Override the profile's joint-state topic (empty: the profile's)."),
         DeclareLaunchArgument("mux_params", default_value=default_mux_params,
                               description="The mux's timing parameters (its joint limits come from the profile)."),
+        *_exposure(),
         OpaqueFunction(function=_robot_graph),
     ])

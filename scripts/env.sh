@@ -32,6 +32,12 @@ if [ -d "$VIRTUAL_ENV/share/ament_index" ]; then
   export CMAKE_PREFIX_PATH="$VIRTUAL_ENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 fi
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# Nothing on the LAN may drive the robot: discovery stays on this machine unless you say otherwise
+# (export ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET before sourcing, or launch with discovery_range:=SUBNET,
+# to reach a robot's drivers on another machine; see the README's safety section).
+if [ -z "${ROS_AUTOMATIC_DISCOVERY_RANGE:-}" ] && [ -z "${ROS_LOCALHOST_ONLY:-}" ]; then
+  export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+fi
 
 if [ "${1:-}" != "--no-workspace" ] && [ -f "$_vla_root/ros2_ws/install/local_setup.bash" ]; then
   # colcon's generated script; it only prepends this workspace's paths.

@@ -52,6 +52,27 @@ class _Node:
         self.kwargs = kwargs
 
 
+class _EnvVar:
+    def __init__(self, name, default_value=""):
+        self.name, self.default = name, default_value
+
+    def perform(self, environ):
+        return environ.get(self.name, self.default)
+
+
+class _SetEnv:
+    def __init__(self, name, value, condition=None):
+        self.name, self.value, self.condition = name, value, condition
+
+
+class _NotEquals:
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def holds(self, args):
+        return args[self.name] != self.value
+
+
 def _stand_in_modules():
     mods = {name: types.ModuleType(name) for name in (
         "launch", "launch.actions", "launch.substitutions", "launch.conditions", "launch_ros", "launch_ros.actions",
@@ -59,6 +80,9 @@ def _stand_in_modules():
     mods["launch"].LaunchDescription = list
     mods["launch.actions"].DeclareLaunchArgument = _Arg
     mods["launch.actions"].OpaqueFunction = lambda function: function
+    mods["launch.actions"].SetEnvironmentVariable = _SetEnv
+    mods["launch.conditions"].LaunchConfigurationNotEquals = _NotEquals
+    mods["launch.substitutions"].EnvironmentVariable = _EnvVar
     mods["launch.substitutions"].LaunchConfiguration = _Config
     mods["launch.substitutions"].PathJoinSubstitution = lambda parts: parts
     mods["launch_ros.actions"].Node = _Node
@@ -66,8 +90,8 @@ def _stand_in_modules():
     return mods
 
 
-def _run(launch_file: str, **args) -> dict[str, _Node]:
-    """The nodes a launch file starts for these arguments (defaults filled in), by executable."""
+def _describe(launch_file: str, environ: dict, args: dict) -> tuple[list, dict]:
+    """The launch description's actions, and its arguments' values (defaults filled in from `environ`)."""
     with pytest.MonkeyPatch.context() as mp:
         for name, mod in _stand_in_modules().items():
             mp.setitem(sys.modules, name, mod)
@@ -75,11 +99,40 @@ def _run(launch_file: str, **args) -> dict[str, _Node]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         description = module.generate_launch_description()
-    declared = {a.name: a.default for a in description if isinstance(a, _Arg)}
-    values = {k: v for k, v in declared.items() if v is not None} | args
-    functions = [a for a in description if callable(a) and not isinstance(a, _Arg)]
+    declared = {a.name: (a.default.perform(environ) if isinstance(a.default, _EnvVar) else a.default)
+                for a in description if isinstance(a, _Arg)}
+    return description, {k: v for k, v in declared.items() if v is not None} | args
+
+
+def _run(launch_file: str, **args) -> dict[str, _Node]:
+    """The nodes a launch file starts for these arguments (defaults filled in), by executable."""
+    description, values = _describe(launch_file, {}, args)
+    functions = [a for a in description if callable(a) and not isinstance(a, (_Arg, _SetEnv))]
     nodes = [n for f in functions for n in f(_Context(values))]
     return {n.kwargs["executable"]: n for n in nodes}
+
+
+def _environment(launch_file: str, environ: dict, **args) -> dict[str, str]:
+    """The environment variables a launch file sets for its nodes."""
+    description, values = _describe(launch_file, environ, args)
+    out = {}
+    for a in description:
+        if isinstance(a, _SetEnv) and (a.condition is None or a.condition.holds(values)):
+            out[a.name] = values[a.value.name] if isinstance(a.value, _Config) else a.value
+    return out
+
+
+@pytest.mark.parametrize("launch_file", ["dagger_teleop.launch.py", "deploy.launch.py"])
+def test_launch_files_keep_discovery_on_this_machine_unless_told_and_take_an_sros2_keystore(launch_file):
+    assert _environment(launch_file, {}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    assert _environment(launch_file, {}, discovery_range="SUBNET")["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert _environment(launch_file, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) == {
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}  # the user's environment says so
+    secure = _environment(launch_file, {}, keystore="/etc/vla_il/keystore")
+    assert secure == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_SECURITY_KEYSTORE": "/etc/vla_il/keystore",
+                      "ROS_SECURITY_ENABLE": "true", "ROS_SECURITY_STRATEGY": "Enforce",
+                      "ROS_SECURITY_ENCLAVE_OVERRIDE": "/vla_il"}
+    assert _environment(launch_file, {"ROS_SECURITY_KEYSTORE": "/ks"})["ROS_SECURITY_ENABLE"] == "true"
 
 
 def _params(node: _Node) -> dict:

@@ -9,6 +9,7 @@ refuses it with the reason, and nothing changes).
 from __future__ import annotations
 
 import array
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,10 @@ import rclpy
 import rclpy.executors
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
+
+RCLError = _rclpy.RCLError
 
 
 class ParameterError(ValueError):
@@ -71,9 +75,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def default_to_localhost_discovery() -> None:
+    """Where nothing says otherwise, discover only participants on this machine: a node started by hand or
+    by a launch file must not join the LAN's multicast, where any participant could drive the robot.
+    ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET (or a ROS_LOCALHOST_ONLY of the user's) is honoured."""
+    if not os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") and not os.environ.get("ROS_LOCALHOST_ONLY"):
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM (exit 0); a bad parameter exits 2 with one line."""
-    rclpy.init(args=args)
+    default_to_localhost_discovery()
+    try:
+        rclpy.init(args=args)
+    except RCLError as exc:  # e.g. security enabled but its keystore or enclave missing
+        print(f"[{make_node.__name__}] cannot start: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     node = None
     try:
         node = make_node()
@@ -81,6 +98,12 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"[{make_node.__name__}] refusing to start: {exc}", file=sys.stderr)
         return 2
+    except RCLError as exc:
+        if node is not None or not rclpy.ok():
+            raise
+        # the middleware refused the participant (e.g. SROS2 asked of a Fast DDS without DDS-Security)
+        print(f"[{make_node.__name__}] cannot start: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     except Exception:

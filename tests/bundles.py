@@ -1,7 +1,10 @@
-"""Small real bundles for tests: an MLP exported through the real exporter (no test doubles)."""
+"""Small real bundles for tests: an MLP through the real exporter, and hand-built ONNX graphs carrying the
+faults a bundle can have (float64 inputs, inputs the node does not feed, NaN outputs). No test doubles."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +34,70 @@ def make_bundle(root: Path, name: str, chunk: int = 10, bias: float = 0.0, obs_d
     ckpt = save_checkpoint(root / f"{name}_run" / "best", policy, config)
     spec, _ = export_checkpoint(ckpt, root / name, name=name)
     return spec.path
+
+
+def write_meta(bundle: Path, meta: dict) -> None:
+    """Rewrite a bundle's policy.json (the tests' way of breaking one field at a time)."""
+    (bundle / "policy.json").write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(bundle: Path) -> dict:
+    return json.loads((bundle / "policy.json").read_text())
+
+
+def copy_bundle(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def graph_bundle(root: Path, name: str, like: Path, *, bias: float = 0.0, state_type: str = "float",
+                 extra_input: bool = False, nan: str = "never") -> Path:
+    """A bundle with a hand-built ONNX graph and `like`'s policy.json (its sha256 and policy_id redone):
+    actions = START pose + `bias` whatever the state. `state_type` "double" takes a float64 state;
+    `extra_input` adds a required int64 input the node does not feed; `nan` "always" outputs NaN,
+    "off_neutral" outputs NaN for any non-zero state (finite on the all-zeros trial observation)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sim.aloha import robot
+    from training.export.bundle import file_sha256
+
+    meta = read_meta(like)
+    state_dim = sum(c["dim"] for c in meta["inputs"]["state"]["components"])
+    chunk, act = meta["outputs"]["chunk_size"], meta["outputs"]["action_dim"]
+    base = np.tile(robot.START_STATE + bias, chunk).astype(np.float32)
+    if nan == "always":
+        base[0] = np.nan
+    inits = [numpy_helper.from_array(np.zeros((state_dim, chunk * act), np.float32), "w"),
+             numpy_helper.from_array(base, "b"),
+             numpy_helper.from_array(np.array([-1, chunk, act], np.int64), "shape")]
+    nodes, x = [], "state"
+    if state_type == "double":
+        nodes.append(helper.make_node("Cast", ["state"], ["x"], to=TensorProto.FLOAT))
+        x = "x"
+    nodes += [helper.make_node("MatMul", [x, "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["flat"])]
+    if nan == "off_neutral":  # + 0 * sqrt(-sum(state^2)): NaN unless the state is all zeros
+        inits += [numpy_helper.from_array(np.ones((state_dim, chunk * act), np.float32), "ones"),
+                  numpy_helper.from_array(np.zeros(1, np.float32), "zero")]
+        nodes += [helper.make_node("Mul", [x, x], ["sq"]), helper.make_node("MatMul", ["sq", "ones"], ["ss"]),
+                  helper.make_node("Neg", ["ss"], ["neg"]), helper.make_node("Sqrt", ["neg"], ["root"]),
+                  helper.make_node("Mul", ["root", "zero"], ["poison"]),
+                  helper.make_node("Add", ["flat", "poison"], ["flat2"])]
+        nodes.append(helper.make_node("Reshape", ["flat2", "shape"], ["actions"]))
+    else:
+        nodes.append(helper.make_node("Reshape", ["flat", "shape"], ["actions"]))
+    elem = TensorProto.DOUBLE if state_type == "double" else TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("state", elem, ["batch", state_dim])]
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("instruction_ids", TensorProto.INT64, ["batch", 8]))
+    outputs = [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", chunk, act])]
+    model = helper.make_model(helper.make_graph(nodes, name, inputs, outputs, initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    out = Path(root) / name
+    out.mkdir(parents=True)
+    onnx.save(model, str(out / "policy.onnx"))
+    sha = file_sha256(out / "policy.onnx")
+    meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"{name}-{sha[:12]}", name
+    write_meta(out, meta)
+    return out

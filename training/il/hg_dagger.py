@@ -149,8 +149,10 @@ def export_and_load(checkpoint: Path, bundle: Path, service: str | None = None, 
     if service:
         from vla_il.rosgraph import call_load_policy
 
-        ok, reply = call_load_policy(service, str(bundle), timeout_s)
+        # absolute: the node resolves a relative path in its own bundle_dir, not in our working directory
+        ok, reply = call_load_policy(service, str(Path(bundle).resolve()), timeout_s)
         if not ok:
-            raise RuntimeError(f"{service} refused {bundle}: {reply}")
+            raise RuntimeError(f"{service} refused {bundle}: {reply} (the node loads bundles only from under its "
+                               "bundle_dir parameter)")
         message += f"; {service}: {reply}"
     return message

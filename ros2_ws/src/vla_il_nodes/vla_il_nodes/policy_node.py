@@ -2,27 +2,45 @@
 
 Subscribes  joint_states (JointState), sim/state (SimState) when the bundle reads object poses,
             cameras/<name>/image_raw (Image rgb8, sensor-data QoS) for the bundle's cameras
-Publishes   policy/action (JointState: one action per tick, the bundle's joint names),
-            policy/chunk (ActionChunk, after every inference), policy/status (PolicyStatus)
-Services    load_policy (LoadPolicy): validate a new bundle aside, then swap it in atomically; a bad
-            one is refused and the running one keeps driving. Served by a second node on its own
+Publishes   policy/action (JointState: one action per tick, the bundle's joint names; never a non-finite one),
+            policy/chunk (ActionChunk, after every good inference), policy/status (PolicyStatus)
+Services    load_policy (LoadPolicy): prove a new bundle aside (below), then swap it in atomically. A refused
+            one leaves the running one driving, and the reply and the log say why. The path is read relative
+            to `bundle_dir` and must resolve (symlinks followed) inside it, its policy files too: only
+            bundles put there can drive. Served by a second node (policy_node_loader) spun on its own
             thread, so loading never delays a tick.
             ~/reset (Trigger): a new episode starts; forget the queued chunk / ensembled predictions.
+Proof       a bundle drives only once policy.json parses strictly (every field typed, fps 1..1000 Hz, an
+            onnx.sha256), policy.onnx hashes to that sha256, the graph's inputs and output are exactly what the
+            node feeds and reads (names, float32, policy.json's dims) and a trial inference on a neutral
+            observation (zero state, mid-grey images; the instruction is baked into the graph) gives a finite
+            chunk of the declared shape: at start-up (else exit 2) and on every load_policy.
+Holding     a non-finite (or misshapen) output at run time is not acted on: no action, status `error` with the
+            reason in its message, one log line (throttled). It drives again once an inference is good (a
+            different observation) or another bundle is loaded.
+Parameters  bundle, bundle_dir (empty: the start-up bundle's parent directory), tick_source, prefer_gpu,
+            status_rate_hz are read-only; stale_after_s is live (a finite number > 0, applied at once).
 Episodes    the same reset happens on recorder/episode "started" and when sim/state's step goes back
             (the sim was reset): chunks predicted on the last episode's final states must not drive
             the first ticks of the next one (a sim reset teleports the arms).
 Ticks       tick_source=timer: a timer at the bundle's fps (a robot); observation: one tick per
             joint state received (the sim in lockstep), inference inline, deterministic.
+Stopping    SIGINT or SIGTERM: exit 0. No thread may be inside rclpy's or ONNX Runtime's C++ when the
+            interpreter finalizes (a daemon thread returning from it is ended by pthread_exit, whose forced
+            unwind through the extension's frames calls std::terminate: "terminate called without an active
+            exception"); so the loader's thread is stopped and joined and an inference in flight awaited first.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -32,8 +50,8 @@ from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
 from training.export.bundle import BundleError
-from vla_il_nodes.node_runtime import ParameterError, declare
-from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, load_policy
+from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, default_to_localhost_discovery
+from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, load_policy, resolve_bundle_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TICK_SOURCES = ("timer", "observation")
@@ -43,19 +61,30 @@ class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
         bundle = declare(self, "bundle", "", "Policy bundle directory (policy.onnx + policy.json).")
+        bundle_dir = declare(self, "bundle_dir", "", "load_policy reads bundles only inside this directory "
+                             "(relative paths: from it); empty: the start-up bundle's parent directory.")
         self.tick_source = declare(self, "tick_source", "timer", "timer (bundle fps) | observation (lockstep).")
-        stale_after_s = declare(self, "stale_after_s", 0.2, "Stop acting when an input is older than this (s).")
+        stale_after_s = declare(self, "stale_after_s", 0.2, "Stop acting when an input is older than this (s).",
+                                live=True)
         self.prefer_gpu = declare(self, "prefer_gpu", True, "Use the CUDA execution provider when present.")
         status_hz = declare(self, "status_rate_hz", 2.0, "Rate of policy/status (Hz).")
         if not bundle:
             raise ParameterError("parameter 'bundle': a policy bundle directory is required")
         if self.tick_source not in TICK_SOURCES:
             raise ParameterError(f"parameter 'tick_source': one of {', '.join(TICK_SOURCES)}, got {self.tick_source!r}")
+        if not status_hz > 0:
+            raise ParameterError(f"parameter 'status_rate_hz': must be > 0, got {status_hz}")
+        self.bundle_dir = Path(bundle_dir or Path(bundle).resolve().parent).resolve()
+        if not self.bundle_dir.is_dir():
+            raise ParameterError(f"parameter 'bundle_dir': {self.bundle_dir} is not a directory")
         try:
             policy = load_policy(bundle, self.prefer_gpu)
         except BundleError as exc:
             raise ParameterError(f"parameter 'bundle': refused: {exc}") from exc
-        self.runner = PolicyRunner(policy, stale_after_s, async_inference=self.tick_source == "timer")
+        try:
+            self.runner = PolicyRunner(policy, stale_after_s, async_inference=self.tick_source == "timer")
+        except ValueError as exc:
+            raise ParameterError(f"parameter 'stale_after_s': {exc}") from exc
         self.runner.on_chunk = self._publish_chunk
         self._joint_error: str | None = None
         self.state = PolicyStatus.STATE_WAITING
@@ -72,14 +101,22 @@ class PolicyNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._subscribe_inputs(policy)
         self._timer = None
-        self._start_timer(policy)
+        self._start_timer(policy.spec.fps)
         self.create_timer(1.0 / status_hz, self._publish_status)
+        apply_on_set(self, self._apply_parameters)
         self.get_logger().info(
             f"driving with {policy.spec.policy_id} on {policy.provider} "
             f"({policy.spec.chunk_size}-step chunks, {policy.spec.fps:g} Hz, ticks from {self.tick_source})"
         )
         if self.prefer_gpu and policy.provider != "CUDAExecutionProvider":
             self.get_logger().info("no CUDA execution provider here: running on the CPU")
+
+    def _apply_parameters(self, changes: dict) -> None:
+        """stale_after_s is the one live parameter (rclpy refuses the read-only ones before this is called)."""
+        for name, value in changes.items():
+            if name != "stale_after_s":
+                raise ValueError(f"{name} cannot change while the node runs")
+            self.runner.stale_after_s = value  # ValueError with the reason unless a finite number > 0
 
     # ------------------------------------------------------------------ inputs
     def _subscribe_inputs(self, policy: LoadedPolicy) -> None:
@@ -152,22 +189,28 @@ class PolicyNode(Node):
         self.get_logger().info(f"{why}: starting from a clean chunk history")
 
     # ------------------------------------------------------------------ control
-    def _start_timer(self, policy: LoadedPolicy) -> None:
+    def _start_timer(self, fps: float) -> None:
+        """Tick at `fps` (tick_source timer): the new timer first, then the old one goes."""
         if self.tick_source == "timer":
-            if self._timer is not None:
-                self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / policy.spec.fps, self._tick)
+            old, self._timer = self._timer, self.create_timer(1.0 / fps, self._tick)
+            if old is not None:
+                self.destroy_timer(old)
 
     def _tick(self) -> None:
         if self._joint_error is not None:
             self.state = PolicyStatus.STATE_ERROR
             return
-        action = self.runner.tick(time.monotonic())
+        now = time.monotonic()
+        action = self.runner.tick(now)
         if action is None:
-            stale = self.runner.missing_or_stale(time.monotonic())
-            self.state = PolicyStatus.STATE_STALE if stale else self.state
+            stale = self.runner.missing_or_stale(now)
+            fault = self.runner.fault
             if stale:
+                self.state = PolicyStatus.STATE_STALE
                 self.get_logger().warning(f"not acting: no fresh {', '.join(stale)}", throttle_duration_sec=2.0)
+            elif fault is not None:
+                self.state = PolicyStatus.STATE_ERROR
+                self.get_logger().error(f"holding: {fault}", throttle_duration_sec=5.0)
             return
         self.state = PolicyStatus.STATE_RUNNING
         self.action_pub.publish(JointState(header=Header(stamp=self.get_clock().now().to_msg()),
@@ -175,6 +218,8 @@ class PolicyNode(Node):
                                            position=[float(x) for x in action]))
 
     def _publish_chunk(self, chunk: np.ndarray, latency_ms: float, policy: LoadedPolicy) -> None:
+        if not self.context.ok():
+            return  # an inference that finished after SIGINT/SIGTERM: nobody to tell
         spec = policy.spec
         self.chunk_pub.publish(ActionChunk(header=Header(stamp=self.get_clock().now().to_msg()),
                                            chunk_size=spec.chunk_size, action_dim=spec.action_dim,
@@ -190,23 +235,30 @@ class PolicyNode(Node):
             bundle_path=str(p.spec.path), policy_id=p.spec.policy_id, execution_provider=p.provider,
             fps=float(p.spec.fps), queue_depth=r.queue_depth, ticks=r.ticks, missed_ticks=r.missed_ticks,
             inferences=r.inferences, latency_p50_ms=p50, latency_p99_ms=p99, latency_max_ms=worst,
-            message=self._joint_error or ""))
+            message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or ""))
 
     # ------------------------------------------------------------------ hot reload
     def load(self, path: str) -> tuple[bool, str, str]:
-        """Called from the loader thread: build and validate aside, then swap."""
-        try:
-            policy = load_policy(path, self.prefer_gpu)
-        except BundleError as exc:
-            self.get_logger().error(f"refused bundle {path}: {exc}; {self.runner.policy.spec.policy_id} keeps driving")
-            return False, str(exc), self.runner.policy.spec.policy_id
+        """Called from the loader thread: prove the bundle aside, then swap. Any failure at all is a refusal
+        (the service must outlive every bundle); the running policy keeps driving."""
         old = self.runner.policy
-        if policy.spec.joint_names != old.spec.joint_names:
-            return False, "the new bundle drives other joints than the running one", old.spec.policy_id
-        self._subscribe_inputs(policy)
-        self.runner.swap(policy)
-        if policy.spec.fps != old.spec.fps:
-            self._start_timer(policy)
+        try:
+            policy = load_policy(str(resolve_bundle_path(path, self.bundle_dir)), self.prefer_gpu)
+            if policy.spec.joint_names != old.spec.joint_names:
+                raise BundleError("the new bundle drives other joints than the running one")
+            self._subscribe_inputs(policy)
+            self.runner.swap(policy)
+            try:
+                if policy.spec.fps != old.spec.fps:
+                    self._start_timer(policy.spec.fps)
+            except Exception:
+                self.runner.swap(old)
+                raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"
+            message = f"refused bundle {path}: {reason}; {old.spec.policy_id} keeps driving"
+            self.get_logger().error(message)
+            return False, message, old.spec.policy_id
         self.get_logger().info(f"now driving with {policy.spec.policy_id} (was {old.spec.policy_id})")
         return True, f"loaded {policy.spec.policy_id} on {policy.provider}", policy.spec.policy_id
 
@@ -218,30 +270,68 @@ class PolicyLoader(Node):
         super().__init__("policy_node_loader")
         self.target = target
         self.create_service(LoadPolicy, "load_policy", self._on_load)
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name="policy_loader")  # joined by stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            try:
+                self._executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:
+                return
+            except Exception:
+                if self.context.ok() and not self._stop.is_set():
+                    raise
+                return  # SIGINT/SIGTERM shut the context down under us: the stop that was asked for
+
+    def stop(self, timeout_s: float = 1.5) -> None:
+        """End the loader's thread (a load under way is waited for, up to `timeout_s`)."""
+        self._stop.set()
+        self._executor.wake()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self._executor.shutdown(timeout_sec=0)
 
     def _on_load(self, req: LoadPolicy.Request, resp: LoadPolicy.Response) -> LoadPolicy.Response:
-        resp.success, resp.message, resp.policy_id = self.target.load(req.bundle_path)
+        try:
+            resp.success, resp.message, resp.policy_id = self.target.load(req.bundle_path)
+        except Exception as exc:  # load() refuses rather than raises; this is the last guard of the service
+            resp.success, resp.message = False, f"refused bundle {req.bundle_path}: {type(exc).__name__}: {exc}"
         return resp
 
 
 def main(args: list[str] | None = None) -> int:
-    import sys
-
+    default_to_localhost_discovery()
     rclpy.init(args=args)
     node = loader = None
+    executor = SingleThreadedExecutor()
     try:
         node = PolicyNode()
         loader = PolicyLoader(node)
-        loader_exec = SingleThreadedExecutor()
-        loader_exec.add_node(loader)
-        threading.Thread(target=loader_exec.spin, daemon=True).start()
-        rclpy.spin(node)
+        loader.start()
+        executor.add_node(node)
+        executor.spin()
     except ParameterError as exc:
         print(f"[policy_node] refusing to start: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real fault: its traceback, and a non-zero exit
+        # SIGINT/SIGTERM shut the context down while a callback ran: the stop that was asked for
     finally:
+        # Every thread out of rclpy's and ONNX Runtime's C++ before the interpreter finalizes (see Stopping).
+        if loader is not None:
+            loader.stop()
+        if node is not None:
+            node.runner.wait_idle(1.0)
+        executor.shutdown(timeout_sec=0)
         for n in (loader, node):
             if n is not None:
                 n.destroy_node()

@@ -5,8 +5,13 @@
 - Actions come from a chunk queue (run the chunk open loop; ask for the next one when the queue runs
   low, inference on a worker thread so a slow inference does not stall the ticks, late chunks
   trimmed by the ticks that passed) or from ACT temporal ensembling (a chunk per tick, blended).
-- A new bundle is loaded and validated aside, then swapped in atomically; a bad one is refused and
+- A bundle is proved before it drives (`load_policy`): policy.json parsed strictly, policy.onnx's sha256
+  checked, the graph's inputs and outputs compared with what the runner feeds and reads, and a trial
+  inference on a neutral observation (zero state, mid-grey images) must give a finite chunk of the
+  declared shape. A new bundle is proved aside, then swapped in atomically; a bad one is refused and
   the running one keeps driving.
+- A non-finite (or wrongly shaped) chunk at run time is never acted on: the runner holds (no action),
+  forgets its queued and ensembled chunks, and says why in `fault` until an inference is good again.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from training.export.bundle import BundleError, BundleSpec, check_graph, read_bundle
+from training.export.bundle import BundleError, BundleSpec, check_graph, read_bundle, read_onnx
 from training.models.chunking import TemporalEnsembler
 
 
@@ -31,10 +37,11 @@ class LoadedPolicy:
 
 
 def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
-    """Read, validate and open a bundle; BundleError (with the reason) when it must not drive."""
+    """Read, verify, open and try a bundle; BundleError (with the reason) when it must not drive."""
     import onnxruntime as ort
 
     spec = read_bundle(path)
+    model = read_onnx(spec)  # the bytes whose sha256 policy.json names: ONNX Runtime runs exactly these
     providers = ["CPUExecutionProvider"]
     if prefer_gpu and gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers():
         if hasattr(ort, "preload_dlls"):
@@ -45,11 +52,72 @@ def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = 1  # the control loop owns the other core
         options.log_severity_level = 3  # a missing CUDA is reported below, once, not as an error dump
-        session = ort.InferenceSession(str(spec.onnx_path), options, providers=providers)
+        session = ort.InferenceSession(model, options, providers=providers)
     except Exception as exc:  # ORT raises its own types for a corrupted model
         raise BundleError(f"{spec.path}: ONNX Runtime cannot load policy.onnx: {exc}") from exc
     check_graph(spec, session)
-    return LoadedPolicy(spec, session, session.get_providers()[0])
+    policy = LoadedPolicy(spec, session, session.get_providers()[0])
+    try_neutral_observation(policy)
+    return policy
+
+
+def neutral_observation(spec: BundleSpec) -> dict[str, np.ndarray]:
+    """Zero state, mid-grey images of the declared size (the instruction is baked into the graph)."""
+    obs = {c.name: np.zeros(c.dim, np.float32) for c in spec.state_components}
+    for cam in spec.cameras:
+        obs[f"image_{cam}"] = np.full((*spec.image_size, 3), 128, np.uint8)
+    return obs
+
+
+def feeds_for(spec: BundleSpec, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Observations -> the graph's inputs: the state components concatenated, images CHW in [0, 1]; batch 1."""
+    state = np.concatenate([np.asarray(obs[c.name], np.float32) for c in spec.state_components])
+    feeds = {"state": state[None]}
+    for cam in spec.cameras:
+        img = obs[f"image_{cam}"]
+        feeds[f"image_{cam}"] = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+    return feeds
+
+
+def chunk_problem(spec: BundleSpec, out: np.ndarray) -> str | None:
+    """Why the graph's output must not be acted on (shape, non-finite values), or None."""
+    if out.shape != (1, spec.chunk_size, spec.action_dim):
+        return f"output shape {out.shape}, policy.json says 1 x {spec.chunk_size} x {spec.action_dim}"
+    bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+    if bad:
+        return f"output {bad} non-finite values (NaN/inf) of {out.size}"
+    return None
+
+
+def try_neutral_observation(policy: LoadedPolicy) -> None:
+    """The trial inference a bundle passes before it drives: a finite chunk of the declared shape."""
+    spec = policy.spec
+    try:
+        out = policy.session.run([spec.output_name], feeds_for(spec, neutral_observation(spec)))[0]
+    except Exception as exc:  # ORT's own exception types
+        raise BundleError(f"{spec.path}: the trial inference on a neutral observation failed: {exc}") from exc
+    problem = chunk_problem(spec, out)
+    if problem is not None:
+        raise BundleError(f"{spec.path}: the trial inference on a neutral observation (zero state, mid-grey "
+                          f"images) gave {problem}")
+
+
+def resolve_bundle_path(requested: str, bundle_dir: Path) -> Path:
+    """Where load_policy may read `requested` (relative: to bundle_dir): resolved, symlinks followed, it and
+    its policy files must lie inside bundle_dir; BundleError otherwise."""
+    root = Path(bundle_dir).resolve()
+    path = (root / requested).resolve()  # an absolute `requested` replaces root
+
+    def inside(p: Path) -> bool:
+        return p == root or root in p.parents
+
+    if not inside(path):
+        raise BundleError(f"{requested} resolves to {path}, outside bundle_dir {root}: refused")
+    for name in ("policy.onnx", "policy.json"):
+        target = (path / name).resolve()
+        if not inside(target):
+            raise BundleError(f"{requested}: {name} resolves to {target}, outside bundle_dir {root}: refused")
+    return path
 
 
 def gpu_present() -> bool:
@@ -79,7 +147,7 @@ class PolicyRunner:
     def __init__(self, policy: LoadedPolicy, stale_after_s: float = 0.2, async_inference: bool = True,
                  refill_at: int | None = None) -> None:
         self._lock = threading.Lock()
-        self.stale_after_s = stale_after_s
+        self.stale_after_s = stale_after_s  # validated by its setter
         self.async_inference = async_inference
         self._refill_at = refill_at
         self.latency = LatencyStats()
@@ -89,8 +157,20 @@ class PolicyRunner:
         self._last_tick_time: float | None = None
         self._epoch = 0  # bumped by reset() and swap(): chunks inferred before it are dropped
         self.resets = 0
+        self.fault: str | None = None  # why the last inference was not acted on (cleared by a good one)
         self.on_chunk = None  # called as on_chunk(chunk, latency_ms, policy) after every inference
         self._install(policy)
+
+    @property
+    def stale_after_s(self) -> float:
+        """Inputs older than this (s) stop the policy."""
+        return self._stale_after_s
+
+    @stale_after_s.setter
+    def stale_after_s(self, value: float) -> None:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"stale_after_s must be a finite number of seconds > 0, got {value!r}")
+        self._stale_after_s = float(value)
 
     # ------------------------------------------------------------------ bundle
     @property
@@ -105,6 +185,7 @@ class PolicyRunner:
             if spec.temporal_ensembling else None
         self._in_flight = False
         self._epoch += 1  # a chunk still being inferred by the old bundle is dropped
+        self.fault = None
         self.refill_at = self._refill_at if self._refill_at is not None else max(1, spec.n_action_steps // 4)
 
     def reset(self) -> None:
@@ -157,17 +238,19 @@ class PolicyRunner:
         return [n for n in names if n not in self._obs or now - self._obs[n][1] > self.stale_after_s]
 
     def _inputs(self) -> dict[str, np.ndarray]:
-        spec = self._policy.spec
-        state = np.concatenate([self._obs[c.name][0].astype(np.float32) for c in spec.state_components])
-        feeds = {"state": state[None]}
-        for cam in spec.cameras:
-            img = self._obs[f"image_{cam}"][0]
-            feeds[f"image_{cam}"] = (img.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        return feeds
+        return feeds_for(self._policy.spec, {name: value for name, (value, _) in self._obs.items()})
 
     # ------------------------------------------------------------------ control
     def tick(self, now: float) -> np.ndarray | None:
-        """The action for this tick, or None (inputs stale, or no chunk yet: a missed tick)."""
+        """The action for this tick, or None (inputs stale, no chunk yet: a missed tick; or a bad output:
+        `fault` says why). Never a non-finite action."""
+        action = self._tick(now)
+        if action is not None and not np.all(np.isfinite(action)):  # a last guard: chunks were checked
+            self.fault = "a non-finite action"
+            return None
+        return action
+
+    def _tick(self, now: float) -> np.ndarray | None:
         with self._lock:
             tick = self.ticks
             self.ticks += 1
@@ -181,13 +264,12 @@ class PolicyRunner:
             if stale:
                 return None
             if self._ensembler is not None:
-                self._ensembler_chunk(tick)
-                return self._ensembler.act()
+                return self._ensembler.act() if self._ensembler_chunk(tick) else None
             while self._queue and self._queue[0][0] < tick:
                 self._queue.popleft()  # trimmed: those ticks passed while the chunk was computed
             if not self._queue and not self._in_flight:
                 # Nothing to act on (first tick, or after a stall): infer inline rather than miss it.
-                self._accept(tick, self._infer(self._inputs(), self._policy), self._policy, self._epoch)
+                self._accept(tick, *self._infer(self._inputs(), self._policy), self._policy, self._epoch)
             elif len(self._queue) <= self.refill_at and not self._in_flight:
                 self._start_inference(tick)
             if self._queue and self._queue[0][0] == tick:
@@ -195,41 +277,62 @@ class PolicyRunner:
             self.missed_ticks += 1
             return None
 
-    def _ensembler_chunk(self, tick: int) -> None:
-        chunk = self._infer(self._inputs(), self._policy)
+    def _ensembler_chunk(self, tick: int) -> bool:
+        chunk, self.fault = self._infer(self._inputs(), self._policy)
+        if chunk is None:
+            self._forget_chunks()  # hold; start again from the next good chunk
+            return False
         self._ensembler.add(chunk)
+        return True
 
     def _start_inference(self, tick: int) -> None:
         feeds, policy, epoch = self._inputs(), self._policy, self._epoch
         if not self.async_inference:
-            self._accept(tick, self._infer(feeds, policy), policy, epoch)
+            self._accept(tick, *self._infer(feeds, policy), policy, epoch)
             return
         self._in_flight = True
 
         def work() -> None:
-            chunk = self._infer(feeds, policy)
-            with self._lock:
-                self._accept(tick, chunk, policy, epoch)
+            chunk, fault = None, "inference ended without a result"
+            try:
+                chunk, fault = self._infer(feeds, policy)
+            finally:  # whatever happened, the next tick may ask again
+                with self._lock:
+                    self._accept(tick, chunk, fault, policy, epoch)
 
-        self._worker = threading.Thread(target=work, daemon=True)
+        # Not a daemon: an interpreter that exits while this thread is inside ONNX Runtime aborts; a
+        # finishing inference is waited for instead (wait_idle, and the interpreter's own join).
+        self._worker = threading.Thread(target=work, name="policy_inference")
         self._worker.start()
 
-    def _accept(self, tick: int, chunk: np.ndarray, policy: LoadedPolicy, epoch: int) -> None:
+    def _accept(self, tick: int, chunk: np.ndarray | None, fault: str | None, policy: LoadedPolicy,
+                epoch: int) -> None:
         if epoch != self._epoch:
             return  # a chunk of the bundle that was swapped out, or of the episode before a reset()
         self._in_flight = False
+        self.fault = fault
+        if chunk is None:
+            self._forget_chunks()  # a bad output: hold rather than finish a chunk inferred before it
+            return
         n = policy.spec.n_action_steps
         self._queue = deque((tick + i, chunk[i]) for i in range(n))
 
-    def _infer(self, feeds: dict[str, np.ndarray], policy: LoadedPolicy) -> np.ndarray:
+    def _infer(self, feeds: dict[str, np.ndarray], policy: LoadedPolicy) -> tuple[np.ndarray | None, str | None]:
+        """(the chunk, chunk_size x action_dim, None), or (None, why it must not be acted on)."""
         start = time.perf_counter()
-        out = policy.session.run(None, feeds)[0][0]
+        try:
+            out = policy.session.run([policy.spec.output_name], feeds)[0]
+        except Exception as exc:  # ORT's own exception types
+            return None, f"{policy.spec.policy_id}: inference failed: {exc}"
         latency_ms = 1000 * (time.perf_counter() - start)
         self.latency.add(latency_ms)
         self.inferences += 1
+        problem = chunk_problem(policy.spec, out)
+        if problem is not None:
+            return None, f"{policy.spec.policy_id}: {problem}"
         if self.on_chunk is not None:
-            self.on_chunk(out, latency_ms, policy)
-        return out
+            self.on_chunk(out[0], latency_ms, policy)
+        return out[0], None
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Let an in-flight inference finish (tests, shutdown)."""

@@ -42,7 +42,8 @@ def set_params(g, *params: Parameter, atomically: bool = False):
         reply = g.probe.call(SetParametersAtomically, "/intervention_mux/set_parameters_atomically",
                              SetParametersAtomically.Request(parameters=msgs))
         return [reply.result]
-    return g.probe.call(SetParameters, "/intervention_mux/set_parameters", SetParameters.Request(parameters=msgs)).results
+    request = SetParameters.Request(parameters=msgs)
+    return g.probe.call(SetParameters, "/intervention_mux/set_parameters", request).results
 
 
 def get_param(g, name: str):
@@ -202,7 +203,7 @@ def test_a_node_exits_0_within_2_s_on_sigint_and_sigterm(node_process, executabl
     """teleop_keyboard exited 1 on SIGINT when a timer's publish raced the shutdown ("context is invalid")."""
     for _ in range(2):
         proc = node_process(executable, **params)
-        assert wait_until(lambda: "[INFO]" in proc.log() or proc.proc.poll() is not None, 60), proc.log()
+        assert wait_until(lambda p=proc: "[INFO]" in p.log() or p.proc.poll() is not None, 60), proc.log()
         time.sleep(0.3)
         start = time.monotonic()
         proc.proc.send_signal(sig)

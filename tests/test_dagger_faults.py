@@ -1,7 +1,7 @@
 """Faults of the DAgger loop, with real processes over DDS: the mux and the recorder under bad inputs.
 
-(kill -9 of the recorder mid-episode: tests/test_recorder_node.py; the policy node dying under the
-full sim graph: tests/test_teleop_nodes.py.)
+(the recorder's data safety, kill -9 and a full disk included: tests/test_recorder_safety.py; the policy
+node dying under the full sim graph: tests/test_teleop_nodes.py.)
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import resource
 
 import numpy as np
 import pytest
@@ -194,6 +196,7 @@ def test_saved_episodes_append_across_sessions_into_one_loadable_dataset(tmp_pat
     assert saved.outcome == "saved" and saved.frames == 6 and saved.intervention_frames == 3
     record(s1, 4)
     assert s1.discard().outcome == "discarded"
+    s1.close()
     s2 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)  # a new session appends
     record(s2, 5, task="hand it over")
     assert s2.stop(task_success=False).index == 1
@@ -214,6 +217,7 @@ def test_a_crash_mid_episode_loses_only_that_episode(tmp_path, spec):
     s1.stop(task_success=True)
     record(s1, 7)  # never stopped: what a kill -9 leaves behind ...
     s1.writer.dataset.stop_image_writer()  # ... once its threads are gone too (they would write on)
+    s1.lock.release()  # ... and the kernel has released its lock
     assert any((tmp_path / "rec/.staging").iterdir())
     s2 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)
     assert s2.cut_episodes == ["episode_000001"] and not any((tmp_path / "rec/.staging").iterdir())
@@ -227,6 +231,7 @@ def test_a_merge_cut_short_is_redone_from_the_log(tmp_path):
     for n in (3, 4):
         record(s1, n)
         s1.stop(True)
+    s1.close()
     assert not (tmp_path / "rec/dataset").exists()
     s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
     s2.prepare()  # merges what the log holds
@@ -238,6 +243,7 @@ def test_a_different_schema_is_refused_before_recording(tmp_path):
     s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
     record(s1, 2)
     s1.stop(True)
+    s1.close()
     other = DatasetSpec(NAMES, cameras=("top", "left_wrist"), image_size=(48, 64))
     with pytest.raises(StoreError, match="another schema"):
         RecordingSession(tmp_path / "rec", other, min_free_mb=1)
@@ -261,6 +267,59 @@ def test_full_disk_refuses_to_start_and_ends_a_running_episode(tmp_path):
             break
     assert failed is not None and failed.outcome == "failed" and "disk almost full" in failed.message
     assert not s1.recording and open_dataset(s1.dataset_path).meta.total_episodes == 1
+
+
+def test_a_new_min_free_mb_applies_at_once_to_the_running_episode(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=0)
+    record(s1, 3)
+    s1.stop(True)
+    record(s1, 3)
+    with pytest.raises(ValueError, match="min_free_mb: must be >= 0"):
+        s1.set_min_free_mb(-1.0)
+    assert s1.set_min_free_mb(1.0) is None and s1.recording  # the disk has that much: recording goes on
+    failed = s1.set_min_free_mb(1e12)  # not between frames, not 50 frames later: now
+    assert failed is not None and failed.outcome == "failed" and "min_free_mb is 1e+12" in failed.message
+    assert not s1.recording and not any((tmp_path / "rec/.staging").iterdir())
+    with pytest.raises(RecorderError, match="disk almost full"):
+        s1.start("task")
+    assert open_dataset(s1.dataset_path).meta.total_episodes == 1
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """RLIMIT_FSIZE for this process and those it starts: writes past `nbytes` into a file fail (EFBIG;
+    Python ignores SIGXFSZ). A full disk's failing write without root or a mount; restored on exit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def largest_file(root) -> int:
+    return max(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def test_a_union_that_cannot_be_written_keeps_the_saved_episode_and_is_redone_at_the_next_save(tmp_path):
+    """The disk fills up while the union is rebuilt, after the episode reached the log: the episode is
+    saved (it is on disk, and the next merge takes it), the old union stays loadable, the half-written
+    new one is removed. The union's files are larger than one episode's: a file size limit between the
+    two fails exactly the merge's writes."""
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=0)
+    for _ in range(4):
+        record(s1, 3)
+        s1.stop(True)
+    limit = (largest_file(tmp_path / "rec/episodes/episode_000000") + largest_file(s1.dataset_path.resolve())) // 2
+    record(s1, 3)
+    with file_size_limit(limit):
+        saved = s1.stop(True)
+    assert saved.outcome == "saved" and "was not updated" in saved.message and "File too large" in saved.message
+    assert len(s1.store.episodes()) == 5 and not any((tmp_path / "rec/.staging").iterdir())
+    assert open_dataset(s1.dataset_path).meta.total_episodes == 4
+    record(s1, 2)
+    assert s1.stop(True).message == ""
+    assert open_dataset(s1.dataset_path).meta.total_episodes == 6
 
 
 def test_stop_without_an_episode_and_empty_task_are_clear_errors(tmp_path):

@@ -8,13 +8,17 @@ Publishes   recorder/episode (EpisodeEvent: started / saved / discarded / failed
             and intervention counts)
 Services    ~/start_episode (StartEpisode), ~/stop_episode (StopEpisode: save with the task's
             success, or discard). stop_episode answers once the episode is on disk and merged.
-            Both are offered once lerobot is loaded (it imports torch: seconds to a minute).
+            Both are offered once lerobot is loaded (it imports torch: seconds to a minute); the
+            log line "ready:" follows.
 Output      <record_dir>/dataset: all saved episodes as one LeRobot dataset (see recorder_store.py)
+Parameters  read-only, except min_free_mb: a SetParameters call applies it at once, to an episode in
+            progress too. One recorder per record_dir: a second one refuses to start (recorder_lock.py).
 Synchronisation and drops: recorder_core.py; episodes and write errors: recorder_session.py.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -27,8 +31,9 @@ from vla_il_msgs.msg import EpisodeEvent, InterventionEvent, SimState
 from vla_il_msgs.srv import StartEpisode, StopEpisode
 
 from vla_il_nodes.intervention_mux_core import order_by_names
-from vla_il_nodes.node_runtime import ParameterError, declare, run
+from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
 from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
+from vla_il_nodes.recorder_lock import RecordDirInUse
 from vla_il_nodes.recorder_session import DatasetSpec, EpisodeSummary, RecorderError, RecordingSession
 from vla_il_nodes.recorder_store import StoreError
 
@@ -54,7 +59,10 @@ class DaggerRecorderNode(Node):
         fresh = declare(self, "action_fresh_s", 0.1, "A proposal older than the tick's joint state by more is stale.")
         settle = declare(self, "settle_s", 0.05, "Assemble a frame at the latest this long after its command.")
         max_lag = declare(self, "max_lag_s", 0.25, "Drop a frame whose observations are this late.")
-        min_free_mb = declare(self, "min_free_mb", 500.0, "End the episode when less disk space is left (MB).")
+        min_free_mb = declare(
+            self, "min_free_mb", 500.0, "Fail the episode, refuse to start one, below this free disk space (MB).",
+            live=True,
+        )
         writer_threads = declare(self, "image_writer_threads", 4, "Threads writing image files (per process).")
         writer_procs = declare(self, "image_writer_processes", 0, "Processes writing image files (0: threads here).")
         spool = declare(self, "spool_images", True, "Raw images to disk while recording; encode after the episode.")
@@ -98,11 +106,13 @@ class DaggerRecorderNode(Node):
                 storage,
             )
             self.session = RecordingSession(Path(record_dir).expanduser(), spec, min_free_mb, merge)
+        except (RecordDirInUse, OSError) as exc:  # another recorder's, or not a directory we can write
+            raise ParameterError(f"parameter 'record_dir': {exc}") from None
         except (ValueError, StoreError) as exc:
             raise ParameterError(f"parameter {exc}") from exc
         self.sync = TickSynchronizer(sync_config)
-        for cut in self.session.cut_episodes:
-            self.get_logger().warning(f"removed {cut}: the recorder stopped while recording it (not saved)")
+        for cut in self.session.cut_episodes:  # its frames were in the dead process's memory: nothing to save
+            self.get_logger().warning(f"discarded {cut}: a recorder was killed or crashed while recording it")
 
         self.episode_pub = self.create_publisher(EpisodeEvent, "recorder/episode", LATCHED)
         image_qos = QoSProfile(depth=image_depth, reliability=RELIABILITY[reliability], history=HistoryPolicy.KEEP_LAST)
@@ -125,20 +135,26 @@ class DaggerRecorderNode(Node):
         self._preparing = threading.Thread(target=self._prepare, daemon=True)
         self._preparing.start()
         self._services_timer = self.create_timer(0.1, self._offer_services_when_ready)
+        apply_on_set(self, self._apply_parameters)
         self.get_logger().info(
             f"recording into {self.session.store.root} ({len(self.session.store.episodes())} episodes there): "
             f"{len(self.joint_names)} joints, cameras {', '.join(self.cameras) or 'none'} ({reliability}), "
             f"{'sim state, ' if env_dim else ''}one frame per command"
         )
 
+    def _apply_parameters(self, changes: dict) -> None:
+        unknown = sorted(set(changes) - {"min_free_mb"})
+        if unknown:  # rclpy refuses read-only ones before this; anything else is not ours to change
+            raise ValueError(f"{', '.join(unknown)}: read-only")
+        failed = self.session.set_min_free_mb(changes["min_free_mb"])
+        if failed is not None:
+            self._report(failed)
+
     def _prepare(self) -> None:
         try:
             self.session.prepare()
         except Exception as exc:  # noqa: BLE001 - reported; start_episode retries and answers with it
             self.get_logger().error(f"preparing the record directory failed: {exc}")
-            return
-        n = len(self.session.store.episodes())
-        self.get_logger().info(f"ready: {self.session.dataset_path} holds {n} episodes")
 
     def _offer_services_when_ready(self) -> None:
         if self._preparing.is_alive():
@@ -146,6 +162,8 @@ class DaggerRecorderNode(Node):
         self.destroy_timer(self._services_timer)
         self.create_service(StartEpisode, "~/start_episode", self._on_start)
         self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
+        n = len(self.session.store.episodes())
+        self.get_logger().info(f"ready: {self.session.dataset_path} holds {n} episodes; services offered")
 
     # ------------------------------------------------------------------ inputs
     def _stamp(self, header: Header) -> float:
@@ -242,7 +260,7 @@ class DaggerRecorderNode(Node):
         task = req.task or self.instruction
         try:
             index = self.session.start(task)
-        except (RecorderError, StoreError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a full disk, lerobot's errors: refused, the recorder lives on
             resp.success, resp.message, resp.episode_index = False, str(exc), -1
             self.get_logger().error(f"cannot start an episode: {exc}")
             return resp
@@ -284,10 +302,10 @@ class DaggerRecorderNode(Node):
         line = summary.line()
         if summary.outcome == "failed":
             self.get_logger().error(line)
-        elif summary.dropped_frames:
+        elif summary.dropped_frames or (summary.outcome == "saved" and summary.message):  # e.g. not merged
             self.get_logger().warning(line)
         else:
-            self.get_logger().info(line + (f" in {summary.save_s:.1f} s" if summary.save_s else ""))
+            self.get_logger().info(line)
         self.episode_pub.publish(
             EpisodeEvent(
                 header=self._header(),
@@ -308,14 +326,20 @@ class DaggerRecorderNode(Node):
 
     def destroy_node(self) -> None:
         if hasattr(self, "session"):
-            summary = self.session.close()
+            # the lock stays until the process exits: the loading thread may still be merging
+            summary = self.session.close(unlock=False)
             if summary is not None:
                 self.get_logger().warning(summary.line())
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    return run(DaggerRecorderNode, args)
+    code = run(DaggerRecorderNode, args)
+    # The node is down and its files are closed. What is left is the interpreter's last garbage
+    # collection over everything lerobot imported (torch, datasets, pandas): about 2 s on a busy
+    # 2-core machine. Those objects live as long as the process anyway: exclude them from it.
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":

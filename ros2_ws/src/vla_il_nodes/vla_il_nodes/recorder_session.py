@@ -3,7 +3,8 @@
 Frames go through lerobot's API (training.datasets.writer.EpisodeWriter) into a dataset of their
 own in the record store's staging area; saving finalizes it, moves it into the log and merges the
 union (recorder_store.py). A write error or a nearly full disk ends the episode as failed, with the
-error in the summary, and leaves every earlier episode as it was.
+error in the summary, removes its files and leaves every earlier episode as it was. A session holds
+the record directory's lock (recorder_lock.py) from its start to `close()`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 
 from training.datasets import schema
 from vla_il_nodes.recorder_core import SyncResult
-from vla_il_nodes.recorder_store import RecordStore, StoreError, free_mb
+from vla_il_nodes.recorder_lock import RecordDirLock
+from vla_il_nodes.recorder_store import RecordStore, free_mb
 
 SAVED, DISCARDED, FAILED = "saved", "discarded", "failed"
 
@@ -87,15 +89,25 @@ class EpisodeSummary:
 
 
 class RecordingSession:
-    """The episodes of one recorder run; at most one episode is open at a time."""
+    """The episodes of one recorder run; at most one episode is open at a time.
+
+    Raises RecordDirInUse while another recorder holds `record_dir`; only then, holding its lock, does it
+    clear what a dead recorder left in staging (`cut_episodes`).
+    """
 
     def __init__(self, record_dir: Path, spec: DatasetSpec, min_free_mb: float = 500.0, merge: bool = True) -> None:
-        self.store = RecordStore(record_dir)
+        _check_min_free_mb(min_free_mb)
+        self.lock = RecordDirLock(record_dir)
+        try:
+            self.store = RecordStore(record_dir)
+            self.cut_episodes = self.store.recover()
+            self.store.check_features(spec.features(), spec.fps)
+        except BaseException:
+            self.lock.release()
+            raise
         self.spec = spec
         self.min_free_mb = min_free_mb
         self.merge_after_save = merge
-        self.cut_episodes = self.store.recover()
-        self.store.check_features(spec.features(), spec.fps)
         self.ready = False
         self.writer = None
         self._spool: ImageSpool | None = None
@@ -126,22 +138,25 @@ class RecordingSession:
             self.prepare()
         if not task:
             raise RecorderError("no task instruction: give one in the request or set the 'instruction' parameter")
-        free = free_mb(self.store.root)
-        if free < self.min_free_mb:
-            raise RecorderError(
-                f"disk almost full: {free:.0f} MB free under {self.store.root}, min_free_mb is {self.min_free_mb:.0f}"
-            )
+        full = self._disk_full()
+        if full:
+            raise RecorderError(full)
         index = self.store.next_index()
         self._staged = self.store.staging_path(index)
-        self.writer = EpisodeWriter(
-            self._staged, self.spec.features(), fps=self.spec.fps, image_writer_threads=self.spec.image_writer_threads
-        )
-        if self.spec.image_writer_processes and self.spec.cameras:
-            self.writer.dataset.stop_image_writer()
-            self.writer.dataset.start_image_writer(self.spec.image_writer_processes, self.spec.image_writer_threads)
-        self._spool = None
-        if self.spec.spool_images and self.spec.cameras:
-            self._spool = ImageSpool(self._staged.with_name(self._staged.name + ".spool"), self.spec.cameras)
+        try:
+            spec = self.spec
+            self.writer = EpisodeWriter(
+                self._staged, spec.features(), fps=spec.fps, image_writer_threads=spec.image_writer_threads
+            )
+            if spec.image_writer_processes and spec.cameras:
+                self.writer.dataset.stop_image_writer()
+                self.writer.dataset.start_image_writer(spec.image_writer_processes, spec.image_writer_threads)
+            self._spool = None
+            if spec.spool_images and spec.cameras:
+                self._spool = ImageSpool(self._staged.with_name(self._staged.name + ".spool"), spec.cameras)
+        except BaseException:  # e.g. a full disk: nothing of this episode stays behind
+            self._close_writer(discard=True)
+            raise
         self._pending = []
         self.episode = EpisodeSummary(index=index, task=task)
         self._lags = []
@@ -170,14 +185,18 @@ class RecordingSession:
                 ep.expert_label_frames += bool(frame[schema.EXPERT_LABEL])
                 ep.policy_invalid_frames += not bool(frame[schema.POLICY_VALID])
                 ep.success = ep.success or bool(frame[schema.SUCCESS])
-                if ep.frames % 50 == 0 and free_mb(self.store.root) < self.min_free_mb:
-                    raise OSError(
-                        f"disk almost full: {free_mb(self.store.root):.0f} MB free, "
-                        f"min_free_mb is {self.min_free_mb:.0f}"
-                    )
+                if ep.frames % 50 == 0 and self._disk_full():
+                    return self._fail(self._disk_full())
         except Exception as exc:  # a write error ends this episode only
             return self._fail(f"write error: {exc}")
         return None
+
+    def set_min_free_mb(self, value: float) -> EpisodeSummary | None:
+        """Apply a new disk-space rule at once: an episode in progress it breaks fails (its summary)."""
+        _check_min_free_mb(value)
+        self.min_free_mb = value
+        full = self._disk_full() if self.episode is not None else None
+        return self._fail(full) if full else None
 
     def stop(self, task_success: bool) -> EpisodeSummary:
         """Save the episode: finalize its dataset, move it into the log, merge the union."""
@@ -199,25 +218,35 @@ class RecordingSession:
             self.writer = None
             self.store.commit(self._staged, ep.index)
             self._staged = None
-            if self.merge_after_save:
-                self.store.merge()
-        except (OSError, StoreError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - lerobot, pyarrow and PyAV raise their own; the episode fails
             return self._fail(f"saving failed: {exc}")
+        message = ""
+        if self.merge_after_save:
+            try:
+                self.store.merge()
+            except Exception as exc:  # noqa: BLE001 - the episode is in the log; the union is redone later
+                message = f"in {self.store.episodes_dir}; {self.dataset_path} was not updated ({exc}): next save"
         ep.success = ep.success or task_success
         ep.save_s = time.monotonic() - t0
-        return self._end(SAVED, "")
+        return self._end(SAVED, message)
 
     def discard(self) -> EpisodeSummary:
         self._require()
         self._close_writer(discard=True)
         return self._end(DISCARDED, "discarded on request")
 
-    def close(self) -> EpisodeSummary | None:
-        """Shutdown: an open episode is discarded (it was not asked to be saved)."""
-        if self.episode is None:
-            return None
-        self._close_writer(discard=True)
-        return self._end(DISCARDED, "the recorder shut down mid-episode")
+    def close(self, unlock: bool = True) -> EpisodeSummary | None:
+        """Shutdown: an open episode is discarded (it was not asked to be saved), then the lock released
+        unless `unlock` is false: a process that may still write (a merge in another thread) keeps it
+        until it exits, when the kernel releases it."""
+        try:
+            if self.episode is None:
+                return None
+            self._close_writer(discard=True)
+            return self._end(DISCARDED, "the recorder shut down mid-episode")
+        finally:
+            if unlock:
+                self.lock.release()
 
     @property
     def dataset_path(self) -> Path:
@@ -230,6 +259,12 @@ class RecordingSession:
         if buf and buf.get(schema.SUCCESS):
             buf[schema.SUCCESS][-1] = np.array([True])
 
+    def _disk_full(self) -> str | None:
+        free = free_mb(self.store.root)
+        if free >= self.min_free_mb:
+            return None
+        return f"disk almost full: {free:.0f} MB free under {self.store.root}, min_free_mb is {self.min_free_mb:g}"
+
     def _require(self) -> EpisodeSummary:
         if self.episode is None:
             raise RecorderError("no episode is being recorded: start one first")
@@ -241,11 +276,14 @@ class RecordingSession:
 
     def _close_spool(self) -> None:
         if self._spool is not None:
-            self._spool.close()
-            self._spool, self._pending = None, []
+            spool, self._spool, self._pending = self._spool, None, []
+            spool.close()
 
     def _close_writer(self, discard: bool) -> None:
-        self._close_spool()
+        try:
+            self._close_spool()
+        except OSError:  # its buffered bytes hit the same full disk: the file goes anyway
+            pass
         if self.writer is not None:
             try:
                 if discard:
@@ -258,6 +296,7 @@ class RecordingSession:
             import shutil
 
             shutil.rmtree(self._staged, ignore_errors=True)
+            shutil.rmtree(self._staged.with_name(self._staged.name + ".spool"), ignore_errors=True)
             self._staged = None
 
     def _end(self, outcome: str, message: str) -> EpisodeSummary:
@@ -310,8 +349,20 @@ class ImageSpool:
             yield {**frame, **{schema.image_key(cam): np.asarray(m[i]) for cam, m in maps.items()}}
 
     def close(self) -> None:
+        """Close and remove the files; a write error of the last buffered bytes is raised after that."""
         import shutil
 
+        error = None
         for f in self.files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError as exc:
+                error = error or exc
         shutil.rmtree(self.root, ignore_errors=True)
+        if error is not None:
+            raise error
+
+
+def _check_min_free_mb(value: float) -> None:
+    if not value >= 0:
+        raise ValueError(f"min_free_mb: must be >= 0 (MB), got {value}")

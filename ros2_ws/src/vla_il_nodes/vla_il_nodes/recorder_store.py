@@ -6,6 +6,8 @@
                                  symlink, switched atomically once a merge is complete
       .staging/                  the episode being written and merges in progress; whatever a crash
                                  leaves here is removed (and reported) by the next start
+      recorder.lock              held by the one recorder writing here (recorder_lock.py): recovery runs
+                                 only with it, so it never removes a live recorder's files
 
 Why this layout: lerobot 0.4.4 writes a parquet file's footer only in `finalize()`, so a dataset
 killed before it is unreadable, and a LeRobotDataset takes no episodes after `finalize()`. So each
@@ -42,7 +44,10 @@ class RecordStore:
 
     # ------------------------------------------------------------------ recovery
     def recover(self) -> list[str]:
-        """Remove what a crash left in staging and merged versions no longer in use; return what was cut."""
+        """Remove what a crash left in staging and merged versions no longer in use; return what was cut.
+
+        Call it holding the record directory's lock: everything here is then a dead recorder's.
+        """
         cut = []
         for leftover in sorted(self.staging_dir.iterdir()):
             if leftover.name.startswith(EPISODE_PREFIX):
@@ -53,6 +58,8 @@ class RecordStore:
         for old in self.merged_dir.iterdir():
             if current is None or old.name != f"{current:06d}":
                 _remove(old)
+        for link in self.root.glob(".dataset.*"):  # a union's link made but not yet switched in
+            _remove(link)
         return cut
 
     # ------------------------------------------------------------------ episodes
@@ -107,12 +114,16 @@ class RecordStore:
             return self.dataset_link if eps else None
         sources = ([self.merged_dir / f"{done:06d}"] if done else []) + eps[done:]
         out = self.staging_dir / f"merge_{len(eps):06d}.{uuid.uuid4().hex[:8]}"
-        aggregate_datasets(
-            repo_ids=[f"local/{p.name}" for p in sources],
-            aggr_repo_id=f"local/{self.root.name}",
-            roots=sources,
-            aggr_root=out,
-        )
+        try:
+            aggregate_datasets(
+                repo_ids=[f"local/{p.name}" for p in sources],
+                aggr_repo_id=f"local/{self.root.name}",
+                roots=sources,
+                aggr_root=out,
+            )
+        except BaseException:  # e.g. the disk filled up: a half union must not hold the space
+            _remove(out)
+            raise
         final = self.merged_dir / f"{len(eps):06d}"
         os.rename(out, final)
         link_tmp = self.root / f".dataset.{uuid.uuid4().hex[:8]}"

@@ -52,3 +52,29 @@ def node_process(request: pytest.FixtureRequest, tmp_path):
     for proc in started:
         code = proc.stop()
         request.node.add_report_section("teardown", f"{proc.log_path.name} (exit {code})", proc.log())
+
+
+@pytest.fixture
+def mux_graph(probe, node_process):
+    """A running intervention_mux (ALOHA's limits, stale_after_s 0.5) with a probe publishing observations, policy
+    and teleop, collecting its outputs."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Bool
+    from vla_il_msgs.msg import InterventionEvent, SafetyEvent
+
+    from tests.ros_harness import CONFIG, LATCHED
+
+    mux = node_process("intervention_mux", params_files=[CONFIG / "intervention_mux.yaml"],
+                       params={"stale_after_s": 0.5})
+    g = type("Graph", (), {})()
+    g.mux, g.probe = mux, probe
+    g.commands = probe.collect(JointState, "command")
+    g.interventions = probe.collect(InterventionEvent, "intervention", qos=LATCHED)
+    g.safety = probe.collect(SafetyEvent, "mux/safety")
+    g.obs = probe.publisher(JointState, "joint_states")
+    g.policy = probe.publisher(JointState, "policy/action")
+    g.teleop = probe.publisher(JointState, "teleop/action")
+    g.engaged = probe.publisher(Bool, "teleop/engaged")
+    for pub in (g.obs, g.policy, g.teleop, g.engaged):
+        probe.wait_for_subscribers(pub)
+    return g

@@ -6,9 +6,8 @@ import pytest
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
-from vla_il_msgs.msg import InterventionEvent, SafetyEvent
 
-from tests.ros_harness import CONFIG, LATCHED, wait_until
+from tests.ros_harness import CONFIG, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -20,24 +19,6 @@ HOME = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.5] * 2
 
 def joint_state(values, names=NAMES) -> JointState:
     return JointState(name=list(names), position=[float(v) for v in values])
-
-
-@pytest.fixture
-def mux_graph(probe, node_process):
-    """A running mux with a probe publishing observations, policy and teleop, collecting its outputs."""
-    mux = node_process("intervention_mux", params_files=[ALOHA_PARAMS], params={"stale_after_s": 0.5})
-    g = type("Graph", (), {})()
-    g.mux, g.probe = mux, probe
-    g.commands = probe.collect(JointState, "command")
-    g.interventions = probe.collect(InterventionEvent, "intervention", qos=LATCHED)
-    g.safety = probe.collect(SafetyEvent, "mux/safety")
-    g.obs = probe.publisher(JointState, "joint_states")
-    g.policy = probe.publisher(JointState, "policy/action")
-    g.teleop = probe.publisher(JointState, "teleop/action")
-    g.engaged = probe.publisher(Bool, "teleop/engaged")
-    for pub in (g.obs, g.policy, g.teleop, g.engaged):
-        probe.wait_for_subscribers(pub)
-    return g
 
 
 def test_mux_forwards_policy_then_switches_to_expert_at_once(mux_graph):

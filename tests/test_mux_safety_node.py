@@ -11,29 +11,11 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
-from vla_il_msgs.msg import SafetyEvent
 
 from tests.ros_harness import CONFIG, wait_until
 from tests.test_intervention_mux_node import HOME, NAMES, joint_state
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture
-def mux(probe, node_process):
-    proc = node_process("intervention_mux", params_files=[CONFIG / "intervention_mux.yaml"],
-                        params={"stale_after_s": 0.3})
-    g = type("Graph", (), {})()
-    g.proc, g.probe = proc, probe
-    g.commands = probe.collect(JointState, "command")
-    g.safety = probe.collect(SafetyEvent, "mux/safety")
-    g.obs = probe.publisher(JointState, "joint_states")
-    g.policy = probe.publisher(JointState, "policy/action")
-    g.teleop = probe.publisher(JointState, "teleop/action")
-    g.engaged = probe.publisher(Bool, "teleop/engaged")
-    for pub in (g.obs, g.policy, g.teleop, g.engaged):
-        probe.wait_for_subscribers(pub)
-    return g
 
 
 def set_params(g, *params: Parameter, atomically: bool = False):
@@ -57,12 +39,12 @@ def drive(g, target, ticks=1):
     for i in range(ticks):
         g.obs.publish(joint_state(HOME))
         g.policy.publish(joint_state(target))
-        assert wait_until(lambda i=i: len(g.commands) >= n + i + 1, 5), g.proc.log()
+        assert wait_until(lambda i=i: len(g.commands) >= n + i + 1, 5), g.mux.log()
     return g.commands[n:]
 
 
-def test_a_max_step_set_over_dds_governs_the_very_next_command(mux):
-    g = mux
+def test_a_max_step_set_over_dds_governs_the_very_next_command(mux_graph):
+    g = mux_graph
     drive(g, HOME)
     far = list(HOME)
     far[0] = 1.0
@@ -72,7 +54,7 @@ def test_a_max_step_set_over_dds_governs_the_very_next_command(mux):
     assert list(get_param(g, "max_step")) == pytest.approx([0.02] * 14)
     last = g.commands[-1].position[0]
     assert drive(g, far)[-1].position[0] == pytest.approx(last + 0.02)  # the new limit, at once
-    assert g.proc.wait_for_log("parameters changed: max_step")
+    assert g.mux.wait_for_log("parameters changed: max_step")
 
 
 @pytest.mark.parametrize("param, reason", [
@@ -85,8 +67,8 @@ def test_a_max_step_set_over_dds_governs_the_very_next_command(mux):
     (Parameter("one_command_per_observation", Parameter.Type.BOOL, True), "read-only"),
     (Parameter("stale_after_s", Parameter.Type.STRING, "fast"), "type"),
 ])
-def test_an_invalid_or_read_only_parameter_is_refused_with_the_reason_and_nothing_changes(mux, param, reason):
-    g = mux
+def test_an_invalid_or_read_only_parameter_is_refused_with_the_reason_and_nothing_changes(mux_graph, param, reason):
+    g = mux_graph
     before = get_param(g, param.name)
     (result,) = set_params(g, param)
     assert not result.successful and reason in result.reason
@@ -99,8 +81,8 @@ def test_an_invalid_or_read_only_parameter_is_refused_with_the_reason_and_nothin
     assert drive(g, far)[-1].position[0] == pytest.approx(0.1)  # still the file's limits
 
 
-def test_limits_changed_together_atomically_apply_together(mux):
-    g = mux
+def test_limits_changed_together_atomically_apply_together(mux_graph):
+    g = mux_graph
     lower = [-0.5] * 14
     upper = [0.5] * 14
     (result,) = set_params(g, Parameter("joint_lower", Parameter.Type.DOUBLE_ARRAY, lower),
@@ -112,9 +94,9 @@ def test_limits_changed_together_atomically_apply_together(mux):
     assert all(abs(p) <= 0.5 + 1e-9 for p in cmds[-1].position)
 
 
-def test_an_outlier_joint_state_then_an_action_at_the_outlier_moves_no_joint_more_than_max_step(mux):
+def test_an_outlier_joint_state_then_an_action_at_the_outlier_moves_no_joint_more_than_max_step(mux_graph):
     """The old mux re-anchored at one glitching sample: the next command went waist 0.0 -> 1.2 rad in one tick."""
-    g = mux
+    g = mux_graph
     drive(g, HOME, ticks=3)
     outlier = list(HOME)
     outlier[0] = 1.2
@@ -129,8 +111,8 @@ def test_an_outlier_joint_state_then_an_action_at_the_outlier_moves_no_joint_mor
 
 
 @pytest.mark.parametrize("source", ["policy", "teleop"])
-def test_every_refusal_on_either_driver_is_a_safety_event(mux, source):
-    g = mux
+def test_every_refusal_on_either_driver_is_a_safety_event(mux_graph, source):
+    g = mux_graph
     if source == "teleop":
         g.engaged.publish(Bool(data=True))
     pub = g.policy if source == "policy" else g.teleop
@@ -151,14 +133,14 @@ def test_every_refusal_on_either_driver_is_a_safety_event(mux, source):
     assert not any(any(not math.isfinite(p) for p in c.position) for c in g.commands)
 
 
-def test_the_mux_holds_within_stale_after_s_when_joint_states_stop(mux):
-    g = mux
+def test_the_mux_holds_within_stale_after_s_when_joint_states_stop(mux_graph):
+    g = mux_graph
     drive(g, HOME, ticks=3)
     k = len(g.safety)
     stopped = time.monotonic()
     assert wait_until(lambda: any(e.rule == "stale_observation" for e in g.safety[k:]), 3)
     held_after = time.monotonic() - stopped
-    assert held_after < 0.3 + 0.5  # stale_after_s + a watchdog tick + DDS (generous: a loaded 2-core CI)
+    assert held_after < 0.5 + 0.5  # stale_after_s + a watchdog tick + DDS (generous: a loaded 2-core CI)
     time.sleep(0.1)
     n = len(g.commands)
     g.policy.publish(joint_state(HOME))  # actions without fresh joint states do not reach the robot
@@ -166,8 +148,8 @@ def test_the_mux_holds_within_stale_after_s_when_joint_states_stop(mux):
     assert len(g.commands) == n
 
 
-def test_the_mux_holds_when_the_active_driver_stops(mux):
-    g = mux
+def test_the_mux_holds_when_the_active_driver_stops(mux_graph):
+    g = mux_graph
     drive(g, HOME, ticks=3)
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and not any(e.rule == "stale_driver" for e in g.safety):
@@ -176,10 +158,10 @@ def test_the_mux_holds_when_the_active_driver_stops(mux):
     assert any(e.rule == "stale_driver" and e.source == "policy" for e in g.safety)
 
 
-def test_any_participant_may_resume_after_a_hold_as_documented(mux, probe):
+def test_any_participant_may_resume_after_a_hold_as_documented(mux_graph, probe):
     """Who may resume: anyone who reaches the mux's services on the DDS domain (README: localhost discovery
     by default, SROS2 to restrict it). This test states that behaviour so a change to it is deliberate."""
-    g = mux
+    g = mux_graph
     drive(g, HOME)
     assert probe.call(Trigger, "/intervention_mux/hold", Trigger.Request()).success
     n = len(g.commands)

@@ -113,8 +113,9 @@ def test_an_outlier_joint_state_then_an_action_at_the_outlier_moves_no_joint_mor
 @pytest.mark.parametrize("source", ["policy", "teleop"])
 def test_every_refusal_on_either_driver_is_a_safety_event(mux_graph, source):
     g = mux_graph
-    if source == "teleop":
+    if source == "teleop":  # engaged and the actions are separate topics: wait until the expert drives
         g.engaged.publish(Bool(data=True))
+        assert wait_until(lambda: any(e.driver == "expert" for e in g.interventions), 5), g.mux.log()
     pub = g.policy if source == "policy" else g.teleop
     drive(g, HOME) if source == "policy" else None
     nan = list(HOME)

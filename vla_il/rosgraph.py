@@ -27,6 +27,15 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+# How long a newly discovered server gets to finish matching before a request is sent to it again.
+_SERVER_SETTLE_S = 0.25
+
+
+def _request_topic(service: str) -> str:
+    """The DDS topic a service's requests travel on (the ROS 2 DDS mapping: rq/<name>Request)."""
+    return f"rq{service}Request"
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
     """Poll `predicate` until it is true or `timeout` seconds pass; return its last value."""
     deadline = time.monotonic() + timeout
@@ -74,13 +83,44 @@ class Probe:
             raise TimeoutError(f"no subscriber on {publisher.topic_name} after {timeout} s")
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0):
+        """Call a service and return its reply, within `timeout` seconds in all.
+
+        A server that was killed stays in discovery for the DDS lease (about 20 s), so a request
+        sent just after its node restarted goes to the dead server and is never answered. The
+        request is therefore sent again each time a new server appears on the service (after a
+        short settle: discovery of an endpoint runs just ahead of its match). A server that is alive
+        but slow is never asked twice: a second request goes only to a server the first could not
+        have reached. The first reply wins.
+        """
+        deadline = time.monotonic() + timeout
         client = self.node.create_client(srv_type, name)
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError(f"service {name} not available after {timeout} s")
-        future = client.call_async(request)
-        if not wait_until(future.done, timeout):
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f"service {name} not available after {timeout} s")
+            request_topic = _request_topic(self.node.resolve_service_name(name))
+            asked = self._servers(request_topic)
+            futures = [client.call_async(request)]
+            while time.monotonic() < deadline:
+                done = next((f for f in futures if f.done()), None)
+                if done is not None:
+                    return done.result()
+                servers = self._servers(request_topic)
+                if servers - asked:
+                    time.sleep(_SERVER_SETTLE_S)
+                    asked |= servers
+                    futures.append(client.call_async(request))
+                time.sleep(0.01)
+            done = next((f for f in futures if f.done()), None)
+            if done is not None:
+                return done.result()
             raise TimeoutError(f"service {name} did not answer within {timeout} s")
-        return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def _servers(self, request_topic: str) -> set[bytes]:
+        """The endpoints that read this service's requests (one per server; a dead one until its lease ends)."""
+        infos = self.node.get_subscriptions_info_by_topic(request_topic, no_mangle=True)
+        return {bytes(i.endpoint_gid) for i in infos}
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

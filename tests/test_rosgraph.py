@@ -1,0 +1,55 @@
+"""vla_il.rosgraph's service calls against real node processes."""
+
+from __future__ import annotations
+
+import time
+
+from tests.ros_harness import CONFIG, NodeProcess, wait_until
+
+
+def test_a_call_right_after_the_server_restarts_is_answered_once(probe, tmp_path):
+    """A killed node stays in discovery for its DDS lease (about 20 s): the first request after its restart
+    went to the dead server and the call hung for its whole timeout (it did on the old Probe.call)."""
+    from std_srvs.srv import Trigger
+
+    def start() -> NodeProcess:
+        return NodeProcess("intervention_mux", tmp_path, params_files=[CONFIG / "intervention_mux.yaml"])
+
+    first = start()
+    try:
+        assert probe.call(Trigger, "/intervention_mux/hold", Trigger.Request(), timeout=60).success, first.log()
+        first.proc.kill()  # no goodbye to discovery: as a crash or a power cut leaves it
+        first.proc.wait(timeout=10)
+    finally:
+        first.stop()
+    restarted = start()
+    try:
+        started = time.monotonic()
+        reply = probe.call(Trigger, "/intervention_mux/hold", Trigger.Request(), timeout=15)
+        assert reply.success, restarted.log()
+        assert time.monotonic() - started < 15
+        # a request the new server could have received is not sent again: it held once
+        assert wait_until(lambda: "hold requested" in restarted.log(), 5)
+        time.sleep(0.5)
+        assert restarted.log().count("hold requested") == 1, restarted.log()
+    finally:
+        restarted.stop()
+
+
+def test_a_slow_server_is_asked_once(probe):
+    """No new server appears while a slow one works: the request is not sent again (a sim reset or a
+    recorder's stop must not run twice)."""
+    from std_srvs.srv import Trigger
+
+    handled = []
+
+    def slow(_req, resp):  # runs on the probe's executor thread; the call waits on this one
+        handled.append(time.monotonic())
+        time.sleep(1.5)
+        resp.success = True
+        return resp
+
+    probe.node.create_service(Trigger, "slow_trigger", slow)
+    assert probe.call(Trigger, "slow_trigger", Trigger.Request(), timeout=10).success
+    time.sleep(0.5)
+    assert len(handled) == 1

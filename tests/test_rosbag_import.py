@@ -9,6 +9,7 @@ and an MCAP rosbag2 with rosbags' writer, as `ros2 bag record` does.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import threading
 import time
@@ -50,6 +51,40 @@ def write_bag(path: Path, records: list[tuple[str, int, bytes]], storage: str, t
         for topic, ns, raw in records:
             writer.write(conns[topic], ns, raw)
     return path
+
+
+def synthetic_bag(path: Path, storage: str = "mcap", frames: int = 100, nan_states=(), nan_commands=()) -> Path:
+    """A bag as aloha_sim records it, written directly (no sim): joint states, commands and 16x16 images at
+    50 Hz from t = 1 s, the robot holding its start pose; NaN in the left waist of the frames listed."""
+    from sim.aloha import robot
+
+    store = typestore()
+    types = store.types
+    js, img = TOPICS["/joint_states"], TOPICS["/cameras/top/image_raw"]
+
+    def header(ns):
+        return types["std_msgs/msg/Header"](
+            stamp=types["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id=""
+        )
+
+    def joints(ns, nan):
+        position = robot.START_STATE.astype(float).copy()
+        position[0] = np.nan if nan else position[0]
+        return types[js](header=header(ns), name=list(robot.JOINT_NAMES), position=position,
+                         velocity=np.zeros(0), effort=np.zeros(0))
+
+    records = []
+    for k in range(frames):
+        ns = 10**9 + k * 20_000_000
+        image = types[img](header=header(ns), height=16, width=16, encoding="rgb8", is_bigendian=0, step=48,
+                           data=np.full(16 * 16 * 3, 100, np.uint8))
+        records += [
+            ("/joint_states", ns, bytes(store.serialize_cdr(joints(ns, k in nan_states), js))),
+            ("/command", ns, bytes(store.serialize_cdr(joints(ns, k in nan_commands), js))),
+            ("/cameras/top/image_raw", ns, bytes(store.serialize_cdr(image, img))),
+        ]
+    topics = {t: TOPICS[t] for t in ("/joint_states", "/command", "/cameras/top/image_raw")}
+    return write_bag(path, records, storage, topics)
 
 
 @pytest.fixture(scope="module")
@@ -318,3 +353,31 @@ def test_cli_import_bag(recording, tmp_path, capsys):
     assert main(["import-bag", str(bags["mcap"]), "--profile", "aloha_sim", "--out", str(out), "--task", "x"]) == 2
     assert "exists" in capsys.readouterr().err
     shutil.rmtree(out)
+
+
+def test_non_finite_joint_states_and_commands_are_dropped_and_counted(tmp_path):
+    bag = synthetic_bag(tmp_path / "bag", nan_states=range(40, 45), nan_commands=(70,))
+    logs = []
+    report = import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=logs.append)
+    assert report.nonfinite == {"/joint_states": 5, "/cameras/top/image_raw": 0, "command": 1}, report.text()
+    assert "5 non-finite samples dropped" in report.text() and any("NaN" in line for line in logs)
+    assert report.episodes == 2  # the 100 ms without a finite joint state is a gap: it ends the episode
+    _, state, action, _ = load(tmp_path / "out")
+    assert np.isfinite(state).all() and np.isfinite(action).all() and len(state) == report.frames
+
+
+def test_a_bag_with_no_finite_joint_state_is_refused(tmp_path):
+    bag = synthetic_bag(tmp_path / "bag", frames=30, nan_states=range(30))
+    with pytest.raises(BagImportError, match=r"/joint_states: all 30 samples hold NaN or infinite values"):
+        import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_truncated_bag_is_refused_with_its_name(storage, tmp_path):
+    bag = synthetic_bag(tmp_path / "bag", storage=storage, frames=30)
+    data = next(f for f in bag.iterdir() if f.suffix in (".db3", ".mcap"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(BagImportError, match=rf"^{re.escape(str(bag))}: (cannot read this rosbag2|the bag is damaged)"):
+        import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=lambda _m: None)
+    assert not (tmp_path / "out").exists()

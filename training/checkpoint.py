@@ -7,7 +7,9 @@ or interrupted run never leaves a half checkpoint where a good one was.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from training.models.policies import ILPolicy, build_policy
 
 
 class CheckpointError(ValueError):
-    pass
+    """A checkpoint that cannot be loaded; the message names the file and what is wrong."""
 
 
 def save_checkpoint(directory: Path, policy: ILPolicy, config: ILConfig, metrics: dict[str, Any] | None = None,
@@ -50,15 +52,45 @@ def load_checkpoint(directory: Path, expect: dict[str, Any] | None = None) -> tu
     for name in ("model.pt", "policy.json", "config.json"):
         if not (directory / name).exists():
             raise CheckpointError(f"{directory} is not a vla-il checkpoint: {name} is missing")
-    spec = json.loads((directory / "policy.json").read_text())
+    spec = _read_json(directory / "policy.json")
     for key, want in (expect or {}).items():
         if key in spec and spec[key] != want:
             raise CheckpointError(f"checkpoint {directory} has {key}={spec[key]}, this run needs {key}={want} "
                                   "(a checkpoint of another architecture or task)")
-    policy = build_policy(spec)
     try:
-        policy.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
-    except RuntimeError as exc:
+        policy = build_policy(spec)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory / 'policy.json'} does not describe a policy: {exc}") from exc
+    weights = directory / "model.pt"
+    if not zipfile.is_zipfile(weights):  # torch.save writes a zip archive; the unpickler's errors on others vary
+        raise CheckpointError(f"{weights} is not readable weights: not a PyTorch zip archive (damaged or cut short)")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:  # a damaged archive's errors
+        # (torch's text for an unpicklable file suggests weights_only=False: never, for a file that is damaged)
+        why = "not PyTorch weights" if isinstance(exc, pickle.UnpicklingError) else _first_line(exc)
+        raise CheckpointError(f"{weights} is not readable weights (damaged?): {why}") from exc
+    try:
+        policy.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"checkpoint {directory} does not fit {spec.get('class')}: {exc}") from exc
-    metrics = json.loads((directory / "metrics.json").read_text()) if (directory / "metrics.json").exists() else {}
-    return policy, ILConfig.load(directory / "config.json"), metrics
+    metrics = _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}
+    try:
+        config = ILConfig.load(directory / "config.json")
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory / 'config.json'} is not a training config: {exc}") from exc
+    return policy, config, metrics
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON (damaged?): {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data

@@ -19,6 +19,72 @@ METHODS = ("bc", "dagger", "gail")
 _CONSTRUCTORS = {"bc": ILConfig.behavioral_cloning, "dagger": ILConfig.dagger, "gail": ILConfig.gail}
 
 
+# --- argument types shared by the command lines: a count or a path that makes no sense is a usage error
+def positive_int(text: str) -> int:
+    """An integer >= 1 (episodes, workers, sizes)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (seeds, optional counts)."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _number(text, float)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    value = _number(text, float)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1]."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def output_dir(text: str) -> Path:
+    """A directory to write into: it may exist (the command decides about overwriting), but not as a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} exists and is not a directory")
+    return path
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and value != value:  # NaN compares false with every bound: refuse it by name
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -37,7 +103,7 @@ def build_parser(method: str) -> argparse.ArgumentParser:
         g = parser.add_argument_group("human-gated DAgger (--dagger_mode human_gated): recorded rounds")
         g.add_argument("--extra_dataset", type=Path, action="append", default=[],
                        help="another dataset to aggregate with --dataset (initial demos, earlier rounds); repeatable")
-        g.add_argument("--export_bundle", type=Path, default=None,
+        g.add_argument("--export_bundle", type=output_dir, default=None,
                        help="export the trained policy to this bundle directory")
         g.add_argument("--load_policy_service", default=None,
                        help="then ask the running policy node to load it (e.g. /load_policy)")
@@ -70,7 +136,7 @@ def run_il_cli(method: str, argv: list[str] | None = None) -> int:
     try:
         result = run(method, args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"vla-il train {method}: {exc}", file=sys.stderr)
+        print(f"vla-il train {method}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     summary = {k: v for k, v in result.items() if isinstance(v, int | float)}
     print(f"{method} done: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
@@ -83,6 +149,11 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     from training.experts import expert_for
 
     config = config_from_args(method, args)
+    if Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
+        raise ValueError(f"--output_dir {config.output_dir} exists and is not a directory")
+    for dataset in [args.dataset, *getattr(args, "extra_dataset", [])]:
+        if dataset is not None:
+            check_dataset(dataset)
     if method == "dagger" and config.dagger_mode == "human_gated":
         return _run_hg_dagger(args, config)
     from training.il.vla_cli import run_vla, wants_vla
@@ -125,6 +196,22 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
     return result
+
+
+def check_dataset(root: Path) -> None:
+    """Refuse, by name, a --dataset that is not a LeRobot dataset or holds no episode (before lerobot,
+    which takes an empty local dataset for a hub id and fails on the network)."""
+    info = Path(root) / "meta" / "info.json"
+    if not info.is_file():
+        raise FileNotFoundError(f"{root} is not a LeRobot dataset (no meta/info.json)")
+    try:
+        meta = json.loads(info.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{info} is not valid JSON ({exc}): a damaged dataset") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("features"), dict):
+        raise ValueError(f"{info} has no features: not a LeRobot dataset's info.json")
+    if not meta.get("total_episodes"):
+        raise ValueError(f"{root} holds no episodes (an empty dataset: record or collect some first)")
 
 
 def _run_hg_dagger(args: argparse.Namespace, config: ILConfig) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""`vla-il`: the single entry point. Each subcommand is filled by the part of vla-il it belongs to."""
+"""`vla-il`: the single entry point. Each subcommand is filled by the part of vla-il it belongs to.
+
+A user error (a value, a path, a damaged file) is one line on stderr, `vla-il <command>: error: ...`,
+and exit 2: counts and paths are checked by the parser, and the errors the layers below raise for
+what they were given (`_USER_ERRORS`) are caught here. Any other exception is a bug and keeps its
+traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,48 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.cli import (
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    output_dir,
+    positive_float,
+    positive_int,
+)
+
 # Subcommands whose capability has not landed yet: what they will do, and where it is tracked.
 _PLANNED: dict[str, tuple[str, int]] = {}
 
 
+class UsageError(Exception):
+    """What was asked cannot be done as asked (a path, a value): one line, exit 2."""
+
+
+# The errors the layers raise for their input, by module: a bundle, checkpoint, bag, dataset or profile
+# that cannot be used, a run that cannot go on with what it was given. Looked up in the modules this run
+# imported only (an error type whose module was never imported cannot have been raised), so the command
+# line stays fast to start.
+_USER_ERRORS = (
+    ("training.export.bundle", "BundleError"),
+    ("training.checkpoint", "CheckpointError"),
+    ("training.datasets.rosbag_import", "BagImportError"),
+    ("training.datasets.lerobot_dataset", "DatasetError"),
+    ("training.datasets.writer", "DatasetExistsError"),
+    ("training.il.behavioral_cloning", "TrainingError"),
+    ("vla_il.profiles", "ProfileError"),
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    found = [sys.modules[m].__dict__.get(name) for m, name in _USER_ERRORS if m in sys.modules]
+    return (UsageError, *(t for t in found if isinstance(t, type)))
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    from sim.aloha.tasks import TASKS
     from training.datasets.schema import IMAGE_STORAGES
+
+    tasks = sorted(TASKS)
 
     parser = argparse.ArgumentParser(
         prog="vla-il",
@@ -30,34 +72,36 @@ def _build_parser() -> argparse.ArgumentParser:
     from vla_il.demo import DemoConfig
 
     d = DemoConfig()
-    demo.add_argument("--task", default=d.task, help="transfer_cube | insertion")
-    demo.add_argument("--out", type=Path, default=d.out, help="where everything is written")
-    demo.add_argument("--demos", type=int, default=d.demos, help="expert demonstrations for BC")
-    demo.add_argument("--rounds", type=int, default=d.rounds, help="HG-DAgger rounds")
-    demo.add_argument("--episodes-per-round", type=int, default=d.episodes_per_round)
-    demo.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="held-out seeds per evaluation")
+    demo.add_argument("--task", default=d.task, choices=tasks)
+    demo.add_argument("--out", type=output_dir, default=d.out, help="where everything is written")
+    demo.add_argument("--demos", type=positive_int, default=d.demos, help="expert demonstrations for BC")
+    demo.add_argument("--rounds", type=positive_int, default=d.rounds, help="HG-DAgger rounds")
+    demo.add_argument("--episodes-per-round", type=positive_int, default=d.episodes_per_round)
+    demo.add_argument("--eval-episodes", type=positive_int, default=d.eval_episodes,
+                      help="held-out seeds per evaluation")
     demo.add_argument("--obs", default=d.obs, choices=["state", "images"], help="what the policy sees")
     demo.add_argument("--policy", default=d.policy, choices=["mlp", "vla"], help="the policy trained")
-    demo.add_argument("--chunk-size", type=int, default=d.chunk_size, help="actions per chunk (temporal ensembling)")
+    demo.add_argument("--chunk-size", type=positive_int, default=d.chunk_size,
+                      help="actions per chunk (temporal ensembling)")
     demo.add_argument("--residual", action="store_true", help="predict joint targets relative to the joint positions")
-    demo.add_argument("--epochs", type=int, default=d.epochs, help="BC epochs")
+    demo.add_argument("--epochs", type=positive_int, default=d.epochs, help="BC epochs")
     demo.add_argument("--round-init", default=d.round_init, choices=["scratch", "continue"],
                       help="each round trains a new network on all labels (--epochs, BC's recipe) or continues the "
                            "last one (--round-epochs)")
-    demo.add_argument("--round-epochs", type=int, default=d.round_epochs,
+    demo.add_argument("--round-epochs", type=positive_int, default=d.round_epochs,
                       help="epochs per HG-DAgger round with --round-init continue")
-    demo.add_argument("--hidden-dim", type=int, default=d.hidden_dim, help="width of the policy MLP")
-    demo.add_argument("--ensemble", type=int, default=d.ensemble,
+    demo.add_argument("--hidden-dim", type=positive_int, default=d.hidden_dim, help="width of the policy MLP")
+    demo.add_argument("--ensemble", type=positive_int, default=d.ensemble,
                       help="MLPs per policy, each fit on its own, outputs averaged")
-    demo.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    demo.add_argument("--learning-rate", type=positive_float, default=d.learning_rate)
     demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
-    demo.add_argument("--early-stopping-after", type=float, default=d.early_stopping_after, metavar="FRACTION",
+    demo.add_argument("--early-stopping-after", type=fraction, default=d.early_stopping_after, metavar="FRACTION",
                       help="each fit keeps its epoch of lowest validation loss among those past this fraction")
     demo.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,
                       help="each fit keeps its last (annealed) epoch")
     demo.add_argument("--labels", default=d.labels, choices=["intervention", "expert"],
                       help="train on the expert's takeovers (HG-DAgger) or on every state it labelled (DAgger)")
-    demo.add_argument("--workers", type=int, default=d.workers, help="evaluation processes")
+    demo.add_argument("--workers", type=positive_int, default=d.workers, help="evaluation processes")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     demo.set_defaults(func=_demo)
 
@@ -69,17 +113,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="record scripted-expert demonstrations from the simulated ALOHA into a LeRobot dataset",
         description="Runs the task's closed-loop expert and writes each episode into a LeRobot dataset (v3).",
     )
-    collect.add_argument("--task", default="transfer_cube", help="transfer_cube | insertion")
-    collect.add_argument("--episodes", type=int, default=50, help="episodes to save")
-    collect.add_argument("--out", type=Path, required=True, help="dataset directory (created)")
+    collect.add_argument("--task", default="transfer_cube", choices=tasks)
+    collect.add_argument("--episodes", type=positive_int, default=50, help="episodes to save")
+    collect.add_argument("--out", type=output_dir, required=True, help="dataset directory (created)")
     collect.add_argument("--cameras", nargs="*", default=["top"], help="cameras to record (none: state only)")
-    collect.add_argument("--image-size", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
+    collect.add_argument("--image-size", nargs=2, type=positive_int, default=[480, 640], metavar=("H", "W"))
     collect.add_argument("--keep-failed", action="store_true", help="keep episodes the expert failed")
-    collect.add_argument("--seed", type=int, default=0, help="first seed")
+    collect.add_argument("--seed", type=nonnegative_int, default=0, help="first seed")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     collect.add_argument(
         "--action-noise",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         metavar="RAD",
         help="DART-style: arm joints execute the expert's command plus a wandering offset of this step size "
@@ -98,20 +142,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="evaluate a policy in the simulated ALOHA (success rate, Wilson 95%%)",
         description="Runs N episodes on seeds seed..seed+N-1 and reports the success rate.",
     )
-    ev.add_argument("--task", default="transfer_cube", help="transfer_cube | insertion")
+    ev.add_argument("--task", default="transfer_cube", choices=tasks)
     ev.add_argument(
         "--policy",
         default="expert",
         help="expert (the scripted expert), a policy bundle directory, or a training checkpoint directory",
     )
-    ev.add_argument("--episodes", type=int, default=50)
-    ev.add_argument("--seed", type=int, default=100_000, help="first seed (held out from collection)")
-    ev.add_argument("--workers", type=int, default=1, help="parallel processes")
-    ev.add_argument("--videos", type=int, default=0, help="record MP4 videos of the first N episodes")
-    ev.add_argument("--out", type=Path, default=None, help="write episodes.jsonl, summary.json, success.png here")
+    ev.add_argument("--episodes", type=positive_int, default=50)
+    ev.add_argument("--seed", type=nonnegative_int, default=100_000, help="first seed (held out from collection)")
+    ev.add_argument("--workers", type=positive_int, default=1, help="parallel processes")
+    ev.add_argument("--videos", type=nonnegative_int, default=0, help="record MP4 videos of the first N episodes")
+    ev.add_argument("--out", type=output_dir, default=None,
+                    help="write episodes.jsonl, summary.json, success.png here")
     ev.add_argument(
         "--perturb-prefix",
-        type=float,
+        type=fraction,
         default=0.0,
         metavar="FRACTION",
         help="drive the first FRACTION of each episode with a perturbed policy (recovery test)",
@@ -127,7 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Writes policy.onnx + policy.json after a PyTorch / ONNX Runtime parity check.",
     )
     export.add_argument("--checkpoint", type=Path, required=True, help="checkpoint dir (or an output dir: best/)")
-    export.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    export.add_argument("--out", type=output_dir, required=True, help="bundle directory to write")
     export.add_argument("--name", default=None, help="bundle name (default: the training run's folder)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     export.set_defaults(func=_export)
@@ -149,21 +194,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("bag", type=Path, help="rosbag2 directory (with metadata.yaml)")
     imp.add_argument("--profile", required=True, help="robot profile: a name in config/robots/ or a YAML path")
-    imp.add_argument("--out", type=Path, required=True, help="dataset directory (created)")
+    imp.add_argument("--out", type=output_dir, required=True, help="dataset directory (created)")
     imp.add_argument("--task", required=True, help="the language instruction of these episodes")
-    imp.add_argument("--fps", type=float, default=0.0, help="control clock (default: the profile's rate)")
+    imp.add_argument("--fps", type=nonnegative_float, default=0.0, help="control clock (default: the profile's rate)")
     imp.add_argument("--sync", choices=["nearest", "interpolate"], default="nearest", help="joint-state resampling")
     imp.add_argument("--action", choices=["command", "next_state"], default="command", help="where actions come from")
     imp.add_argument("--split", choices=["gap", "topic", "length"], default="gap", help="how episodes end")
     imp.add_argument("--split-topic", default="", help="--split topic: each message on it ends an episode")
-    imp.add_argument("--episode-length", type=float, default=0.0, help="--split length: seconds per episode")
+    imp.add_argument("--episode-length", type=nonnegative_float, default=0.0,
+                     help="--split length: seconds per episode")
     imp.add_argument(
         "--max-skew",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         help="a sample further than this (s) from a tick is a gap (default: two control periods)",
     )
-    imp.add_argument("--min-frames", type=int, default=10, help="leave out shorter episodes")
+    imp.add_argument("--min-frames", type=positive_int, default=10, help="leave out shorter episodes")
     imp.add_argument("--time", choices=["header", "receive"], default="header", help="header stamps or bag times")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     imp.set_defaults(func=_import_bag)
@@ -208,6 +254,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace) -> int:
     from sim.collect import collect
 
+    _check_cameras(args.task, args.cameras)
     report = collect(
         args.task,
         args.episodes,
@@ -224,6 +271,22 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_cameras(task: str, cameras: list[str]) -> None:
+    """Refuse camera names the task's model does not have (before a dataset is started)."""
+    if not cameras:
+        return
+    import mujoco
+
+    from sim.aloha import robot
+    from sim.aloha.tasks import get_task
+
+    model = mujoco.MjModel.from_xml_path(str(robot.assets_dir() / get_task(task).xml))
+    valid = [model.camera(i).name for i in range(model.ncam)]
+    unknown = [c for c in cameras if c not in valid]
+    if unknown:
+        raise UsageError(f"--cameras: unknown camera(s) {', '.join(unknown)}; {task} has: {', '.join(valid)}")
+
+
 def _policy_factory(spec: str):
     """(factory, env kwargs) for --policy: expert, a bundle directory, or a checkpoint directory."""
     from sim.evaluation import BundleFactory, ExpertPolicy
@@ -234,9 +297,8 @@ def _policy_factory(spec: str):
     if not (path / "policy.onnx").exists():
         checkpoint = next((c for c in (path, path / "best", path / "last") if (c / "model.pt").exists()), None)
         if checkpoint is None:
-            raise SystemExit(
-                f"vla-il eval: --policy {spec!r} is neither 'expert', a bundle (policy.json) nor a checkpoint "
-                "directory"
+            raise UsageError(
+                f"--policy {spec!r} is neither 'expert', a bundle (policy.json) nor a checkpoint directory"
             )
         path = _export_for_eval(checkpoint)
     factory = BundleFactory(path)
@@ -278,15 +340,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.checkpoint import CheckpointError
-    from training.export.bundle import BundleError
     from training.export.onnx_export import export_checkpoint
 
-    try:
-        spec, diff = export_checkpoint(args.checkpoint, args.out, args.name, args.overwrite)
-    except (BundleError, CheckpointError) as exc:
-        print(f"vla-il export: {exc}", file=sys.stderr)
-        return 2
+    spec, diff = export_checkpoint(args.checkpoint, args.out, args.name, args.overwrite)
     print(
         f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
         f"at {spec.fps:g} Hz; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
@@ -301,29 +357,24 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _import_bag(args: argparse.Namespace) -> int:
-    from training.datasets.rosbag_import import BagImportError, ImportOptions, import_bag
-    from training.datasets.writer import DatasetExistsError
-    from vla_il.profiles import ProfileError, load_profile
+    from training.datasets.rosbag_import import ImportOptions, import_bag
+    from vla_il.profiles import load_profile
 
-    try:
-        profile = load_profile(args.profile)
-        options = ImportOptions(
-            task=args.task,
-            fps=args.fps,
-            sync=args.sync,
-            action=args.action,
-            split=args.split,
-            split_topic=args.split_topic,
-            episode_length_s=args.episode_length,
-            max_skew_s=args.max_skew,
-            min_episode_frames=args.min_frames,
-            time_source=args.time,
-            overwrite=args.overwrite,
-        )
-        report = import_bag(args.bag, profile, args.out, options, log=lambda m: print(f"import-bag: {m}"))
-    except (BagImportError, ProfileError, DatasetExistsError) as exc:
-        print(f"vla-il import-bag: {exc}", file=sys.stderr)
-        return 2
+    profile = load_profile(args.profile)
+    options = ImportOptions(
+        task=args.task,
+        fps=args.fps,
+        sync=args.sync,
+        action=args.action,
+        split=args.split,
+        split_topic=args.split_topic,
+        episode_length_s=args.episode_length,
+        max_skew_s=args.max_skew,
+        min_episode_frames=args.min_frames,
+        time_source=args.time,
+        overwrite=args.overwrite,
+    )
+    report = import_bag(args.bag, profile, args.out, options, log=lambda m: print(f"import-bag: {m}"))
     print(report.text())
     return 0
 
@@ -357,7 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise  # a bug: its traceback is what the report needs
+        print(f"vla-il {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

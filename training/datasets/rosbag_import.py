@@ -10,7 +10,8 @@ is a gap: it is dropped, counted per stream, and ends the episode (a dataset nev
 in time). Episodes also end at the messages of a topic (--split topic), or every N seconds (--split
 length). Actions are the command in force until the next tick (--action command) or the next state
 (--action next_state). The report gives the gaps, the skips (timestamps going backwards, messages
-without the profile's joints) and the time skew of each stream against the control clock.
+without the profile's joints, joint states and commands with NaN or infinite values: a dataset never
+holds them) and the time skew of each stream against the control clock.
 
 The bag is read twice: first the timestamps and joint values, then the images, each decoded only
 when a frame needs it, so memory stays bounded for long multi-camera recordings.
@@ -18,7 +19,9 @@ when a frame needs it, so memory stays bounded for long multi-camera recordings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -82,6 +85,7 @@ class Stream:
     values: list = field(default_factory=list)
     backwards: int = 0
     skipped: int = 0  # messages without the profile's joints, or undecodable
+    nonfinite: int = 0  # joint values or commands with NaN / inf: dropped
 
     def add(self, t: float, value) -> bool:
         if self.times and t <= self.times[-1]:
@@ -102,6 +106,7 @@ class ImportReport:
     gap_ticks: dict[str, int] = field(default_factory=dict)  # ticks dropped because of this stream
     backwards: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)  # samples dropped for NaN / inf values
     skew_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # stream -> (median, max) |t - tick|
     short_episodes: int = 0
     seconds: float = 0.0
@@ -119,7 +124,8 @@ class ImportReport:
             lines.append(
                 f"  {name}: skew to the control clock median {med:.1f} ms, max {worst:.1f} ms; "
                 f"{self.gap_ticks.get(name, 0)} gap ticks, {self.backwards.get(name, 0)} backwards "
-                f"timestamps skipped, {self.skipped.get(name, 0)} unusable messages skipped"
+                f"timestamps skipped, {self.skipped.get(name, 0)} unusable messages skipped, "
+                f"{self.nonfinite.get(name, 0)} non-finite samples dropped"
             )
         if self.short_episodes:
             lines.append(f"  {self.short_episodes} episode(s) shorter than the minimum were left out")
@@ -128,28 +134,39 @@ class ImportReport:
 
 def import_bag(bag: Path, profile: RobotProfile, out: Path, options: ImportOptions, log=print) -> ImportReport:
     """Read `bag`, resample it onto the control clock and write a LeRobot dataset at `out`."""
-    import lerobot.datasets.lerobot_dataset  # noqa: F401 - imported before the clock starts (seconds)
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
+
+    bag = Path(bag)
+    _check_is_bag(bag)
+    reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+    try:
+        reader.open()
+    except _bag_read_errors() as exc:
+        raise BagImportError(f"{bag}: cannot read this rosbag2: {_first_line(exc)}") from exc
+    import lerobot.datasets.lerobot_dataset  # noqa: F401 - imported before the clock starts (seconds)
 
     from training.datasets.writer import EpisodeWriter
 
     started = time.perf_counter()
-    bag = Path(bag)
-    if not bag.exists():
-        raise BagImportError(f"{bag} does not exist (expected a rosbag2 directory with metadata.yaml)")
     fps = options.fps or profile.control_rate_hz
     if not options.max_skew_s:
         options = dataclasses.replace(options, max_skew_s=2.0 / fps)
     report = ImportReport(bag, Path(out))
-    with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+    with contextlib.closing(reader):
         topics = {c.topic: c.msgtype for c in reader.connections}
         plan = _plan(profile, options, topics, bag)
-        streams, boundaries, image_meta = _read_pass(reader, plan, options, log)
+        try:
+            streams, boundaries, image_meta = _read_pass(reader, plan, options, log)
+        except _bag_read_errors() as exc:
+            raise BagImportError(f"{bag}: the bag is damaged (truncated?): {_first_line(exc)}") from exc
         for s in streams.values():
             report.backwards[s.name], report.skipped[s.name] = s.backwards, s.skipped
+            report.nonfinite[s.name] = s.nonfinite
             if not s.times:
-                raise BagImportError(f"{bag}: no usable message on {s.name} (see the skips above)")
+                why = (f"all {s.nonfinite} samples hold NaN or infinite values" if s.nonfinite and not s.skipped
+                       else f"{s.skipped} unusable, {s.nonfinite} non-finite, {s.backwards} backwards")
+                raise BagImportError(f"{bag}: nothing usable on {s.name}: {why}; no dataset written")
         episodes = _episodes(streams, plan, boundaries, fps, options, report)
         sizes = {(m[0], m[1]) for m in image_meta.values()}
         if len(sizes) > 1:
@@ -162,14 +179,53 @@ def import_bag(bag: Path, profile: RobotProfile, out: Path, options: ImportOptio
             robot_type=profile.robot_type,
             overwrite=options.overwrite,
         )
+        damaged = None
         try:
             _write_pass(reader, plan, episodes, writer, options.task, log)
+        except _bag_read_errors() as exc:
+            damaged = exc
         finally:
             writer.close()
+        if damaged is not None:
+            shutil.rmtree(out, ignore_errors=True)  # a dataset cut short by a damaged bag is not kept
+            raise BagImportError(f"{bag}: the bag is damaged (truncated?): {_first_line(damaged)}") from damaged
     report.episodes = len(episodes)
     report.frames = sum(len(e["state"]) for e in episodes)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_is_bag(bag: Path) -> None:
+    """A rosbag2 is a directory with metadata.yaml; anything else is refused before a reader guesses."""
+    if not bag.exists():
+        raise BagImportError(f"{bag} does not exist (expected a rosbag2 directory with metadata.yaml)")
+    if bag.is_file():
+        hint = f"; give its directory {bag.parent}" if (bag.parent / "metadata.yaml").is_file() else ""
+        raise BagImportError(f"{bag} is a file, not a rosbag2 directory (a folder with metadata.yaml){hint}")
+    if not (bag / "metadata.yaml").is_file():
+        raise BagImportError(f"{bag} has no metadata.yaml: not a rosbag2 directory")
+
+
+def _bag_read_errors() -> tuple[type[Exception], ...]:
+    """What rosbags and its sqlite3 drivers raise for a bag that is not one, or is damaged."""
+    import sqlite3
+
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+
+    errors: list[type[Exception]] = [AnyReaderError, ReaderError, sqlite3.DatabaseError]
+    try:
+        import apsw
+
+        errors.append(apsw.Error)
+    except ImportError:  # pragma: no cover - rosbags' sqlite3 storage brings apsw
+        pass
+    return tuple(errors)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -278,6 +334,11 @@ def _read_pass(reader, plan: _Plan, options: ImportOptions, log):
                 if streams[topic].skipped == 1:
                     log(f"skipping {topic} messages: {exc}")
                 continue
+            if not np.isfinite(value).all():
+                streams[topic].nonfinite += 1
+                if streams[topic].nonfinite == 1:
+                    log(f"dropping {topic} joint states with NaN or infinite values (first at t={t:.6f})")
+                continue
             if not streams[topic].add(t, value) and streams[topic].backwards == 1:
                 log(f"skipping {topic} messages whose timestamps go backwards (first at t={t:.6f})")
         elif topic in plan.cameras.values():
@@ -294,12 +355,18 @@ def _read_pass(reader, plan: _Plan, options: ImportOptions, log):
                 log(f"skipping {topic} images whose timestamps go backwards (first at t={t:.6f})")
         if topic in plan.command_topics:
             try:
-                latest_command.update(_command_values(msg, plan.command_maps[topic]))
+                values = _command_values(msg, plan.command_maps[topic])
             except (ValueError, AttributeError, KeyError) as exc:
                 command.skipped += 1
                 if command.skipped == 1:
                     log(f"skipping {topic} commands: {exc}")
                 continue
+            if not np.isfinite(list(values.values())).all():
+                command.nonfinite += 1
+                if command.nonfinite == 1:
+                    log(f"dropping {topic} commands with NaN or infinite values (first at t={t:.6f})")
+                continue
+            latest_command.update(values)
             if len(latest_command) == len(plan.joint_names):  # every joint has been commanded
                 command.add(t, np.array([latest_command[j] for j in plan.joint_names]))
     if command is not None:

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.cli import nonnegative_float, nonnegative_int, positive_int, unit_interval
 from training.config import ILConfig
 
 DEFAULT_CHUNK = 10
@@ -38,30 +39,30 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--image_size",
         nargs=2,
-        type=int,
+        type=positive_int,
         default=None,
         metavar=("H", "W"),
         help="image size the VLA takes (resized from the dataset's, with a log line)",
     )
     g.add_argument("--vla_action_head", choices=["regression", "flow_matching"], default="regression")
-    g.add_argument("--vla_hidden", type=int, default=64, help="width of the tiny preset")
-    g.add_argument("--vla_layers", type=int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
+    g.add_argument("--vla_hidden", type=positive_int, default=64, help="width of the tiny preset")
+    g.add_argument("--vla_layers", type=positive_int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
     g.add_argument(
         "--vla_patch_size",
-        type=int,
+        type=positive_int,
         default=8,
         help="the tiny preset's SigLIP patch size in pixels (16 at 96x128: the tokens of 8 at 48x64, finer pixels)",
     )
     g.add_argument(
         "--vla_aux_state_weight",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         help="> 0: a training-only head predicts the recorded object poses (observation.environment_state) "
         "from the decoder, weighted this much in the loss (sim datasets)",
     )
     g.add_argument(
         "--vla_state_dropout",
-        type=float,
+        type=unit_interval,
         default=0.0,
         help="fraction of training samples that see a learned 'no state' token instead of the robot state "
         "(so the model learns to see the scene, not to read it off the arm); 1.0: vision only, the state is "
@@ -69,8 +70,8 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--freeze_vision", action="store_true")
     g.add_argument("--freeze_llm", action="store_true")
-    g.add_argument("--llm_train_last_n_layers", type=int, default=0)
-    g.add_argument("--lora_rank", type=int, default=0)
+    g.add_argument("--llm_train_last_n_layers", type=nonnegative_int, default=0)
+    g.add_argument("--lora_rank", type=nonnegative_int, default=0)
     g.add_argument("--gradient_checkpointing", action="store_true")
     g.add_argument(
         "--action_key",
@@ -78,8 +79,9 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
         help="the dataset column to imitate: action (executed) or expert_action (the expert's labels, e.g. of "
         "noise-injected demos: vla-il collect --action-noise)",
     )
-    g.add_argument("--num_workers", type=int, default=None, help="dataloader workers (default: by core count)")
-    g.add_argument("--episode_length", type=int, default=400, help="sim episode length (evaluation, rollouts)")
+    g.add_argument("--num_workers", type=nonnegative_int, default=None,
+                   help="dataloader workers (default: by core count)")
+    g.add_argument("--episode_length", type=positive_int, default=400, help="sim episode length (evaluation, rollouts)")
 
 
 def _is_vla_checkpoint(path: Path | None) -> bool:
@@ -87,7 +89,11 @@ def _is_vla_checkpoint(path: Path | None) -> bool:
         return False
     for d in (Path(path), Path(path) / "best"):
         if (d / "policy.json").is_file():
-            return json.loads((d / "policy.json").read_text()).get("class") == "VLAModel"
+            try:
+                spec = json.loads((d / "policy.json").read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return False  # load_checkpoint names the damaged file
+            return isinstance(spec, dict) and spec.get("class") == "VLAModel"
     return False
 
 

@@ -77,4 +77,6 @@ def mux_graph(probe, node_process):
     g.engaged = probe.publisher(Bool, "teleop/engaged")
     for pub in (g.obs, g.policy, g.teleop, g.engaged):
         probe.wait_for_subscribers(pub)
+    for topic in ("command", "intervention", "mux/safety"):  # its first command must reach the probe
+        probe.wait_for_publishers(topic)
     return g

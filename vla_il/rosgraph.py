@@ -53,6 +53,7 @@ class Probe:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
+        self._subscriptions: dict[str, Any] = {}
         # One thread spins; callers wait on futures and events from theirs. (Measured: the
         # multi-threaded executor adds jitter to round trips, up to a lost wake-up of a second.)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -75,8 +76,15 @@ class Probe:
     def collect(self, msg_type: Any, topic: str, qos: QoSProfile = RELIABLE) -> list:
         """Subscribe and return the list that incoming messages are appended to."""
         received: list = []
-        self.node.create_subscription(msg_type, topic, received.append, qos)
+        self._subscriptions[topic] = self.node.create_subscription(msg_type, topic, received.append, qos)
         return received
+
+    def wait_for_publishers(self, topic: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until a topic this probe collects is matched with `count` publishers (a message sent before
+        the match is not delivered to a volatile subscription)."""
+        sub = self._subscriptions[topic]
+        if not wait_until(lambda: sub.get_publisher_count() >= count, timeout):
+            raise TimeoutError(f"no publisher on {sub.topic_name} after {timeout} s")
 
     def wait_for_subscribers(self, publisher, count: int = 1, timeout: float = 10.0) -> None:
         if not wait_until(lambda: publisher.get_subscription_count() >= count, timeout):

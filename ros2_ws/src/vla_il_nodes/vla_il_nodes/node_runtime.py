@@ -99,11 +99,14 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         print(f"[{make_node.__name__}] refusing to start: {exc}", file=sys.stderr)
         return 2
     except RCLError as exc:
-        if node is not None or not rclpy.ok():
+        if node is None and rclpy.ok():
+            # the middleware refused the participant (e.g. SROS2 asked of a Fast DDS without DDS-Security)
+            print(f"[{make_node.__name__}] cannot start: {str(exc).splitlines()[0]}", file=sys.stderr)
+            return 1
+        if rclpy.ok():
             raise
-        # the middleware refused the participant (e.g. SROS2 asked of a Fast DDS without DDS-Security)
-        print(f"[{make_node.__name__}] cannot start: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
+        # SIGINT/SIGTERM shut the context down while the executor built its wait set or a callback
+        # published ("context is not valid"): the stop that was asked for
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     except Exception:

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CAMERAS = ("top", "left_wrist", "right_wrist")
+ALOHA_CAMERAS = ("top", "left_wrist", "right_wrist", "low")  # an ALOHA records four
+CAMERAS = ALOHA_CAMERAS[:3]  # set by --cameras
 FPS = 50
 
 
@@ -99,6 +100,8 @@ def _publisher(steps: int, size: tuple[int, int], reliability: str, depth: int) 
         reliability,
         "--depth",
         str(depth),
+        "--cameras",
+        str(len(CAMERAS)),
     ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
@@ -205,7 +208,7 @@ def _row(name: str, r: dict, steps: int) -> str:
 
     def grab(key: str) -> str:
         i = m.find(key)
-        return m[i + len(key) :].split(",")[0].split(";")[0].strip() if i >= 0 else "-"
+        return " ".join(m[i + len(key) :].split(",")[0].split(";")[0].split()[:2]) if i >= 0 else "-"
 
     return (
         f"| {name} | {r['frames']}/{steps} | {r['dropped']} | {grab('lag p50')} | {grab('max')} | "
@@ -220,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reliability", default="reliable", help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--cameras", type=int, default=3, choices=range(1, 5), help="how many 480x640 cameras")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--only", help="run only the variants whose name contains this")
     args = parser.parse_args(argv)
@@ -228,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         assert len(size) == 2 and min(size) >= 64
     except (ValueError, AssertionError):
         parser.error(f"--size: expected HxW with both >= 64 (e.g. 480x640), got {args.size!r}")
+    global CAMERAS
+    CAMERAS = ALOHA_CAMERAS[: args.cameras]
     if args.publish:
         print(json.dumps(publish(args.steps, size, args.reliability, args.depth)))
         return 0

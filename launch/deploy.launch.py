@@ -123,6 +123,13 @@ def _exposure() -> list:
         SetEnvironmentVariable("ROS_SECURITY_ENABLE", "true", condition=secure),
         SetEnvironmentVariable("ROS_SECURITY_STRATEGY", "Enforce", condition=secure),
         SetEnvironmentVariable("ROS_SECURITY_ENCLAVE_OVERRIDE", LaunchConfiguration("enclave"), condition=secure),
+        # camera images through shared memory without lost frames (config/fastdds.xml says why)
+        DeclareLaunchArgument("fastdds_profile", description="Fast DDS XML profile of every process launched here.",
+                              default_value=EnvironmentVariable(
+                                  "FASTDDS_DEFAULT_PROFILES_FILE", default_value=EnvironmentVariable(
+                                      "FASTRTPS_DEFAULT_PROFILES_FILE", default_value=PathJoinSubstitution(
+                                          [FindPackageShare("vla_il"), "config", "fastdds.xml"])))),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
     ]
 
 

@@ -38,6 +38,11 @@ export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 if [ -z "${ROS_AUTOMATIC_DISCOVERY_RANGE:-}" ] && [ -z "${ROS_LOCALHOST_ONLY:-}" ]; then
   export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 fi
+# Camera images through shared memory without lost frames (config/fastdds.xml says why). A profile of your
+# own (FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE) is kept.
+if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+  export FASTDDS_DEFAULT_PROFILES_FILE="$_vla_root/config/fastdds.xml"
+fi
 
 if [ "${1:-}" != "--no-workspace" ] && [ -f "$_vla_root/ros2_ws/install/local_setup.bash" ]; then
   # colcon's generated script; it only prepends this workspace's paths.

@@ -9,6 +9,7 @@ parameter files and the install space are ours and real. test_launch_files.py ch
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -57,7 +58,14 @@ class _EnvVar:
         self.name, self.default = name, default_value
 
     def perform(self, environ):
-        return environ.get(self.name, self.default)
+        if self.name in environ:
+            return environ[self.name]
+        return self.default.perform(environ) if hasattr(self.default, "perform") else self.default
+
+
+class _Join(list):
+    def perform(self, _environ):
+        return os.path.join(*(p.perform(None) if hasattr(p, "perform") else p for p in self))
 
 
 class _SetEnv:
@@ -84,7 +92,7 @@ def _stand_in_modules():
     mods["launch.conditions"].LaunchConfigurationNotEquals = _NotEquals
     mods["launch.substitutions"].EnvironmentVariable = _EnvVar
     mods["launch.substitutions"].LaunchConfiguration = _Config
-    mods["launch.substitutions"].PathJoinSubstitution = lambda parts: parts
+    mods["launch.substitutions"].PathJoinSubstitution = _Join
     mods["launch_ros.actions"].Node = _Node
     mods["launch_ros.substitutions"].FindPackageShare = _Share
     return mods
@@ -124,14 +132,18 @@ def _environment(launch_file: str, environ: dict, **args) -> dict[str, str]:
 
 @pytest.mark.parametrize("launch_file", ["dagger_teleop.launch.py", "deploy.launch.py"])
 def test_launch_files_keep_discovery_on_this_machine_unless_told_and_take_an_sros2_keystore(launch_file):
-    assert _environment(launch_file, {}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    profile = {"FASTDDS_DEFAULT_PROFILES_FILE": str(INSTALL / "vla_il" / "share" / "vla_il" / "config" / "fastdds.xml")}
+    assert Path(profile["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()
+    assert _environment(launch_file, {}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", **profile}
     assert _environment(launch_file, {}, discovery_range="SUBNET")["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
     assert _environment(launch_file, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) == {
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}  # the user's environment says so
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", **profile}  # the user's environment says so
     secure = _environment(launch_file, {}, keystore="/etc/vla_il/keystore")
     assert secure == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_SECURITY_KEYSTORE": "/etc/vla_il/keystore",
                       "ROS_SECURITY_ENABLE": "true", "ROS_SECURITY_STRATEGY": "Enforce",
-                      "ROS_SECURITY_ENCLAVE_OVERRIDE": "/vla_il"}
+                      "ROS_SECURITY_ENCLAVE_OVERRIDE": "/vla_il", **profile}
+    for own in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):  # a profile of the user's is kept
+        assert _environment(launch_file, {own: "/mine.xml"})["FASTDDS_DEFAULT_PROFILES_FILE"] == "/mine.xml"
     assert _environment(launch_file, {"ROS_SECURITY_KEYSTORE": "/ks"})["ROS_SECURITY_ENABLE"] == "true"
 
 

@@ -149,7 +149,9 @@ class NodeProcess:
         params: dict[str, Any] | None = None,
         remaps: dict[str, str] | None = None,
         package: str = "vla_il_nodes",
+        env: dict[str, str | None] | None = None,
     ) -> None:
+        """`env`: changes to this process's environment for the node (None: unset that variable)."""
         exe = INSTALL / package / "lib" / package / executable
         if not exe.exists():
             raise FileNotFoundError(f"{exe} is not installed: run scripts/setup.sh")
@@ -164,8 +166,14 @@ class NodeProcess:
         self.log_path = log_dir / f"{executable}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         # Unbuffered, uncoloured logs: a test reads them while the node runs.
-        env = dict(os.environ, RCUTILS_LOGGING_BUFFERED_STREAM="0", RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        environ = dict(os.environ, RCUTILS_LOGGING_BUFFERED_STREAM="0", RCUTILS_COLORIZED_OUTPUT="0",
+                       PYTHONUNBUFFERED="1")
+        for key, value in (env or {}).items():
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=environ)
 
     def log(self) -> str:
         if not self._log.closed:

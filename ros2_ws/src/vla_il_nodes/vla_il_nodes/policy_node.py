@@ -50,7 +50,7 @@ from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
 from training.export.bundle import BundleError
-from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, default_to_localhost_discovery
+from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, default_middleware
 from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, load_policy, resolve_bundle_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -306,7 +306,7 @@ class PolicyLoader(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    default_to_localhost_discovery()
+    default_middleware()
     rclpy.init(args=args)
     node = loader = None
     executor = SingleThreadedExecutor()

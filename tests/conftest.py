@@ -62,7 +62,7 @@ def mux_graph(probe, node_process):
     from std_msgs.msg import Bool
     from vla_il_msgs.msg import InterventionEvent, SafetyEvent
 
-    from tests.ros_harness import CONFIG, LATCHED
+    from tests.ros_harness import CONFIG, LATCHED, wait_until
 
     mux = node_process("intervention_mux", params_files=[CONFIG / "intervention_mux.yaml"],
                        params={"stale_after_s": 0.5})
@@ -77,6 +77,18 @@ def mux_graph(probe, node_process):
     g.engaged = probe.publisher(Bool, "teleop/engaged")
     for pub in (g.obs, g.policy, g.teleop, g.engaged):
         probe.wait_for_subscribers(pub)
-    for topic in ("command", "intervention", "mux/safety"):  # its first command must reach the probe
+    for topic in ("command", "intervention", "mux/safety"):
         probe.wait_for_publishers(topic)
+    # Matched on our side is not matched on the mux's (each participant's discovery runs on its own): CI saw a
+    # first tick that the mux answered and the probe never received. Tick at HOME until a command comes back.
+    home = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.5] * 2
+    names = [f"{side}_{j}" for side in ("left", "right")
+             for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")]
+
+    def tick() -> bool:
+        g.obs.publish(JointState(name=names, position=home))
+        g.policy.publish(JointState(name=names, position=home))
+        return wait_until(lambda: bool(g.commands), 0.3)
+
+    assert wait_until(tick, 15), f"the mux never answered a tick\n{mux.log()}"
     return g

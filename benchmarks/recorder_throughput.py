@@ -1,18 +1,24 @@
-"""DAgger recorder throughput: frames recorded vs published, 3 cameras at 480x640, 50 Hz, one episode.
+"""DAgger recorder throughput: frames recorded vs published, 3 or 4 cameras at 480x640, 50 Hz.
 
-    python benchmarks/recorder_throughput.py [--steps 400] [--size 480x640]     (or: vla-il bench recorder)
+    python -m benchmarks.recorder_throughput [--steps 400] [--cameras 3] [--only TEXT]
+    (or: vla-il bench recorder ...)
 
-A publisher process plays the robot in real time: per step, /joint_states, three rgb8 images stamped
-like it, then /command. Each row runs one 400-step episode through a fresh dagger_recorder process
-and reads its own account (frames, dropped frames, observation lag, lerobot's add_frame cost per
-frame while recording, time to save). The baseline row, in the same run, is a plain rclpy subscriber (spin_once)
-counting the images. QoS is what varies: the camera publishers' and the recorder's reliability.
+A publisher process plays the robot in real time: per step, /joint_states, one rgb8 image per camera
+stamped like it, then /command. A recorder row runs two episodes of `--steps` through a fresh
+dagger_recorder process: the first is stopped without waiting (stop_episode answers at once and
+encodes in the background) and the second is recorded while the first encodes. Each reads the
+recorder's own account (frames, dropped frames, observation lag, the cost per frame while recording,
+the time from the stop to the episode in the dataset). The baseline rows, in the same run, are a plain
+rclpy subscriber (spin_once) counting the images, with the camera publisher on vla-il's Fast DDS
+profile (config/fastdds.xml) and on Fast DDS's defaults (what a camera driver started without the
+profile does). QoS varies: the camera publishers' and the recorder's reliability.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +28,7 @@ from pathlib import Path
 ALOHA_CAMERAS = ("top", "left_wrist", "right_wrist", "low")  # an ALOHA records four
 CAMERAS = ALOHA_CAMERAS[:3]  # set by --cameras
 FPS = 50
+REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------- publisher side
@@ -86,7 +93,9 @@ def publish(steps: int, size: tuple[int, int], reliability: str, depth: int) -> 
     return {"published": steps, "seconds": elapsed, "late_steps": late}
 
 
-def _publisher(steps: int, size: tuple[int, int], reliability: str, depth: int) -> subprocess.Popen:
+def _publisher(
+    steps: int, size: tuple[int, int], reliability: str, depth: int, dds_profile: bool = True
+) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -103,7 +112,13 @@ def _publisher(steps: int, size: tuple[int, int], reliability: str, depth: int) 
         "--cameras",
         str(len(CAMERAS)),
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if dds_profile:
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds.xml"))
+    else:  # Fast DDS's built-in transports: a 512 KB shared-memory segment
+        for var in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+            env.pop(var, None)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 
 def _publisher_result(proc: subprocess.Popen) -> dict:
@@ -114,7 +129,9 @@ def _publisher_result(proc: subprocess.Popen) -> dict:
 
 
 # ------------------------------------------------------------------------------------- measurements
-def plain_subscriber(steps: int, size: tuple[int, int], reliability: str, depth: int) -> dict:
+def plain_subscriber(
+    steps: int, size: tuple[int, int], reliability: str, depth: int, dds_profile: bool = True
+) -> dict:
     """Baseline: a plain rclpy node, one subscription per camera, spin_once, counting."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -140,7 +157,7 @@ def plain_subscriber(steps: int, size: tuple[int, int], reliability: str, depth:
         node.create_subscription(JointState, topic, lambda _m: None, 50)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    pub = _publisher(steps, size, reliability, depth)
+    pub = _publisher(steps, size, reliability, depth, dds_profile)
     while pub.poll() is None:
         executor.spin_once(timeout_sec=0.05)
     result = _publisher_result(pub)
@@ -183,37 +200,53 @@ def recorder(
         events = probe.collect(EpisodeEvent, "recorder/episode", LATCHED)
         if not node.wait_for_log("ready:", timeout=300):
             raise RuntimeError(f"the recorder did not come up:\n{node.log()[-2000:]}")
-        started = probe.call(StartEpisode, "dagger_recorder/start_episode", StartEpisode.Request(), timeout=60)
-        if not started.success:
-            raise RuntimeError(started.message)
-        pub = _publisher(steps, size, reliability, depth)
-        result = _publisher_result(pub)
-        time.sleep(0.5)
-        stop = probe.call(
-            StopEpisode, "dagger_recorder/stop_episode", StopEpisode.Request(task_success=True), timeout=600
-        )
-        wait_until(lambda: any(e.event in ("saved", "failed") for e in events), 10)
-        event = next((e for e in events if e.event in ("saved", "failed")), None)
-        dropped = event.dropped_frames if event else -1
-        # commands the recorder never received are lost too: count against what was published
-        lost = steps - stop.num_frames
-        return {"frames": stop.num_frames, "dropped": max(lost, dropped), "message": stop.message, **result}
+        episodes = []
+        for _ in range(2):  # the second is recorded while the first encodes
+            started = probe.call(StartEpisode, "dagger_recorder/start_episode", StartEpisode.Request(), timeout=60)
+            if not started.success:
+                raise RuntimeError(started.message)
+            pub = _publisher(steps, size, reliability, depth)
+            result = _publisher_result(pub)
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            stop = probe.call(
+                StopEpisode, "dagger_recorder/stop_episode", StopEpisode.Request(task_success=True), timeout=900
+            )
+            episodes.append(
+                {"index": started.episode_index, "frames": stop.num_frames, "stop_ms": 1000 * (time.monotonic() - t0),
+                 "started": started.message, "stopped": stop.message, **result}
+            )
+        print("  encoding ...", flush=True)
+        wait_until(lambda: sum(e.event in ("saved", "failed") for e in events) >= 2, 900)
+        for ep in episodes:
+            event = next((e for e in events if e.event in ("saved", "failed") and e.episode_index == ep["index"]), None)
+            # commands the recorder never received are lost too: count against what was published
+            ep["dropped"] = max(steps - ep["frames"], event.dropped_frames if event else -1)
+            ep["message"] = event.message if event else f"no saved event: {node.log()[-500:]}"
+        overlapped = "still encoding" in episodes[1]["started"]
+        return {"episodes": episodes, "overlapped": overlapped}
     finally:
         probe.close()
         node.stop()
 
 
-def _row(name: str, r: dict, steps: int) -> str:
-    m = r.get("message", "")
+def _grab(m: str, key: str) -> str:
+    i = m.find(key)
+    return " ".join(m[i + len(key) :].split(",")[0].split(";")[0].split("(")[0].split()[:2]) if i >= 0 else "-"
 
-    def grab(key: str) -> str:
-        i = m.find(key)
-        return " ".join(m[i + len(key) :].split(",")[0].split(";")[0].split()[:2]) if i >= 0 else "-"
 
-    return (
-        f"| {name} | {r['frames']}/{steps} | {r['dropped']} | {grab('lag p50')} | {grab('max')} | "
-        f"{grab('write')} | {grab('saved in')} | {r['late_steps']} |"
-    )
+def _rows(name: str, r: dict, steps: int) -> list[str]:
+    if "episodes" not in r:  # a plain subscriber
+        return [f"| {name} | {r['frames']}/{steps} | {r['dropped']} | - | - | - | - | - | {r['late_steps']} |"]
+    rows = []
+    for k, ep in enumerate(r["episodes"]):
+        m = ep["message"]
+        label = f"{name}, episode {k + 1}" + (" (while episode 1 encodes)" if k and r["overlapped"] else "")
+        rows.append(
+            f"| {label} | {ep['frames']}/{steps} | {ep['dropped']} | {_grab(m, 'lag p50')} | {_grab(m, 'max')} | "
+            f"{_grab(m, 'write')} | {ep['stop_ms']:.0f} ms | {_grab(m, 'saved in')} | {ep['late_steps']} |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                 "plain subscriber, best effort (keep last 10)",
                 lambda: plain_subscriber(args.steps, size, "best_effort", 10),
             ),
+            (
+                "plain subscriber, best effort, publisher on Fast DDS's defaults (no profile)",
+                lambda: plain_subscriber(args.steps, size, "best_effort", 10, dds_profile=False),
+            ),
             ("plain subscriber, reliable (depth 10)", lambda: plain_subscriber(args.steps, size, "reliable", 10)),
             (
                 "dagger_recorder, best effort (depth 10)",
@@ -265,13 +302,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running: {name} ...", flush=True)
             r = run()
             results[name] = r
-            rows.append(_row(name, r, args.steps))
+            rows += _rows(name, r, args.steps)
     print(
         f"\n{args.steps} steps at {FPS} Hz, {len(CAMERAS)} cameras {size[1]}x{size[0]} rgb8 "
         f"({3 * size[0] * size[1] * len(CAMERAS) * FPS / 1e6:.0f} MB/s):\n"
     )
-    print("| receiver, camera QoS | frames | dropped | lag p50 | lag max | add_frame | save | late pub steps |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| receiver, camera QoS | frames | dropped | lag p50 | lag max | per frame | stop answered in "
+        "| stop -> in dataset | late pub steps |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

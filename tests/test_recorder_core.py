@@ -216,7 +216,8 @@ def test_a_crash_mid_episode_loses_only_that_episode(tmp_path, spec):
     record(s1, 5)
     s1.stop(task_success=True)
     record(s1, 7)  # never stopped: what a kill -9 leaves behind ...
-    s1.writer.dataset.stop_image_writer()  # ... once its threads are gone too (they would write on)
+    if s1.writer is not None:  # (images spooled: no writer until the episode is stopped)
+        s1.writer.dataset.stop_image_writer()  # ... once its threads are gone too (they would write on)
     s1.lock.release()  # ... and the kernel has released its lock
     assert any((tmp_path / "rec/.staging").iterdir())
     s2 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1)
@@ -329,3 +330,62 @@ def test_stop_without_an_episode_and_empty_task_are_clear_errors(tmp_path):
     with pytest.raises(RecorderError, match="no task instruction"):
         s1.start("")
     assert RecordStore(tmp_path / "rec").next_index() == 0
+
+
+@pytest.mark.parametrize("spec", [SPEC, VIDEO_SPEC], ids=["image", "video"])
+def test_the_next_episode_records_while_the_last_one_encodes_and_they_reach_the_log_in_order(tmp_path, spec):
+    heard = []
+    s1 = RecordingSession(tmp_path / "rec", spec, min_free_mb=1, on_encoded=heard.append)
+    s1._encode_lock.acquire()  # the encoder is busy (as with four 480x640 cameras): nothing is encoded yet
+    try:
+        record(s1, 5)
+        first = s1.stop(task_success=True, background=True)
+        assert first.outcome == "encoding" and first.frames == 5 and s1.encoding == [0]
+        record(s1, 3)  # the next episode starts at once, with the next index
+        assert s1.episode.index == 1
+        second = s1.stop(task_success=False, background=True)
+        assert second.outcome == "encoding" and s1.encoding == [0, 1] and s1.store.episodes() == []
+        record(s1, 2)
+        assert s1.discard().outcome == "discarded"  # a discard does not wait for anyone
+    finally:
+        s1._encode_lock.release()
+    assert s1.wait_encoded(60)
+    assert [(h.index, h.outcome, h.frames) for h in heard] == [(0, "saved", 5), (1, "saved", 3)]
+    assert heard[0].success and not heard[1].success and heard[0].save_s > 0
+    ds = open_dataset(s1.dataset_path)
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 8
+    assert list(np.asarray(ds.hf_dataset.with_format("numpy")[schema.SUCCESS]).reshape(-1)) == [0, 0, 0, 0, 1, 0, 0, 0]
+    record(s1, 2)
+    assert s1.episode.index == 2
+    assert s1.stop(True).outcome == "saved"  # a waiting stop comes after what was queued
+    s1.close()
+    assert not any((tmp_path / "rec/.staging").iterdir())
+
+
+def test_an_episode_stopped_but_not_encoded_when_the_recorder_died_is_encoded_by_the_next_start(tmp_path):
+    s1 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    record(s1, 4)
+    s1.stop(True)
+    s1._encode_lock.acquire()  # the encoder never gets to it: what a kill -9 during the encoding leaves
+    record(s1, 6, drivers=["expert"] * 6)
+    assert s1.stop(task_success=True, background=True).outcome == "encoding"
+    record(s1, 7)  # and an episode in progress: that one is lost, as before
+    s1.lock.release()  # the kernel releases a dead process's lock
+    heard = []
+    s2 = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1, on_encoded=heard.append)
+    assert s2.cut_episodes == ["episode_000002"]
+    assert [(r.index, r.frames) for r in s2.resumed] == [(1, 6)]
+    s2.prepare()
+    assert s2.wait_encoded(60) and [(h.index, h.outcome) for h in heard] == [(1, "saved")]
+    ds = open_dataset(s2.dataset_path)
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 10
+    table = ds.hf_dataset.with_format("numpy")
+    assert np.asarray(table[schema.INTERVENTION]).reshape(-1).tolist() == [False] * 4 + [True] * 6
+    assert np.asarray(table[schema.SUCCESS]).reshape(-1)[-1]
+    record(s2, 2)
+    assert s2.episode.index == 2 and s2.stop(True).outcome == "saved"
+    s1._closing.set()  # the "dead" session's encoder wakes to find it is shutting down: it writes nothing
+    s1._encode_lock.release()
+    s1._encoder.join(10)
+    assert open_dataset(s2.dataset_path).meta.total_episodes == 3
+    assert not any((tmp_path / "rec/.staging").iterdir())

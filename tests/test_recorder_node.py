@@ -114,8 +114,10 @@ def start(probe, task=""):
     return probe.call(StartEpisode, "dagger_recorder/start_episode", StartEpisode.Request(task=task))
 
 
-def stop(probe, success=True, discard=False):
-    req = StopEpisode.Request(task_success=success, discard=discard)
+def stop(probe, success=True, discard=False, wait_saved=True):
+    """Stop the episode; by default the answer waits until it is saved (wait_saved=False: encoded in the
+    background, the answer comes at once)."""
+    req = StopEpisode.Request(task_success=success, discard=discard, wait_saved=wait_saved)
     return probe.call(StopEpisode, "dagger_recorder/stop_episode", req, timeout=60)
 
 
@@ -176,6 +178,26 @@ def test_the_sims_done_before_its_last_command_still_keeps_that_frame(rig, probe
     assert saved.num_frames == 5 and saved.dropped_frames == 0, saved.message
     table = open_dataset(root / "dataset").hf_dataset.with_format("numpy")
     assert list(np.stack(table[schema.ACTION])[:, 0]) == [3000.0 + k for k in range(5)]
+
+
+def test_the_next_episode_starts_while_the_last_one_encodes(rig, probe):
+    rec, bot, root = rig
+    assert start(probe).success
+    for _ in range(5):
+        bot.step(driver="expert")
+    first = stop(probe, wait_saved=False)  # answered at once: the images are encoded in the background
+    assert first.success and first.episode_index == 0 and first.num_frames == 5, first.message
+    assert "encoding in the background" in first.message
+    second = start(probe)
+    assert second.success and second.episode_index == 1, second.message
+    for _ in range(3):
+        bot.step(driver="policy")
+    assert stop(probe, wait_saved=False).success
+    assert wait_until(lambda: sum(e.event == "saved" for e in bot.events) == 2, 60), rec.log()
+    saved = [e for e in bot.events if e.event == "saved"]
+    assert [(e.episode_index, e.num_frames, e.intervention_frames) for e in saved] == [(0, 5, 5), (1, 3, 0)]
+    ds = open_dataset(root / "dataset")
+    assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 8
 
 
 def test_discard_and_bad_requests_answer_clearly(rig, probe):

@@ -87,6 +87,36 @@ def test_kill_9_mid_episode_loses_only_that_episode_and_the_restart_answers_at_o
     assert ds.meta.total_episodes == 2 and ds.meta.total_frames == 12
 
 
+def test_kill_9_while_an_episode_encodes_loses_nothing_the_restart_encodes_it(probe, node_process, tmp_path):
+    """Stopped is saved: a recorder killed while it encodes a stopped episode (full-size frames, which take
+    seconds to encode, so the kill right after the answer lands mid-encoding) left its raw frames complete in
+    staging, and the next start encodes them."""
+    root = tmp_path / "rec"
+    size = {"image_height": 480, "image_width": 640}
+    rec, bot = ready_rig(probe, node_process, root, **size)
+    assert start(probe).success
+    for _ in range(20):
+        bot.step(driver="expert")
+    answer = stop(probe, wait_saved=False)
+    rec.proc.kill()
+    rec.proc.wait(timeout=5)
+    assert answer.success and "encoding in the background" in answer.message, answer.message
+    assert not (root / "dataset").exists()  # it was not encoded yet
+    before = bot.subscriber_gids()
+    bot.events.clear()
+    rec2 = start_recorder(node_process, root, **size)
+    assert rec2.wait_for_log("ready:", timeout=180), rec2.log()
+    assert "episode 0 was stopped but not yet encoded" in rec2.log(), rec2.log()
+    assert wait_until(lambda: any(e.event == "saved" for e in bot.events), 120), rec2.log()
+    saved = next(e for e in bot.events if e.event == "saved")
+    assert saved.episode_index == 0 and saved.num_frames == 20 and saved.intervention_frames == 20, saved.message
+    ds = open_dataset(root / "dataset")
+    assert ds.meta.total_episodes == 1 and ds.meta.total_frames == 20
+    bot.wait_for_recorder(not_these=before)
+    assert start(probe).episode_index == 1
+    assert not [p for p in (root / ".staging").iterdir() if "episode_000000" in p.name]
+
+
 def test_a_full_disk_mid_episode_fails_that_episode_and_keeps_the_earlier_ones(probe, node_process, tmp_path):
     """The disk fills up while an episode's images are spooled: the write fails for real, in the recorder's
     own code path. Made by RLIMIT_FSIZE on the recorder's process (writes past 2 MB into a file fail with

@@ -7,7 +7,10 @@ Subscribes  command (JointState: the frame clock, one frame per command), joint_
 Publishes   recorder/episode (EpisodeEvent: started / saved / discarded / failed, with frame, drop
             and intervention counts)
 Services    ~/start_episode (StartEpisode), ~/stop_episode (StopEpisode: save with the task's
-            success, or discard). stop_episode answers once the episode is on disk and merged.
+            success, or discard). With cameras, a saved episode is encoded in the background
+            (recorder_session.py): stop_episode answers at once and the next episode can start;
+            recorder/episode says "saved" (or "failed") when it is in the dataset. wait_saved in
+            the request, or no cameras: it answers once the episode is on disk and merged.
             Both are offered once lerobot is loaded (it imports torch: seconds to a minute); the
             log line "ready:" follows.
 Output      <record_dir>/dataset: all saved episodes as one LeRobot dataset (see recorder_store.py)
@@ -105,7 +108,9 @@ class DaggerRecorderNode(Node):
                 spool,
                 storage,
             )
-            self.session = RecordingSession(Path(record_dir).expanduser(), spec, min_free_mb, merge)
+            self.session = RecordingSession(
+                Path(record_dir).expanduser(), spec, min_free_mb, merge, on_encoded=self._report
+            )
         except (RecordDirInUse, OSError) as exc:  # another recorder's, or not a directory we can write
             raise ParameterError(f"parameter 'record_dir': {exc}") from None
         except (ValueError, StoreError) as exc:
@@ -113,6 +118,10 @@ class DaggerRecorderNode(Node):
         self.sync = TickSynchronizer(sync_config)
         for cut in self.session.cut_episodes:  # its frames were in the dead process's memory: nothing to save
             self.get_logger().warning(f"discarded {cut}: a recorder was killed or crashed while recording it")
+        for resumed in self.session.resumed:  # stopped, spooled completely, not yet encoded: nothing is lost
+            self.get_logger().warning(
+                f"episode {resumed.index} was stopped but not yet encoded when a recorder ended: encoding it now"
+            )
 
         self.episode_pub = self.create_publisher(EpisodeEvent, "recorder/episode", LATCHED)
         image_qos = QoSProfile(depth=image_depth, reliability=RELIABILITY[reliability], history=HistoryPolicy.KEEP_LAST)
@@ -243,7 +252,7 @@ class DaggerRecorderNode(Node):
         seen = ep.frames + ep.dropped_frames + len(self.sync.pending)
         if seen >= msg.num_frames or self._now() >= deadline:
             self._sim_done = None
-            self._finish(lambda: self.session.stop(task_success=msg.success))
+            self._finish(lambda: self.session.stop(task_success=msg.success, background=True))
 
     # ------------------------------------------------------------------ episodes
     def _poll(self, flush: bool = False) -> None:
@@ -268,6 +277,8 @@ class DaggerRecorderNode(Node):
         self._sim_done = None
         resp.success, resp.episode_index = True, index
         resp.message = f"recording episode {index}: {task}"
+        if encoding := self.session.encoding:
+            resp.message += f" (episodes {', '.join(map(str, encoding))} still encoding)"
         self.get_logger().info(resp.message)
         self.episode_pub.publish(
             EpisodeEvent(header=self._header(), event=EpisodeEvent.EVENT_STARTED, episode_index=index, task=task)
@@ -281,8 +292,9 @@ class DaggerRecorderNode(Node):
         if req.discard:
             summary = self._finish(self.session.discard)
         else:
-            summary = self._finish(lambda: self.session.stop(task_success=req.task_success))
-        resp.success = summary.outcome in ("saved", "discarded")
+            background = not req.wait_saved
+            summary = self._finish(lambda: self.session.stop(task_success=req.task_success, background=background))
+        resp.success = summary.outcome in ("saved", "discarded", "encoding")
         resp.message, resp.episode_index, resp.num_frames = summary.line(), summary.index, summary.frames
         return resp
 
@@ -295,7 +307,11 @@ class DaggerRecorderNode(Node):
         return self._report(end())
 
     def _report(self, summary: EpisodeSummary) -> EpisodeSummary:
+        """Log an episode's end and publish it; called from the encoder thread too (background saves)."""
         self._last = summary
+        if summary.outcome == "encoding":  # stopped: its "saved" or "failed" comes when the encoding ends
+            self.get_logger().info(summary.line())
+            return summary
         event = {"saved": EpisodeEvent.EVENT_SAVED, "discarded": EpisodeEvent.EVENT_DISCARDED}.get(
             summary.outcome, EpisodeEvent.EVENT_FAILED
         )
@@ -330,6 +346,11 @@ class DaggerRecorderNode(Node):
             summary = self.session.close(unlock=False)
             if summary is not None:
                 self.get_logger().warning(summary.line())
+            for index in self.session.encoding:
+                self.get_logger().warning(
+                    f"episode {index} is stopped but not encoded yet: its raw frames stay in "
+                    f"{self.session.store.staging_dir} and the next start encodes them"
+                )
         super().destroy_node()
 
 

@@ -5,7 +5,8 @@
       dataset -> merged/000012   all saved episodes as one LeRobot dataset (what training reads): a
                                  symlink, switched atomically once a merge is complete
       .staging/                  the episode being written and merges in progress; whatever a crash
-                                 leaves here is removed (and reported) by the next start
+                                 leaves here is removed (and reported) by the next start, except the
+                                 complete image spools of stopped episodes, which it encodes
       recorder.lock              held by the one recorder writing here (recorder_lock.py): recovery runs
                                  only with it, so it never removes a live recorder's files
 
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 EPISODE_PREFIX = "episode_"
+SPOOL_SUFFIX = ".spool"  # an episode's raw images beside its staging dataset (recorder_session.ImageSpool)
+SPOOL_DONE = "episode.pkl"  # in a spool: the episode was stopped and its spool is complete
 
 
 class StoreError(RuntimeError):
@@ -49,7 +52,13 @@ class RecordStore:
         Call it holding the record directory's lock: everything here is then a dead recorder's.
         """
         cut = []
+        stopped = {p.name[: -len(SPOOL_SUFFIX)] for p in self.stopped_spools()}
         for leftover in sorted(self.staging_dir.iterdir()):
+            if leftover.name.endswith(SPOOL_SUFFIX) and leftover.name[: -len(SPOOL_SUFFIX)] in stopped:
+                continue  # a stopped episode's complete spool: the session encodes it
+            if leftover.name in stopped:  # the half-encoded dataset of a stopped episode: encoded anew
+                _remove(leftover)
+                continue
             if leftover.name.startswith(EPISODE_PREFIX):
                 cut.append(leftover.name.split(".")[0])
             _remove(leftover)
@@ -65,6 +74,21 @@ class RecordStore:
     # ------------------------------------------------------------------ episodes
     def episodes(self) -> list[Path]:
         return sorted(p for p in self.episodes_dir.iterdir() if p.name.startswith(EPISODE_PREFIX) and p.is_dir())
+
+    def stopped_spools(self) -> list[Path]:
+        """Complete spools of stopped episodes not in the log (a recorder died while encoding them).
+
+        One whose episode reached the log (the recorder died before removing the spool) is removed."""
+        found = []
+        for spool in sorted(self.staging_dir.glob(f"{EPISODE_PREFIX}*{SPOOL_SUFFIX}")):
+            if not (spool / SPOOL_DONE).is_file():
+                continue
+            index = spool.name[len(EPISODE_PREFIX) :].split(".")[0]
+            if (self.episodes_dir / f"{EPISODE_PREFIX}{index}").exists():
+                _remove(spool)
+            else:
+                found.append(spool)
+        return found
 
     def next_index(self) -> int:
         eps = self.episodes()

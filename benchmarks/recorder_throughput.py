@@ -224,7 +224,15 @@ def recorder(
             ep["dropped"] = max(steps - ep["frames"], event.dropped_frames if event else -1)
             ep["message"] = event.message if event else f"no saved event: {node.log()[-500:]}"
         overlapped = "still encoding" in episodes[1]["started"]
-        return {"episodes": episodes, "overlapped": overlapped}
+        from training.datasets.lerobot_io import open_dataset
+
+        ds = open_dataset(Path(params["/**"]["ros__parameters"]["record_dir"]) / "dataset")
+        last = ds[len(ds) - 1]  # decodes the last frame of every camera's video
+        loaded = (
+            f"{ds.meta.total_episodes} episodes, {ds.meta.total_frames} frames, "
+            f"{len([k for k in last if k.startswith('observation.images.')])} cameras decoded"
+        )
+        return {"episodes": episodes, "overlapped": overlapped, "loaded": loaded}
     finally:
         probe.close()
         node.stop()
@@ -313,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    for name, r in results.items():
+        if "loaded" in r:
+            print(f"\n{name}: the dataset loads with lerobot: {r['loaded']}")
+            for ep in r["episodes"]:
+                m = ep["message"]
+                print(f"  episode {ep['index']}: {m[m.find('saved in'):] if 'saved in' in m else m}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -88,6 +88,7 @@ class EpisodeSummary:
     write_ms_per_frame: float = 0.0  # time in lerobot's add_frame (images queued to its writer threads)
     save_s: float = 0.0  # from the stop to the episode in the log and merged (encoding included)
     queued_s: float = 0.0  # of which waiting behind earlier episodes' encoding
+    stages_s: dict[str, float] = field(default_factory=dict)  # the rest: images, video+parquet, merge
     message: str = ""
 
     def line(self) -> str:
@@ -101,8 +102,11 @@ class EpisodeSummary:
             text += ", encoding in the background"
         if self.save_s:
             text += f", saved in {self.save_s:.1f} s"
-            if self.queued_s >= 0.05:
-                text += f" ({self.queued_s:.1f} s of it queued behind earlier episodes)"
+            parts = ([f"queued {self.queued_s:.1f} s"] if self.queued_s >= 0.05 else []) + [
+                f"{stage} {t:.1f} s" for stage, t in self.stages_s.items()
+            ]
+            if parts:
+                text += f" ({', '.join(parts)})"
         if self.drop_reasons:
             text += "; drops: " + "; ".join(f"{n}x {r}" for r, n in self.drop_reasons.items())
         return text + (f"; {self.message}" if self.message else "")
@@ -370,7 +374,15 @@ class RecordingSession:
         with self._encode_lock:
             t0 = time.monotonic()
             ep.queued_s = t0 - job.stopped_at
-            writer = getattr(job, "writer", None)
+            writer = job.writer
+            stage = time.monotonic()
+
+            def lap(name: str) -> None:
+                nonlocal stage
+                now = time.monotonic()
+                ep.stages_s[name] = now - stage
+                stage = now
+
             try:
                 try:
                     if job.spool is not None:
@@ -379,12 +391,17 @@ class RecordingSession:
                             if self._closing.is_set():
                                 raise _Interrupted
                             writer.add(frame, task=ep.task)
+                        wait = getattr(writer.dataset, "_wait_image_writer", None)  # lerobot's image files
+                        if wait is not None:
+                            wait()
+                        lap("images")
                     if job.task_success:
                         _mark_success(writer)
                     writer.save_episode()
                     writer.close()
                     writer.dataset.stop_image_writer()
                     self.store.commit(job.staged, ep.index)
+                    lap("video and parquet" if self.spec.cameras and writer.dataset.meta.video_keys else "parquet")
                 except _Interrupted:  # the spool stays complete in staging: the next start encodes it
                     _discard(writer, None)
                     shutil.rmtree(job.staged, ignore_errors=True)
@@ -402,6 +419,7 @@ class RecordingSession:
                 if self.merge_after_save:
                     try:
                         self.store.merge()
+                        lap("merge")
                     except Exception as exc:  # noqa: BLE001 - the episode is in the log; the union is redone later
                         ep.message = (
                             f"in {self.store.episodes_dir}; {self.dataset_path} was not updated ({exc}): next save"

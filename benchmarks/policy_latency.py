@@ -1,12 +1,17 @@
-"""Inference latency (PyTorch eager vs ONNX Runtime) and the policy node's tick jitter, from one run.
+"""Inference latency (PyTorch eager vs ONNX Runtime) and the policy node's ticks, from one run.
 
-    python benchmarks/policy_latency.py [--seconds 60]      (or: vla-il bench policy)
+    python -m benchmarks.policy_latency [--seconds 60] [--vla-seconds 20] [--no-vla]
+    (or: vla-il bench policy ...)
 
 1. The same chunking policy (state -> a chunk of 100 ALOHA actions) in PyTorch eager and in ONNX
    Runtime (CPU here; CUDA where present), batch 1: p50 / p99 latency and the ratio.
 2. The policy node driving that bundle at 50 Hz from its timer for `--seconds`, fed with joint
-   states at 50 Hz: tick period error p50 / p99 / max (from the node's own action stamps) and the
-   missed ticks it reports.
+   states at 50 Hz: tick period error p50 / p99 / max (from the node's own action stamps), the
+   missed ticks it reports, and its own work per tick outside the model (policy/status: feeds,
+   runner, publishing, image callbacks).
+3. The same for camera bundles: the tiny VLA (`VLAModel.tiny`, patch 16, 10-action chunks, the
+   README's recipe, untrained: latency does not depend on the weights) exported through our bundle,
+   with 1 and 3 cameras at 96x128 and 480x640, the node fed rgb8 images at 50 Hz over DDS.
 """
 
 from __future__ import annotations
@@ -61,8 +66,56 @@ def inference_latency(tmp: Path, chunk: int, hidden: int, n: int = 2000) -> dict
     return {"bundle": bundle, "pytorch": _percentiles(times_pt), "onnxruntime": _percentiles(times_ort)}
 
 
-def tick_jitter(bundle: Path, seconds: float, log_dir: Path) -> dict:
-    from sensor_msgs.msg import JointState
+def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patch: int, chunk: int = 10,
+                n: int = 30) -> dict:
+    """A tiny VLA bundle with these cameras: PyTorch eager vs ONNX Runtime per call (batch 1, one thread)."""
+    import onnxruntime as ort
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.config import ILConfig
+    from training.export.onnx_export import export_checkpoint
+    from training.models.vla import VLAModel
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = VLAModel.tiny(cameras=cameras, image_size=size, chunk_size=chunk, patch_size=patch)
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    name = f"vla_{len(cameras)}x{size[0]}x{size[1]}_{chunk}"
+    save_checkpoint(tmp / name / "best", model, ILConfig(action_chunk_size=chunk, extra={"task": "transfer_cube"}))
+    spec, _diff = export_checkpoint(tmp / name, tmp / f"{name}_bundle")
+    rng = np.random.default_rng(0)
+    images = {c: rng.random((1, 3, *size), dtype=np.float32) for c in cameras}
+    state = rng.standard_normal((1, 14)).astype(np.float32)
+    obs = {"observation.state": torch.from_numpy(state), "task": [model.instruction if hasattr(model, "instruction")
+                                                                  else "transfer the cube"]}
+    obs.update({f"observation.images.{c}": torch.from_numpy(v) for c, v in images.items()})
+    model.eval()
+    times_pt = []
+    with torch.inference_mode():
+        model.predict(obs)
+        for _ in range(n):
+            t = time.perf_counter()
+            model.predict(obs)
+            times_pt.append(1000 * (time.perf_counter() - t))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(spec.onnx_path), options, providers=["CPUExecutionProvider"])
+    feeds = {"state": state, **{f"image_{c}": v for c, v in images.items()}}
+    session.run(None, feeds)
+    times_ort = []
+    for _ in range(n):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        times_ort.append(1000 * (time.perf_counter() - t))
+    return {"bundle": spec.path, "pytorch": _percentiles(times_pt), "onnxruntime": _percentiles(times_ort),
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+
+
+def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str, ...] = (),
+                size: tuple[int, int] = (0, 0)) -> dict:
+    from sensor_msgs.msg import Image, JointState
     from vla_il_msgs.msg import PolicyStatus, SimState
 
     from sim.aloha import robot
@@ -77,15 +130,28 @@ def tick_jitter(bundle: Path, seconds: float, log_dir: Path) -> dict:
     probe.node.create_subscription(PolicyStatus, "policy/status", status.append, 10)
     joints = probe.publisher(JointState, "joint_states")
     sim = probe.publisher(SimState, "sim/state")
+    from rclpy.qos import qos_profile_sensor_data
+
+    cams = [probe.node.create_publisher(Image, f"cameras/{c}/image_raw", qos_profile_sensor_data) for c in cameras]
     running = True
 
     def feed() -> None:
         msg = JointState(name=list(robot.JOINT_NAMES), position=robot.START_STATE.tolist())
         state = SimState(env_state=[0.1, 0.5, 0.02, 1.0, 0.0, 0.0, 0.0])
+        h, w = size
+        data = np.random.default_rng(0).integers(0, 255, (h, w, 3), np.uint8).tobytes() if cameras else b""
+        images = [Image(height=h, width=w, encoding="rgb8", step=3 * w, data=data) for _ in cameras]
+        due = time.monotonic()
         while running:
+            stamp = probe.node.get_clock().now().to_msg()
+            msg.header.stamp = stamp
             joints.publish(msg)
             sim.publish(state)
-            time.sleep(0.02)
+            for pub, img in zip(cams, images, strict=True):
+                img.header.stamp = stamp
+                pub.publish(img)
+            due += 0.02
+            time.sleep(max(0.0, due - time.monotonic()))
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -106,18 +172,42 @@ def tick_jitter(bundle: Path, seconds: float, log_dir: Path) -> dict:
             "p99": float(np.percentile(period_err_ms, 99)), "max": float(period_err_ms.max()),
             "gaps": int((np.diff(window) > 0.03).sum()),
             "missed": int(final.missed_ticks) if final else -1,
-            "inference_p50": float(final.latency_p50_ms) if final else float("nan")}
+            "node_ticks": int(final.ticks) if final else -1,
+            "inference_p50": float(final.latency_p50_ms) if final else float("nan"),
+            "inference_max": float(final.latency_max_ms) if final else float("nan"),
+            "work_p50": float(final.work_p50_ms) if final else float("nan"),
+            "work_p99": float(final.work_p99_ms) if final else float("nan"),
+            "work": final.work_breakdown if final else ""}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long the node drives at 50 Hz")
-    parser.add_argument("--chunk", type=int, default=100, help="actions per chunk")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long the node drives the MLP at 50 Hz")
+    parser.add_argument("--vla-seconds", type=float, default=20.0, help="how long it drives each VLA bundle")
+    parser.add_argument("--chunk", type=int, default=100, help="actions per chunk (the MLP)")
+    parser.add_argument("--no-vla", action="store_true", help="skip the camera bundles")
     args = parser.parse_args(argv)
+    vla_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        print("MLP bundle: latency, then the node ...", flush=True)
         lat = inference_latency(tmp, args.chunk, hidden=16)
         jit = tick_jitter(lat["bundle"], args.seconds, tmp)
+        if not args.no_vla:
+            three = ("top", "left_wrist", "right_wrist")
+            # 480x640 with 32-pixel patches: 300 image tokens a camera (16-pixel ones would be 1200, and
+            # three cameras would exceed the tiny Qwen2's context of 2048)
+            # A chunk's actions are for the ticks from the observation it was inferred on: the first L
+            # (the inference's latency in ticks) have passed when it arrives, so n-action chunks sustain
+            # 50 Hz only while L <= n / 2. The last row doubles the chunk of the slowest bundle.
+            for cams, size, patch, chunk in ((("top",), (96, 128), 16, 10), (three, (96, 128), 16, 10),
+                                             (("top",), (480, 640), 32, 10), (three, (480, 640), 32, 10),
+                                             (three, (480, 640), 32, 20)):
+                label = (f"tiny VLA, {len(cams)} camera{'s' if len(cams) > 1 else ''} {size[0]}x{size[1]}, "
+                         f"patch {patch}, chunk {chunk}")
+                print(f"{label}: export, latency, then the node ...", flush=True)
+                v = vla_latency(tmp, cams, size, patch, chunk)
+                vla_rows.append((label, v, tick_jitter(v["bundle"], args.vla_seconds, tmp, cams, size)))
     (pt50, pt99), (ort50, ort99) = lat["pytorch"], lat["onnxruntime"]
     print(f"\nchunking policy (ALOHA state 21 -> {args.chunk} x 14 actions), batch 1, one CPU thread")
     print(f"{'runtime':22s} {'p50 ms':>8s} {'p99 ms':>8s}  ratio (p50)")
@@ -126,7 +216,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\npolicy node at 50 Hz for {args.seconds:.0f} s ({jit['ticks']} ticks): tick period error "
           f"p50 {jit['p50']:.2f} ms, p99 {jit['p99']:.2f} ms, max {jit['max']:.2f} ms; "
           f"gaps > 30 ms: {jit['gaps']}; missed ticks (node): {jit['missed']}; "
-          f"inference p50 in the node {jit['inference_p50']:.3f} ms")
+          f"inference p50 in the node {jit['inference_p50']:.3f} ms; "
+          f"own work per tick p50 {jit['work_p50']:.3f} ms, p99 {jit['work_p99']:.3f} ms ({jit['work']})")
+    if vla_rows:
+        print(f"\ncamera bundles, batch 1, one CPU thread; the node at 50 Hz for {args.vla_seconds:.0f} s each, "
+              "chunks queued (inference on a worker thread)")
+        print("| bundle | params | PyTorch p50 ms | ORT p50 ms | ORT vs PyTorch | node: inference p50 / max ms | "
+              "missed ticks | tick error p99 ms | own work per tick p50 / p99 ms | by stage (p50) |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for label, v, j in vla_rows:
+            print(f"| {label} | {v['params_m']:.2f} M | {v['pytorch'][0]:.1f} | {v['onnxruntime'][0]:.1f} | "
+                  f"{v['pytorch'][0] / v['onnxruntime'][0]:.2f}x | "
+                  f"{j['inference_p50']:.1f} / {j['inference_max']:.1f} | "
+                  f"{j['missed']} of {j['node_ticks']} | {j['p99']:.2f} | {j['work_p50']:.3f} / {j['work_p99']:.3f} | "
+                  f"{j['work']} |")
+    print("\nfull-size VLA (the specification's SigLIP + Qwen2): skipped, no GPU here")
     return 0
 
 

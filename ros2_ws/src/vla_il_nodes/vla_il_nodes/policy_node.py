@@ -51,7 +51,7 @@ from vla_il_msgs.srv import LoadPolicy
 
 from training.export.bundle import BundleError
 from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, default_middleware
-from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, load_policy, resolve_bundle_path
+from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, TickWork, load_policy, resolve_bundle_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TICK_SOURCES = ("timer", "observation")
@@ -86,6 +86,9 @@ class PolicyNode(Node):
         except ValueError as exc:
             raise ParameterError(f"parameter 'stale_after_s': {exc}") from exc
         self.runner.on_chunk = self._publish_chunk
+        self.work = TickWork()
+        self._images_s = 0.0  # image callbacks since the last tick (s)
+        self._action_msg = JointState(name=list(policy.spec.joint_names))
         self._joint_error: str | None = None
         self.state = PolicyStatus.STATE_WAITING
 
@@ -152,11 +155,13 @@ class PolicyNode(Node):
             self.get_logger().warning(f"dropping {camera} image: encoding {msg.encoding}, expected rgb8",
                                       throttle_duration_sec=1.0)
             return
+        start = time.perf_counter()
         img = np.frombuffer(msg.data, dtype=np.uint8)
         if img.size != msg.height * msg.width * 3:
             self.get_logger().warning(f"dropping {camera} image: {img.size} bytes for {msg.width}x{msg.height}",
                                       throttle_duration_sec=1.0)
             return
+        self._images_s += time.perf_counter() - start  # a lockstep tick below counts its own time
         self._observe(f"image_{camera}", img.reshape(msg.height, msg.width, 3), msg.header.stamp)
 
     def _observe(self, name: str, value: np.ndarray, stamp=None) -> None:
@@ -200,8 +205,11 @@ class PolicyNode(Node):
         if self._joint_error is not None:
             self.state = PolicyStatus.STATE_ERROR
             return
+        start = time.perf_counter()
+        images_s, self._images_s = self._images_s, 0.0
         now = time.monotonic()
         action = self.runner.tick(now)
+        ticked = time.perf_counter()
         if action is None:
             stale = self.runner.missing_or_stale(now)
             fault = self.runner.fault
@@ -213,9 +221,17 @@ class PolicyNode(Node):
                 self.get_logger().error(f"holding: {fault}", throttle_duration_sec=5.0)
             return
         self.state = PolicyStatus.STATE_RUNNING
-        self.action_pub.publish(JointState(header=Header(stamp=self.get_clock().now().to_msg()),
-                                           name=list(self.runner.policy.spec.joint_names),
-                                           position=[float(x) for x in action]))
+        msg = self._action_msg  # one message, refilled: building a JointState per tick costs twice as much
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.position = action.tolist()
+        self.action_pub.publish(msg)
+        r = self.runner
+        self.work.add(
+            inputs=1000 * r.tick_inputs_s,
+            runner=1000 * (ticked - start - r.tick_inputs_s - r.tick_model_s),
+            publish=1000 * (time.perf_counter() - ticked),
+            images=1000 * images_s,
+        )
 
     def _publish_chunk(self, chunk: np.ndarray, latency_ms: float, policy: LoadedPolicy) -> None:
         if not self.context.ok():
@@ -235,6 +251,8 @@ class PolicyNode(Node):
             bundle_path=str(p.spec.path), policy_id=p.spec.policy_id, execution_provider=p.provider,
             fps=float(p.spec.fps), queue_depth=r.queue_depth, ticks=r.ticks, missed_ticks=r.missed_ticks,
             inferences=r.inferences, latency_p50_ms=p50, latency_p99_ms=p99, latency_max_ms=worst,
+            work_p50_ms=self.work.p50("total"), work_p99_ms=self.work.stages["total"].summary()[1],
+            work_breakdown=self.work.line(),
             message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or ""))
 
     # ------------------------------------------------------------------ hot reload

@@ -4,7 +4,8 @@
   older than `stale_after_s`, or never seen, stops the policy: no action rather than a blind one.
 - Actions come from a chunk queue (run the chunk open loop; ask for the next one when the queue runs
   low, inference on a worker thread so a slow inference does not stall the ticks, late chunks
-  trimmed by the ticks that passed) or from ACT temporal ensembling (a chunk per tick, blended).
+  trimmed by the ticks that passed; "low" is a quarter of the chunk, or as many ticks as the slowest
+  recent inference took, plus one) or from ACT temporal ensembling (a chunk per tick, blended).
 - A bundle is proved before it drives (`load_policy`): policy.json parsed strictly, policy.onnx's sha256
   checked, the graph's inputs and outputs compared with what the runner feeds and reads, and a trial
   inference on a neutral observation (zero state, mid-grey images) must give a finite chunk of the
@@ -141,6 +142,36 @@ class LatencyStats:
         return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.max())
 
 
+class TickWork:
+    """What a tick costs outside the model, per stage (ms), over the last 500 ticks.
+
+    inputs: observations -> the graph's feeds (state concatenated, images to float CHW) on the tick thread;
+    runner: the rest of the runner's tick (staleness, chunk queue or ensembling); publish: the action
+    message; images: the image callbacks since the last tick (bytes -> array, checks); total: the sum,
+    the node's own work for that tick. Inference on the tick thread (the first chunk, ensembling,
+    lockstep) is the model's time and not counted here (latency_* has it).
+    """
+
+    STAGES = ("inputs", "runner", "publish", "images")
+
+    def __init__(self) -> None:
+        self.stages = {name: LatencyStats() for name in (*self.STAGES, "total")}
+
+    def add(self, **ms: float) -> None:
+        for name in self.STAGES:
+            self.stages[name].add(ms.get(name, 0.0))
+        self.stages["total"].add(sum(ms.get(name, 0.0) for name in self.STAGES))
+
+    def p50(self, name: str) -> float:
+        return self.stages[name].summary()[0]
+
+    def line(self) -> str:
+        """'inputs 0.05, runner 0.02, publish 0.08, images 0.01 ms (p50)' or '' before the first tick."""
+        if not self.stages["total"].samples:
+            return ""
+        return ", ".join(f"{name} {self.p50(name):.3f}" for name in self.STAGES) + " ms (p50)"
+
+
 class PolicyRunner:
     """Ticks -> actions. Call `observe_*` from subscriptions and `tick()` from the control timer."""
 
@@ -159,6 +190,9 @@ class PolicyRunner:
         self.resets = 0
         self.fault: str | None = None  # why the last inference was not acted on (cleared by a good one)
         self.on_chunk = None  # called as on_chunk(chunk, latency_ms, policy) after every inference
+        # the last tick's cost on the tick thread (s): assembling feeds, and the model run inline
+        self.tick_inputs_s = self.tick_model_s = 0.0
+        self._tick_thread: int | None = None
         self._install(policy)
 
     @property
@@ -186,6 +220,7 @@ class PolicyRunner:
         self._in_flight = False
         self._epoch += 1  # a chunk still being inferred by the old bundle is dropped
         self.fault = None
+        # when the next chunk is asked for: this many actions left (adapted to the latency, see _accept)
         self.refill_at = self._refill_at if self._refill_at is not None else max(1, spec.n_action_steps // 4)
 
     def reset(self) -> None:
@@ -238,7 +273,10 @@ class PolicyRunner:
         return [n for n in names if n not in self._obs or now - self._obs[n][1] > self.stale_after_s]
 
     def _inputs(self) -> dict[str, np.ndarray]:
-        return feeds_for(self._policy.spec, {name: value for name, (value, _) in self._obs.items()})
+        start = time.perf_counter()
+        feeds = feeds_for(self._policy.spec, {name: value for name, (value, _) in self._obs.items()})
+        self.tick_inputs_s += time.perf_counter() - start
+        return feeds
 
     # ------------------------------------------------------------------ control
     def tick(self, now: float) -> np.ndarray | None:
@@ -251,6 +289,8 @@ class PolicyRunner:
         return action
 
     def _tick(self, now: float) -> np.ndarray | None:
+        self.tick_inputs_s = self.tick_model_s = 0.0
+        self._tick_thread = threading.get_ident()
         with self._lock:
             tick = self.ticks
             self.ticks += 1
@@ -316,6 +356,14 @@ class PolicyRunner:
             return
         n = policy.spec.n_action_steps
         self._queue = deque((tick + i, chunk[i]) for i in range(n))
+        if self.async_inference and self._refill_at is None:
+            # Ask for the next chunk while enough of this one is left to cover an inference: the slowest
+            # of the last 50, plus a tick. A model slower than a quarter of its chunk (a VLA at full
+            # camera size on a CPU) then never leaves a tick without an action, as long as it infers
+            # faster than the chunk lasts; a fast one keeps the default (a quarter of the chunk).
+            recent = list(self.latency.samples)[-50:]
+            need = math.ceil(max(recent) / 1000 * policy.spec.fps) + 1 if recent else 0
+            self.refill_at = min(n, max(1, n // 4, need))
 
     def _infer(self, feeds: dict[str, np.ndarray], policy: LoadedPolicy) -> tuple[np.ndarray | None, str | None]:
         """(the chunk, chunk_size x action_dim, None), or (None, why it must not be acted on)."""
@@ -325,6 +373,8 @@ class PolicyRunner:
         except Exception as exc:  # ORT's own exception types
             return None, f"{policy.spec.policy_id}: inference failed: {exc}"
         latency_ms = 1000 * (time.perf_counter() - start)
+        if threading.get_ident() == self._tick_thread:
+            self.tick_model_s += latency_ms / 1000
         self.latency.add(latency_ms)
         self.inferences += 1
         problem = chunk_problem(policy.spec, out)

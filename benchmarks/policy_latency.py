@@ -114,19 +114,24 @@ def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patc
 
 
 def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str, ...] = (),
-                size: tuple[int, int] = (0, 0)) -> dict:
+                size: tuple[int, int] = (0, 0), blend: bool = True) -> dict:
     from sensor_msgs.msg import Image, JointState
     from vla_il_msgs.msg import PolicyStatus, SimState
 
     from sim.aloha import robot
     from vla_il.rosgraph import NodeProcess, Probe, wait_until
 
-    node = NodeProcess("policy_node", log_dir, params={"bundle": str(bundle)})
+    node = NodeProcess("policy_node", log_dir, params={"bundle": str(bundle), "chunk_blending": blend})
     probe = Probe("bench_feeder")
     stamps: list[float] = []
+    actions: list[np.ndarray] = []
     status: list[PolicyStatus] = []
-    probe.node.create_subscription(JointState, "policy/action",
-                                   lambda m: stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 100)
+
+    def heard(m) -> None:
+        stamps.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
+        actions.append(np.asarray(m.position))
+
+    probe.node.create_subscription(JointState, "policy/action", heard, 100)
     probe.node.create_subscription(PolicyStatus, "policy/status", status.append, 10)
     joints = probe.publisher(JointState, "joint_states")
     sim = probe.publisher(SimState, "sim/state")
@@ -141,10 +146,12 @@ def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str,
         h, w = size
         data = np.random.default_rng(0).integers(0, 255, (h, w, 3), np.uint8).tobytes() if cameras else b""
         images = [Image(height=h, width=w, encoding="rgb8", step=3 * w, data=data) for _ in cameras]
-        due = time.monotonic()
+        due = t0 = time.monotonic()
         while running:
             stamp = probe.node.get_clock().now().to_msg()
             msg.header.stamp = stamp
+            # the arms sway (0.05 rad at 0.5 Hz): each chunk sees another state than the last
+            msg.position = (robot.START_STATE + 0.05 * np.sin(np.pi * (time.monotonic() - t0))).tolist()
             joints.publish(msg)
             sim.publish(state)
             for pub, img in zip(cams, images, strict=True):
@@ -161,6 +168,7 @@ def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str,
         first = len(stamps)
         time.sleep(seconds)
         window = np.asarray(stamps[first:])
+        steps = np.abs(np.diff(np.stack(actions[first:len(window) + first]), axis=0)).max(axis=1)
         final = status[-1] if status else None
     finally:
         running = False
@@ -177,7 +185,8 @@ def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str,
             "inference_max": float(final.latency_max_ms) if final else float("nan"),
             "work_p50": float(final.work_p50_ms) if final else float("nan"),
             "work_p99": float(final.work_p99_ms) if final else float("nan"),
-            "work": final.work_breakdown if final else ""}
+            "work": final.work_breakdown if final else "",
+            "max_step": float(steps.max()), "step_p99": float(np.percentile(steps, 99))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: export, latency, then the node ...", flush=True)
                 v = vla_latency(tmp, cams, size, patch, chunk)
                 vla_rows.append((label, v, tick_jitter(v["bundle"], args.vla_seconds, tmp, cams, size)))
+                if chunk == 20:  # the slow one: what the cross-fade of arriving chunks does to the command
+                    print(f"{label}, no chunk blending: the node ...", flush=True)
+                    off = tick_jitter(v["bundle"], args.vla_seconds, tmp, cams, size, blend=False)
+                    vla_rows.append((label + ", no chunk blending", v, off))
     (pt50, pt99), (ort50, ort99) = lat["pytorch"], lat["onnxruntime"]
     print(f"\nchunking policy (ALOHA state 21 -> {args.chunk} x 14 actions), batch 1, one CPU thread")
     print(f"{'runtime':22s} {'p50 ms':>8s} {'p99 ms':>8s}  ratio (p50)")
@@ -217,19 +230,23 @@ def main(argv: list[str] | None = None) -> int:
           f"p50 {jit['p50']:.2f} ms, p99 {jit['p99']:.2f} ms, max {jit['max']:.2f} ms; "
           f"gaps > 30 ms: {jit['gaps']}; missed ticks (node): {jit['missed']}; "
           f"inference p50 in the node {jit['inference_p50']:.3f} ms; "
-          f"own work per tick p50 {jit['work_p50']:.3f} ms, p99 {jit['work_p99']:.3f} ms ({jit['work']})")
+          f"own work per tick p50 {jit['work_p50']:.3f} ms, p99 {jit['work_p99']:.3f} ms ({jit['work']}); "
+          f"largest action step between ticks {jit['max_step']:.4f} rad")
     if vla_rows:
         print(f"\ncamera bundles, batch 1, one CPU thread; the node at 50 Hz for {args.vla_seconds:.0f} s each, "
               "chunks queued (inference on a worker thread)")
         print("| bundle | params | PyTorch p50 ms | ORT p50 ms | ORT vs PyTorch | node: inference p50 / max ms | "
-              "missed ticks | tick error p99 ms | own work per tick p50 / p99 ms | by stage (p50) |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "missed ticks | tick error p99 ms | own work per tick p50 / p99 ms | by stage (p50) | "
+              "action step p99 / max rad |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for label, v, j in vla_rows:
             print(f"| {label} | {v['params_m']:.2f} M | {v['pytorch'][0]:.1f} | {v['onnxruntime'][0]:.1f} | "
                   f"{v['pytorch'][0] / v['onnxruntime'][0]:.2f}x | "
                   f"{j['inference_p50']:.1f} / {j['inference_max']:.1f} | "
                   f"{j['missed']} of {j['node_ticks']} | {j['p99']:.2f} | {j['work_p50']:.3f} / {j['work_p99']:.3f} | "
-                  f"{j['work']} |")
+                  f"{j['work']} | {j['step_p99']:.4f} / {j['max_step']:.4f} |")
+    print("\nthe mux's max_step (config/intervention_mux.yaml): 0.1 rad for arm joints, 0.2 for the grippers; "
+          "the node is fed joint states swaying 0.05 rad at 0.5 Hz (0.005 rad a tick at most)")
     print("\nfull-size VLA (the specification's SigLIP + Qwen2): skipped, no GPU here")
     return 0
 

@@ -75,3 +75,20 @@ def test_a_slow_model_is_asked_for_its_next_chunk_early_enough_to_cover_its_late
         r.latency.add(120.0)
         _tick(r, joints, env, 0.0)
     assert fixed.refill_at == 3 and lockstep.refill_at == 2
+
+
+def test_a_chunk_that_arrives_mid_chunk_is_faded_in_over_the_ticks_both_cover():
+    from collections import deque
+
+    from vla_il_nodes.policy_node_core import blend_chunks
+
+    old = deque((t, np.full(14, 0.0)) for t in range(10, 14))  # ticks 10-13 left of the last chunk
+    new = deque((t, np.full(14, 1.0)) for t in range(10, 20))  # the next one, from tick 10 on
+    out = blend_chunks(old, new)
+    assert [t for t, _ in out] == list(range(10, 20))
+    values = [float(a[0]) for _, a in out]
+    np.testing.assert_allclose(values[:4], [0.2, 0.4, 0.6, 0.8])  # 4 common ticks: the jump of 1 in fifths
+    assert values[4:] == [1.0] * 6
+    assert max(np.diff([0.0, *values])) <= 0.2 + 1e-9
+    # nothing in common (the last chunk ran out): the new one as it is
+    assert [float(a[0]) for _, a in blend_chunks(deque(), new)] == [1.0] * 10

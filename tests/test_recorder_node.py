@@ -134,10 +134,17 @@ def test_records_one_frame_per_command_with_matching_observations_and_flags(rig,
     rec, bot, root = rig
     assert start(probe).success
     drivers = ["policy"] * 5 + ["expert"] * 5 + ["policy"] * 5
-    for d in drivers:
+    for k, d in enumerate(drivers):
         bot.step(driver=d)
+        if k in (3, 4):  # a camera publishing the wrong encoding, then the wrong size: refused, by topic, counted
+            size = (H, W) if k == 3 else (H // 2, W // 2)
+            bad = Image(height=size[0], width=size[1], encoding="bgr8" if k == 3 else "rgb8", step=size[1] * 3,
+                        data=bytes(size[0] * size[1] * 3))
+            bot.images["top"].publish(bad)
     done = stop(probe, success=True)
     assert done.success and done.num_frames == 15, done.message
+    assert f"1x images on /cameras/top/image_raw: bgr8 {W}x{H}" in done.message, done.message
+    assert f"1x images on /cameras/top/image_raw: rgb8 {W // 2}x{H // 2}" in done.message, done.message
     assert wait_until(lambda: any(e.event == "saved" for e in bot.events), 10)
     saved = next(e for e in bot.events if e.event == "saved")
     assert saved.intervention_frames == 5 and saved.dropped_frames == 0 and saved.success

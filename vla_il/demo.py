@@ -248,18 +248,28 @@ def _evaluate(cfg: DemoConfig, r: RoundResult) -> None:
 
 # ---------------------------------------------------------------------------------------------- the graph
 class SimGraph:
-    """Our nodes as processes, in lockstep, with a probe that drives episodes through services."""
+    """Our nodes as processes, in lockstep, with a probe that drives episodes through services.
 
-    def __init__(self, task: str, bundle: Path, record_dir: Path, log_dir: Path) -> None:
+    `cameras`: the sim renders and publishes them (sensor_msgs/Image, `image_size`) and the recorder records
+    them; the bundle reads the ones it was trained on."""
+
+    def __init__(self, task: str, bundle: Path, record_dir: Path, log_dir: Path, cameras: tuple[str, ...] = (),
+                 image_size: tuple[int, int] = (480, 640), episode_length: int | None = None) -> None:
         self.task, self.bundle, self.record_dir, self.log_dir = task, bundle, record_dir, log_dir
+        self.cameras, self.image_size = tuple(cameras), tuple(image_size)
+        self.episode_length = episode_length  # None: the sim's parameter file's
         self.nodes: dict[str, NodeProcess] = {}
         self.probe: Probe | None = None
 
     def start(self) -> None:
         from vla_il_msgs.msg import EpisodeEvent, InterventionEvent
 
+        h, w = self.image_size
+        images = {"cameras": list(self.cameras), "image_height": h, "image_width": w}
         specs = {
-            "sim_bridge": (["sim_aloha.yaml"], {"task": self.task, "mode": "lockstep", "cameras": []}),
+            "sim_bridge": (["sim_aloha.yaml"], {"task": self.task, "mode": "lockstep", **images,
+                                                **({"episode_length": self.episode_length}
+                                                   if self.episode_length else {})}),
             # Lockstep: sim time stands still between steps, and on a loaded 2-core machine a step through
             # five processes can take longer than the wall-clock staleness limits meant for a 50 Hz robot;
             # a stalled graph is caught by the episode timeout instead.
@@ -269,7 +279,7 @@ class SimGraph:
                                                              "one_command_per_observation": True}),
             "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task}),
             "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
-                                                           "cameras": []}),
+                                                           **images}),
         }
         for name, (files, params) in specs.items():
             self.nodes[name] = NodeProcess(name, self.log_dir, [self._params_file(name, files[0], params)])

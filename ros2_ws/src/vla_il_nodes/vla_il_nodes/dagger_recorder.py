@@ -127,10 +127,12 @@ class DaggerRecorderNode(Node):
         image_qos = QoSProfile(depth=image_depth, reliability=RELIABILITY[reliability], history=HistoryPolicy.KEEP_LAST)
         self.create_subscription(JointState, "command", self._on_command, RELIABLE)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, RELIABLE)
+        self._image_topics = {}
         for cam in self.cameras:
-            self.create_subscription(
+            sub = self.create_subscription(
                 Image, f"cameras/{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), image_qos
             )
+            self._image_topics[cam] = sub.topic_name  # resolved: remaps and namespace applied
         if env_dim:
             self.create_subscription(SimState, "sim/state", self._on_sim_state, RELIABLE)
         self.create_subscription(JointState, "policy/action", self._on_policy_action, RELIABLE)
@@ -211,10 +213,12 @@ class DaggerRecorderNode(Node):
     def _on_image(self, camera: str, msg: Image) -> None:
         h, w = self.image_size
         if msg.encoding != "rgb8" or (msg.height, msg.width) != (h, w) or len(msg.data) != h * w * 3:
-            self.get_logger().warning(
-                f"ignoring {camera} image: {msg.encoding} {msg.width}x{msg.height}, expected rgb8 {w}x{h}",
-                throttle_duration_sec=2.0,
+            what = (
+                f"images on {self._image_topics[camera]}: {msg.encoding} {msg.width}x{msg.height} "
+                f"({len(msg.data)} bytes), expected rgb8 {w}x{h}"
             )
+            self.session.refuse(what)
+            self.get_logger().warning(f"refusing {what}", throttle_duration_sec=2.0)
             return
         self.sync.on_image(camera, self._stamp(msg.header), np.frombuffer(msg.data, np.uint8).reshape(h, w, 3))
 
@@ -258,7 +262,14 @@ class DaggerRecorderNode(Node):
     def _poll(self, flush: bool = False) -> None:
         if not self.session.recording:
             return
+        slow = self.session.episode.slow_writes
         failed = self.session.add(self.sync.poll(self._now(), flush))
+        if failed is None and self.session.episode.slow_writes > slow:
+            self.get_logger().warning(
+                f"falling behind: {self.session.episode.slow_writes} frames of this episode took over half a tick "
+                "to write (the disk is slower than the cameras); frames will drop if it goes on",
+                throttle_duration_sec=2.0,
+            )
         if failed is not None:
             self._report(failed)
             return

@@ -67,6 +67,8 @@ class PolicyNode(Node):
         stale_after_s = declare(self, "stale_after_s", 0.2, "Stop acting when an input is older than this (s).",
                                 live=True)
         self.prefer_gpu = declare(self, "prefer_gpu", True, "Use the CUDA execution provider when present.")
+        blend = declare(self, "chunk_blending", True, "Timer ticks: cross-fade a chunk that arrives mid-chunk "
+                        "into the last one over their common ticks (false: switch at once).")
         status_hz = declare(self, "status_rate_hz", 2.0, "Rate of policy/status (Hz).")
         if not bundle:
             raise ParameterError("parameter 'bundle': a policy bundle directory is required")
@@ -82,7 +84,8 @@ class PolicyNode(Node):
         except BundleError as exc:
             raise ParameterError(f"parameter 'bundle': refused: {exc}") from exc
         try:
-            self.runner = PolicyRunner(policy, stale_after_s, async_inference=self.tick_source == "timer")
+            self.runner = PolicyRunner(policy, stale_after_s, async_inference=self.tick_source == "timer",
+                                       blend=blend)
         except ValueError as exc:
             raise ParameterError(f"parameter 'stale_after_s': {exc}") from exc
         self.runner.on_chunk = self._publish_chunk

@@ -5,7 +5,9 @@
 - Actions come from a chunk queue (run the chunk open loop; ask for the next one when the queue runs
   low, inference on a worker thread so a slow inference does not stall the ticks, late chunks
   trimmed by the ticks that passed; "low" is a quarter of the chunk, or as many ticks as the slowest
-  recent inference took, plus one) or from ACT temporal ensembling (a chunk per tick, blended).
+  recent inference took, plus one; on a worker thread, a chunk that arrives while the last one still
+  has actions is cross-faded into it over their common ticks: `blend_chunks`) or from ACT temporal
+  ensembling (a chunk per tick, blended).
 - A bundle is proved before it drives (`load_policy`): policy.json parsed strictly, policy.onnx's sha256
   checked, the graph's inputs and outputs compared with what the runner feeds and reads, and a trial
   inference on a neutral observation (zero state, mid-grey images) must give a finite chunk of the
@@ -128,6 +130,25 @@ def gpu_present() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
 
 
+def blend_chunks(old: deque, new: deque) -> deque:
+    """A chunk that arrives while the last one still has actions: over the ticks both cover, cross-fade
+    from the old to the new (weights 1/(m+1) ... m/(m+1) for an overlap of m ticks), then the new alone.
+
+    Both are (tick, action) pairs in tick order. Switching at once would step the command by the two
+    chunks' disagreement (the new one saw a later observation); the fade spreads it over the overlap.
+    """
+    ahead = dict(old)
+    m = sum(1 for t, _ in new if t in ahead)
+    out, j = deque(), 0
+    for t, action in new:
+        if t in ahead:
+            j += 1
+            w = j / (m + 1)
+            action = (1.0 - w) * ahead[t] + w * action
+        out.append((t, action))
+    return out
+
+
 @dataclass
 class LatencyStats:
     samples: deque = field(default_factory=lambda: deque(maxlen=500))
@@ -176,10 +197,11 @@ class PolicyRunner:
     """Ticks -> actions. Call `observe_*` from subscriptions and `tick()` from the control timer."""
 
     def __init__(self, policy: LoadedPolicy, stale_after_s: float = 0.2, async_inference: bool = True,
-                 refill_at: int | None = None) -> None:
+                 refill_at: int | None = None, blend: bool = True) -> None:
         self._lock = threading.Lock()
         self.stale_after_s = stale_after_s  # validated by its setter
         self.async_inference = async_inference
+        self.blend = blend  # cross-fade a chunk arriving mid-chunk (worker-thread inference only)
         self._refill_at = refill_at
         self.latency = LatencyStats()
         self.ticks = self.missed_ticks = self.inferences = 0
@@ -355,7 +377,10 @@ class PolicyRunner:
             self._forget_chunks()  # a bad output: hold rather than finish a chunk inferred before it
             return
         n = policy.spec.n_action_steps
-        self._queue = deque((tick + i, chunk[i]) for i in range(n))
+        new = deque((tick + i, chunk[i]) for i in range(n))
+        if self.async_inference and self.blend and self._queue:
+            new = blend_chunks(self._queue, new)
+        self._queue = new
         if self.async_inference and self._refill_at is None:
             # Ask for the next chunk while enough of this one is left to cover an inference: the slowest
             # of the last 50, plus a tick. A model slower than a quarter of its chunk (a VLA at full

@@ -86,6 +86,8 @@ class EpisodeSummary:
     lag_ms_p50: float = 0.0
     lag_ms_max: float = 0.0
     write_ms_per_frame: float = 0.0  # time in lerobot's add_frame (images queued to its writer threads)
+    slow_writes: int = 0  # frames whose write took over half a tick: the disk is falling behind the stream
+    refused: dict[str, int] = field(default_factory=dict)  # inputs refused (wrong image size...), by what
     save_s: float = 0.0  # from the stop to the episode in the log and merged (encoding included)
     queued_s: float = 0.0  # of which waiting behind earlier episodes' encoding
     stages_s: dict[str, float] = field(default_factory=dict)  # the rest: images, video+parquet, merge
@@ -109,6 +111,11 @@ class EpisodeSummary:
                 text += f" ({', '.join(parts)})"
         if self.drop_reasons:
             text += "; drops: " + "; ".join(f"{n}x {r}" for r, n in self.drop_reasons.items())
+        if self.refused:
+            text += "; refused: " + "; ".join(f"{n}x {r}" for r, n in self.refused.items())
+        if self.slow_writes:
+            text += (f"; {self.slow_writes} frames took over half a tick to write: the disk is falling behind "
+                     "the cameras (a faster disk, or fewer/smaller cameras)")
         return text + (f"; {self.message}" if self.message else "")
 
 
@@ -247,7 +254,9 @@ class RecordingSession:
                     self._pending.append(self._spool.put(frame))
                 else:
                     self.writer.add(frame, task=ep.task)
-                self._write_s += time.perf_counter() - t0
+                took = time.perf_counter() - t0
+                self._write_s += took
+                ep.slow_writes += took > 0.5 / self.spec.fps
                 ep.frames += 1
                 ep.intervention_frames += bool(frame[schema.INTERVENTION])
                 ep.expert_label_frames += bool(frame[schema.EXPERT_LABEL])
@@ -258,6 +267,11 @@ class RecordingSession:
         except Exception as exc:  # a write error ends this episode only
             return self._fail(f"write error: {exc}")
         return None
+
+    def refuse(self, what: str) -> None:
+        """Count an input refused during the episode (it appears in the episode's account)."""
+        if self.episode is not None:
+            self.episode.refused[what] = self.episode.refused.get(what, 0) + 1
 
     def set_min_free_mb(self, value: float) -> EpisodeSummary | None:
         """Apply a new disk-space rule at once: an episode in progress it breaks fails (its summary)."""

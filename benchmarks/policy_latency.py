@@ -114,7 +114,7 @@ def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patc
 
 
 def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str, ...] = (),
-                size: tuple[int, int] = (0, 0), blend: bool = True) -> dict:
+                size: tuple[int, int] = (0, 0), blend: bool = True, sway: float = 0.05) -> dict:
     from sensor_msgs.msg import Image, JointState
     from vla_il_msgs.msg import PolicyStatus, SimState
 
@@ -150,8 +150,8 @@ def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str,
         while running:
             stamp = probe.node.get_clock().now().to_msg()
             msg.header.stamp = stamp
-            # the arms sway (0.05 rad at 0.5 Hz): each chunk sees another state than the last
-            msg.position = (robot.START_STATE + 0.05 * np.sin(np.pi * (time.monotonic() - t0))).tolist()
+            # the arms sway (`sway` rad at 0.5 Hz): each chunk sees another state than the last
+            msg.position = (robot.START_STATE + sway * np.sin(np.pi * (time.monotonic() - t0))).tolist()
             joints.publish(msg)
             sim.publish(state)
             for pub, img in zip(cams, images, strict=True):
@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vla-seconds", type=float, default=20.0, help="how long it drives each VLA bundle")
     parser.add_argument("--chunk", type=int, default=100, help="actions per chunk (the MLP)")
     parser.add_argument("--no-vla", action="store_true", help="skip the camera bundles")
+    parser.add_argument("--slow-seconds", type=float, default=20.0, help="how long it drives the slow stand-in")
     args = parser.parse_args(argv)
     vla_rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         print("MLP bundle: latency, then the node ...", flush=True)
         lat = inference_latency(tmp, args.chunk, hidden=16)
         jit = tick_jitter(lat["bundle"], args.seconds, tmp)
+        from tests.bundles import make_bundle, slow_follower_bundle
+
+        like = make_bundle(tmp, "like20", chunk=20)
+        slow = slow_follower_bundle(tmp, "slow_follower", like, matmuls=16)
+        slow_rows = []
+        for blend in (True, False):
+            print(f"slow stand-in (chunk 20, ~3 ticks of inference), blending {'on' if blend else 'off'} ...",
+                  flush=True)
+            slow_rows.append((blend, tick_jitter(slow, args.slow_seconds, tmp, blend=blend, sway=0.3)))
         if not args.no_vla:
             three = ("top", "left_wrist", "right_wrist")
             # 480x640 with 32-pixel patches: 300 image tokens a camera (16-pixel ones would be 1200, and
@@ -232,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
           f"inference p50 in the node {jit['inference_p50']:.3f} ms; "
           f"own work per tick p50 {jit['work_p50']:.3f} ms, p99 {jit['work_p99']:.3f} ms ({jit['work']}); "
           f"largest action step between ticks {jit['max_step']:.4f} rad")
+    print("\nslow stand-in (tests/bundles.slow_follower_bundle: every action of its 20-action chunk is the joint "
+          "state it saw, 16 chained 512x512 products before it answers), fed joints swaying 0.3 rad at 0.5 Hz "
+          f"(up to 0.019 rad a tick), {args.slow_seconds:.0f} s each; the mux's max_step is 0.1 rad")
+    print("| chunk blending | inference p50 / max ms | missed ticks | action step p99 / max rad |")
+    print("|---|---|---|---|")
+    for blend, j in slow_rows:
+        print(f"| {'on' if blend else 'off'} | {j['inference_p50']:.1f} / {j['inference_max']:.1f} | "
+              f"{j['missed']} of {j['node_ticks']} | {j['step_p99']:.4f} / {j['max_step']:.4f} |")
     if vla_rows:
         print(f"\ncamera bundles, batch 1, one CPU thread; the node at 50 Hz for {args.vla_seconds:.0f} s each, "
               "chunks queued (inference on a worker thread)")

@@ -101,3 +101,50 @@ def graph_bundle(root: Path, name: str, like: Path, *, bias: float = 0.0, state_
     meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"{name}-{sha[:12]}", name
     write_meta(out, meta)
     return out
+
+
+def slow_follower_bundle(root: Path, name: str, like: Path, *, matmuls: int = 12, size: int = 512) -> Path:
+    """A chunking bundle that holds the arms where they are (every action of its chunk is the state's joint
+    positions) and spends `matmuls` chained size x size matrix products (state-dependent, so never
+    folded away; scaled to stay finite; multiplied by 0 into the output) before answering: a slow model
+    stand-in with smooth chunks, so a step in the command comes from switching chunks, nothing else."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from training.export.bundle import file_sha256
+
+    meta = read_meta(like)
+    state_dim = sum(c["dim"] for c in meta["inputs"]["state"]["components"])
+    chunk, act = meta["outputs"]["chunk_size"], meta["outputs"]["action_dim"]
+    tile = np.zeros((state_dim, chunk * act), np.float32)
+    for i in range(chunk):
+        tile[np.arange(act), i * act + np.arange(act)] = 1.0  # action i = joint positions (the first 14)
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(tile, "tile"),
+             numpy_helper.from_array(rng.standard_normal((state_dim, size)).astype(np.float32), "wd"),
+             numpy_helper.from_array(np.array([1.0 / size], np.float32), "scale"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+             numpy_helper.from_array(np.array([-1, chunk, act], np.int64), "shape")]
+    nodes = [helper.make_node("MatMul", ["state", "tile"], ["flat"]),
+             helper.make_node("MatMul", ["state", "wd"], ["d0"]), helper.make_node("Sin", ["d0"], ["d"]),
+             helper.make_node("Transpose", ["d"], ["dt"], perm=[1, 0]),
+             helper.make_node("MatMul", ["dt", "d"], ["m0"])]
+    for k in range(matmuls):
+        nodes += [helper.make_node("MatMul", [f"m{k}", f"m{k}"], [f"p{k}"]),
+                  helper.make_node("Mul", [f"p{k}", "scale"], [f"m{k + 1}"])]
+    nodes += [helper.make_node("ReduceSum", [f"m{matmuls}"], ["total"], keepdims=0),
+              helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+              helper.make_node("Add", ["flat", "nothing"], ["flat2"]),
+              helper.make_node("Reshape", ["flat2", "shape"], ["actions"])]
+    inputs = [helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", state_dim])]
+    outputs = [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", chunk, act])]
+    model = helper.make_model(helper.make_graph(nodes, name, inputs, outputs, initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    out = Path(root) / name
+    out.mkdir(parents=True)
+    onnx.save(model, str(out / "policy.onnx"))
+    sha = file_sha256(out / "policy.onnx")
+    meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"{name}-{sha[:12]}", name
+    write_meta(out, meta)
+    return out

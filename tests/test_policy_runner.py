@@ -51,30 +51,31 @@ def test_a_reset_drops_the_queued_chunk(tmp_path):
 
 def test_a_slow_model_is_asked_for_its_next_chunk_early_enough_to_cover_its_latency(tmp_path):
     """Real-time chunking: at 50 Hz, a model whose recent inferences took up to 120 ms needs 6 ticks
-    to infer; the runner asks for the next chunk with 7 actions left (not at the default quarter of a
-    10-action chunk, 2, which would leave 4 ticks without an action). The latencies are given to the
-    runner as the node's measurements would be: an MLP on this CPU infers in microseconds."""
-    bundle = make_bundle(tmp_path, "slow", chunk=10, gain=1.0)
+    to infer (7 with a tick's margin), then a quarter of its 20-action chunk to fade the next chunk in
+    over: the runner asks for it with 12 actions left (not at the default quarter, 5, which would leave
+    ticks without an action). The latencies are given to the runner as the node's measurements would
+    be: an MLP on this CPU infers in microseconds."""
+    bundle = make_bundle(tmp_path, "slow", chunk=20, gain=1.0)
     policy = load_policy(str(bundle), prefer_gpu=False)
     runner = PolicyRunner(policy, stale_after_s=10.0, async_inference=True)
-    assert runner.refill_at == 2
+    assert runner.refill_at == 5
     for _ in range(5):
         runner.latency.add(120.0)
     joints, env = robot.START_STATE.copy(), np.array([0.3, 0.6, 0.05, 1.0, 0.0, 0.0, 0.0])
     inferences = []
-    for k in range(4):
+    for k in range(9):
         assert _tick(runner, joints, env, 0.02 * k) is not None
         runner.wait_idle()
         inferences.append(runner.inferences)
-    assert runner.refill_at == 7  # ceil(0.120 s * 50 Hz) + 1
-    assert inferences == [1, 1, 1, 2]  # the 4th tick (7 actions left) started the next inference
+    assert runner.refill_at == 12  # ceil(0.120 s * 50 Hz) + 1 + 20 // 4
+    assert inferences == [1] * 8 + [2]  # the 9th tick (12 actions left) started the next inference
     # an explicit refill_at, and lockstep (no worker thread: no latency to cover), keep their rule
     fixed = PolicyRunner(policy, stale_after_s=10.0, async_inference=True, refill_at=3)
     lockstep = _runner(bundle)
     for r in (fixed, lockstep):
         r.latency.add(120.0)
         _tick(r, joints, env, 0.0)
-    assert fixed.refill_at == 3 and lockstep.refill_at == 2
+    assert fixed.refill_at == 3 and lockstep.refill_at == 5
 
 
 def test_a_chunk_that_arrives_mid_chunk_is_faded_in_over_the_ticks_both_cover():

@@ -382,13 +382,14 @@ class PolicyRunner:
             new = blend_chunks(self._queue, new)
         self._queue = new
         if self.async_inference and self._refill_at is None:
-            # Ask for the next chunk while enough of this one is left to cover an inference: the slowest
-            # of the last 50, plus a tick. A model slower than a quarter of its chunk (a VLA at full
-            # camera size on a CPU) then never leaves a tick without an action, as long as it infers
-            # faster than the chunk lasts; a fast one keeps the default (a quarter of the chunk).
+            # Ask for the next chunk while enough of this one is left to cover an inference (the slowest
+            # of the last 50, plus a tick) and then a quarter of the chunk to fade the next one in over.
+            # A slow model (a VLA at full camera size on a CPU) then never leaves a tick without an
+            # action as long as it infers in at most half its chunk (a chunk's first actions have passed
+            # when it arrives); a fast one keeps the default (a quarter of the chunk).
             recent = list(self.latency.samples)[-50:]
             need = math.ceil(max(recent) / 1000 * policy.spec.fps) + 1 if recent else 0
-            self.refill_at = min(n, max(1, n // 4, need))
+            self.refill_at = min(n, max(1, n // 4, need + n // 4 if need > 1 else 0))
 
     def _infer(self, feeds: dict[str, np.ndarray], policy: LoadedPolicy) -> tuple[np.ndarray | None, str | None]:
         """(the chunk, chunk_size x action_dim, None), or (None, why it must not be acted on)."""

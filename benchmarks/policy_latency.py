@@ -113,6 +113,74 @@ def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patc
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
+def act_latency(tmp: Path, like: Path, size: tuple[int, int] = (480, 640), n: int = 10) -> dict:
+    """lerobot's ACT at its default configuration (ResNet-18, 512-wide transformer, 100-action chunks; no
+    pretrained backbone: none can be downloaded here, and latency does not depend on the weights) with one
+    camera, exported to ONNX as a bundle the node runs (`like`: a one-camera bundle of this image size whose
+    policy.json is adapted): PyTorch eager vs ONNX Runtime per chunk."""
+    import json
+
+    import onnxruntime as ort
+    import torch
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.act.configuration_act import ACTConfig
+    from lerobot.policies.act.modeling_act import ACTPolicy
+
+    from training.export.bundle import file_sha256
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    config = ACTConfig(
+        pretrained_backbone_weights=None,
+        input_features={"observation.state": PolicyFeature(FeatureType.STATE, (14,)),
+                        "observation.images.top": PolicyFeature(FeatureType.VISUAL, (3, *size))},
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (14,))},
+    )
+    act = ACTPolicy(config).eval().requires_grad_(False)
+
+    class Chunk(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = act.model
+
+        def forward(self, state, image_top):
+            return self.act({"observation.state": state, "observation.images": [image_top]})[0]
+
+    chunk = Chunk().eval()
+    state, image = torch.randn(1, 14), torch.rand(1, 3, *size)
+    times_pt = []
+    with torch.inference_mode():
+        chunk(state, image)
+        for _ in range(n):
+            t = time.perf_counter()
+            chunk(state, image)
+            times_pt.append(1000 * (time.perf_counter() - t))
+    out = tmp / "act_bundle"
+    out.mkdir()
+    torch.onnx.export(chunk, (state, image), str(out / "policy.onnx"), input_names=["state", "image_top"],
+                      output_names=["actions"], opset_version=17, dynamo=False)
+    meta = json.loads((like / "policy.json").read_text())
+    meta["outputs"].update(chunk_size=config.chunk_size, action_dim=14)
+    meta.setdefault("recommended", {})["n_action_steps"] = config.n_action_steps
+    meta["recommended"]["temporal_ensembling"] = False
+    sha = file_sha256(out / "policy.onnx")
+    meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"act-{sha[:12]}", "act"
+    (out / "policy.json").write_text(json.dumps(meta, indent=2))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(out / "policy.onnx"), options, providers=["CPUExecutionProvider"])
+    feeds = {"state": state.numpy(), "image_top": image.numpy()}
+    session.run(None, feeds)
+    times_ort = []
+    for _ in range(n):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        times_ort.append(1000 * (time.perf_counter() - t))
+    return {"bundle": out, "pytorch": _percentiles(times_pt), "onnxruntime": _percentiles(times_ort),
+            "params_m": sum(p.numel() for p in act.parameters()) / 1e6}
+
+
 def tick_jitter(bundle: Path, seconds: float, log_dir: Path, cameras: tuple[str, ...] = (),
                 size: tuple[int, int] = (0, 0), blend: bool = True, sway: float = 0.05) -> dict:
     from sensor_msgs.msg import Image, JointState
@@ -227,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label}: export, latency, then the node ...", flush=True)
                 v = vla_latency(tmp, cams, size, patch, chunk)
                 vla_rows.append((label, v, tick_jitter(v["bundle"], args.vla_seconds, tmp, cams, size)))
+                if cams == ("top",) and size == (480, 640):  # ACT beside it, through the same bundle format
+                    label_act = "lerobot ACT (default config, ResNet-18), top 480x640, chunk 100"
+                    print(f"{label_act}: export, latency, then the node ...", flush=True)
+                    a = act_latency(tmp, v["bundle"])
+                    vla_rows.append((label_act, a, tick_jitter(a["bundle"], args.vla_seconds, tmp, cams, size)))
                 if chunk == 20:  # the slow one: what the cross-fade of arriving chunks does to the command
                     print(f"{label}, no chunk blending: the node ...", flush=True)
                     off = tick_jitter(v["bundle"], args.vla_seconds, tmp, cams, size, blend=False)

@@ -93,3 +93,24 @@ def test_a_chunk_that_arrives_mid_chunk_is_faded_in_over_the_ticks_both_cover():
     assert max(np.diff([0.0, *values])) <= 0.2 + 1e-9
     # nothing in common (the last chunk ran out): the new one as it is
     assert [float(a[0]) for _, a in blend_chunks(deque(), new)] == [1.0] * 10
+
+
+def test_a_tick_that_ran_a_slow_model_itself_is_not_taken_for_a_pause(tmp_path):
+    """A model slower than stale_after_s (ACT on a CPU: half a second) infers its first chunk on the tick
+    thread. The next tick comes that much later: counting from the tick's start, that gap looked like a
+    pause (the robot stopped), the chunk was forgotten and inferred again, tick after tick: the node never
+    got going. Counted from the tick's end it is no pause. Real clock: the stand-in takes ~0.1 s."""
+    import time
+
+    from tests.bundles import slow_follower_bundle
+
+    like = make_bundle(tmp_path, "like", chunk=20)
+    slow = slow_follower_bundle(tmp_path, "slow", like, matmuls=24)
+    runner = PolicyRunner(load_policy(str(slow), prefer_gpu=False), stale_after_s=0.05, async_inference=False)
+    env = np.array([0.3, 0.6, 0.05, 1.0, 0.0, 0.0, 0.0])
+    for _ in range(6):
+        now = time.monotonic()
+        assert _tick(runner, robot.START_STATE, env, now) is not None
+        time.sleep(0.02)
+    assert runner.latency.summary()[0] > 50  # the model did take longer than stale_after_s
+    assert runner.inferences == 1 and runner.queue_depth == 14  # one chunk, played on

@@ -317,27 +317,33 @@ class PolicyRunner:
             tick = self.ticks
             self.ticks += 1
             paused = self._last_tick_time is not None and now - self._last_tick_time > self.stale_after_s
-            self._last_tick_time = now
-            stale = bool(self.missing_or_stale(now))
-            if paused or stale:
-                # a pause (the robot stopped, the sim was reset) or stale inputs: the queued chunk and
-                # the ensembled predictions belong to another moment; start again from this one
-                self._forget_chunks()
-            if stale:
-                return None
-            if self._ensembler is not None:
-                return self._ensembler.act() if self._ensembler_chunk(tick) else None
-            while self._queue and self._queue[0][0] < tick:
-                self._queue.popleft()  # trimmed: those ticks passed while the chunk was computed
-            if not self._queue and not self._in_flight:
-                # Nothing to act on (first tick, or after a stall): infer inline rather than miss it.
-                self._accept(tick, *self._infer(self._inputs(), self._policy), self._policy, self._epoch)
-            elif len(self._queue) <= self.refill_at and not self._in_flight:
-                self._start_inference(tick)
-            if self._queue and self._queue[0][0] == tick:
-                return self._queue.popleft()[1]
-            self.missed_ticks += 1
+            try:
+                return self._act(tick, now, paused)
+            finally:
+                # a tick that ran the model itself ends that much later: the gap to the next one is not a pause
+                self._last_tick_time = now + self.tick_model_s
+
+    def _act(self, tick: int, now: float, paused: bool) -> np.ndarray | None:
+        stale = bool(self.missing_or_stale(now))
+        if paused or stale:
+            # a pause (the robot stopped, the sim was reset) or stale inputs: the queued chunk and
+            # the ensembled predictions belong to another moment; start again from this one
+            self._forget_chunks()
+        if stale:
             return None
+        if self._ensembler is not None:
+            return self._ensembler.act() if self._ensembler_chunk(tick) else None
+        while self._queue and self._queue[0][0] < tick:
+            self._queue.popleft()  # trimmed: those ticks passed while the chunk was computed
+        if not self._queue and not self._in_flight:
+            # Nothing to act on (first tick, or after a stall): infer inline rather than miss it.
+            self._accept(tick, *self._infer(self._inputs(), self._policy), self._policy, self._epoch)
+        elif len(self._queue) <= self.refill_at and not self._in_flight:
+            self._start_inference(tick)
+        if self._queue and self._queue[0][0] == tick:
+            return self._queue.popleft()[1]
+        self.missed_ticks += 1
+        return None
 
     def _ensembler_chunk(self, tick: int) -> bool:
         chunk, self.fault = self._infer(self._inputs(), self._policy)

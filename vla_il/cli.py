@@ -388,6 +388,7 @@ _BENCHMARKS = {
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",
     "recorder": "benchmarks.recorder_throughput",
+    "graph": "benchmarks.graph_cameras",
 }
 
 

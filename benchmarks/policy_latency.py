@@ -30,8 +30,29 @@ def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def inference_latency(tmp: Path, chunk: int, hidden: int, n: int = 2000) -> dict:
+def _timed_ms(call, n: int, warmup: int = 1) -> tuple[float, float]:
+    """p50 / p99 (ms) of `n` calls of `call()` after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - t))
+    return _percentiles(times)
+
+
+def _ort_session(onnx_path: Path):
+    """ONNX Runtime on the CPU, one thread, every graph optimisation: as the benchmark compares it."""
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def inference_latency(tmp: Path, chunk: int, hidden: int, n: int = 2000) -> dict:
     import torch
 
     from tests.bundles import make_bundle
@@ -43,33 +64,15 @@ def inference_latency(tmp: Path, chunk: int, hidden: int, n: int = 2000) -> dict
     policy.eval()
     torch.set_num_threads(1)
     x = torch.randn(1, policy.obs_dim)
-    times_pt = []
     with torch.inference_mode():
-        for _ in range(50):
-            policy(x)
-        for _ in range(n):
-            t = time.perf_counter()
-            policy(x)
-            times_pt.append(1000 * (time.perf_counter() - t))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(bundle / "policy.onnx"), options, providers=["CPUExecutionProvider"])
-    feeds = {"state": x.numpy()}
-    for _ in range(50):
-        session.run(None, feeds)
-    times_ort = []
-    for _ in range(n):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times_ort.append(1000 * (time.perf_counter() - t))
-    return {"bundle": bundle, "pytorch": _percentiles(times_pt), "onnxruntime": _percentiles(times_ort)}
+        pytorch = _timed_ms(lambda: policy(x), n, warmup=50)
+    session, feeds = _ort_session(bundle / "policy.onnx"), {"state": x.numpy()}
+    return {"bundle": bundle, "pytorch": pytorch, "onnxruntime": _timed_ms(lambda: session.run(None, feeds), n, 50)}
 
 
 def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patch: int, chunk: int = 10,
                 n: int = 30) -> dict:
     """A tiny VLA bundle with these cameras: PyTorch eager vs ONNX Runtime per call (batch 1, one thread)."""
-    import onnxruntime as ort
     import torch
 
     from training.checkpoint import save_checkpoint
@@ -91,25 +94,11 @@ def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patc
                                                                   else "transfer the cube"]}
     obs.update({f"observation.images.{c}": torch.from_numpy(v) for c, v in images.items()})
     model.eval()
-    times_pt = []
     with torch.inference_mode():
-        model.predict(obs)
-        for _ in range(n):
-            t = time.perf_counter()
-            model.predict(obs)
-            times_pt.append(1000 * (time.perf_counter() - t))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(spec.onnx_path), options, providers=["CPUExecutionProvider"])
+        pytorch = _timed_ms(lambda: model.predict(obs), n)
+    session = _ort_session(spec.onnx_path)
     feeds = {"state": state, **{f"image_{c}": v for c, v in images.items()}}
-    session.run(None, feeds)
-    times_ort = []
-    for _ in range(n):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times_ort.append(1000 * (time.perf_counter() - t))
-    return {"bundle": spec.path, "pytorch": _percentiles(times_pt), "onnxruntime": _percentiles(times_ort),
+    return {"bundle": spec.path, "pytorch": pytorch, "onnxruntime": _timed_ms(lambda: session.run(None, feeds), n),
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
@@ -120,7 +109,6 @@ def act_latency(tmp: Path, like: Path, size: tuple[int, int] = (480, 640), n: in
     policy.json is adapted): PyTorch eager vs ONNX Runtime per chunk."""
     import json
 
-    import onnxruntime as ort
     import torch
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
@@ -148,13 +136,8 @@ def act_latency(tmp: Path, like: Path, size: tuple[int, int] = (480, 640), n: in
 
     chunk = Chunk().eval()
     state, image = torch.randn(1, 14), torch.rand(1, 3, *size)
-    times_pt = []
     with torch.inference_mode():
-        chunk(state, image)
-        for _ in range(n):
-            t = time.perf_counter()
-            chunk(state, image)
-            times_pt.append(1000 * (time.perf_counter() - t))
+        pytorch = _timed_ms(lambda: chunk(state, image), n)
     out = tmp / "act_bundle"
     out.mkdir()
     torch.onnx.export(chunk, (state, image), str(out / "policy.onnx"), input_names=["state", "image_top"],
@@ -166,18 +149,8 @@ def act_latency(tmp: Path, like: Path, size: tuple[int, int] = (480, 640), n: in
     sha = file_sha256(out / "policy.onnx")
     meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"act-{sha[:12]}", "act"
     (out / "policy.json").write_text(json.dumps(meta, indent=2))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(out / "policy.onnx"), options, providers=["CPUExecutionProvider"])
-    feeds = {"state": state.numpy(), "image_top": image.numpy()}
-    session.run(None, feeds)
-    times_ort = []
-    for _ in range(n):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times_ort.append(1000 * (time.perf_counter() - t))
-    return {"bundle": out, "pytorch": _percentiles(times_pt), "onnxruntime": _percentiles(times_ort),
+    session, feeds = _ort_session(out / "policy.onnx"), {"state": state.numpy(), "image_top": image.numpy()}
+    return {"bundle": out, "pytorch": pytorch, "onnxruntime": _timed_ms(lambda: session.run(None, feeds), n),
             "params_m": sum(p.numel() for p in act.parameters()) / 1e6}
 
 

@@ -50,17 +50,34 @@ def copy_bundle(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _save_graph(root: Path, name: str, meta: dict, graph) -> Path:
+    """Write a hand-built ONNX graph as bundle `root/name` with `meta` (another bundle's policy.json) made its
+    own: sha256, policy_id and name redone."""
+    import onnx
+    from onnx import helper
+
+    from training.export.bundle import file_sha256
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    out = Path(root) / name
+    out.mkdir(parents=True)
+    onnx.save(model, str(out / "policy.onnx"))
+    sha = file_sha256(out / "policy.onnx")
+    meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"{name}-{sha[:12]}", name
+    write_meta(out, meta)
+    return out
+
+
 def graph_bundle(root: Path, name: str, like: Path, *, bias: float = 0.0, state_type: str = "float",
                  extra_input: bool = False, nan: str = "never") -> Path:
     """A bundle with a hand-built ONNX graph and `like`'s policy.json (its sha256 and policy_id redone):
     actions = START pose + `bias` whatever the state. `state_type` "double" takes a float64 state;
     `extra_input` adds a required int64 input the node does not feed; `nan` "always" outputs NaN,
     "off_neutral" outputs NaN for any non-zero state (finite on the all-zeros trial observation)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from sim.aloha import robot
-    from training.export.bundle import file_sha256
 
     meta = read_meta(like)
     state_dim = sum(c["dim"] for c in meta["inputs"]["state"]["components"])
@@ -91,16 +108,7 @@ def graph_bundle(root: Path, name: str, like: Path, *, bias: float = 0.0, state_
     if extra_input:
         inputs.append(helper.make_tensor_value_info("instruction_ids", TensorProto.INT64, ["batch", 8]))
     outputs = [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", chunk, act])]
-    model = helper.make_model(helper.make_graph(nodes, name, inputs, outputs, initializer=inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    out = Path(root) / name
-    out.mkdir(parents=True)
-    onnx.save(model, str(out / "policy.onnx"))
-    sha = file_sha256(out / "policy.onnx")
-    meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"{name}-{sha[:12]}", name
-    write_meta(out, meta)
-    return out
+    return _save_graph(root, name, meta, helper.make_graph(nodes, name, inputs, outputs, initializer=inits))
 
 
 def slow_follower_bundle(root: Path, name: str, like: Path, *, matmuls: int = 12, size: int = 512) -> Path:
@@ -108,10 +116,7 @@ def slow_follower_bundle(root: Path, name: str, like: Path, *, matmuls: int = 12
     positions) and spends `matmuls` chained size x size matrix products (state-dependent, so never
     folded away; scaled to stay finite; multiplied by 0 into the output) before answering: a slow model
     stand-in with smooth chunks, so a step in the command comes from switching chunks, nothing else."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
-
-    from training.export.bundle import file_sha256
 
     meta = read_meta(like)
     state_dim = sum(c["dim"] for c in meta["inputs"]["state"]["components"])
@@ -138,13 +143,4 @@ def slow_follower_bundle(root: Path, name: str, like: Path, *, matmuls: int = 12
               helper.make_node("Reshape", ["flat2", "shape"], ["actions"])]
     inputs = [helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", state_dim])]
     outputs = [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", chunk, act])]
-    model = helper.make_model(helper.make_graph(nodes, name, inputs, outputs, initializer=inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    out = Path(root) / name
-    out.mkdir(parents=True)
-    onnx.save(model, str(out / "policy.onnx"))
-    sha = file_sha256(out / "policy.onnx")
-    meta["onnx"]["sha256"], meta["policy_id"], meta["name"] = sha, f"{name}-{sha[:12]}", name
-    write_meta(out, meta)
-    return out
+    return _save_graph(root, name, meta, helper.make_graph(nodes, name, inputs, outputs, initializer=inits))

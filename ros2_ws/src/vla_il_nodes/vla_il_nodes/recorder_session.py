@@ -230,7 +230,7 @@ class RecordingSession:
             else:
                 self.writer = self._new_writer(self._staged)
         except BaseException:  # e.g. a full disk: nothing of this episode stays behind
-            self._close_writer(discard=True)
+            self._close_writer()
             raise
         self._pending = []
         self.episode = EpisodeSummary(index=index, task=task)
@@ -289,7 +289,7 @@ class RecordingSession:
         """
         ep = self._require()
         if ep.frames == 0:
-            self._close_writer(discard=True)
+            self._close_writer()
             return self._end(DISCARDED, "no frames recorded: nothing saved")
         ep.success = ep.success or task_success
         job = _EncodeJob(ep, self._staged, self._spool, self._pending, task_success, self.writer)
@@ -320,7 +320,7 @@ class RecordingSession:
 
     def discard(self) -> EpisodeSummary:
         self._require()
-        self._close_writer(discard=True)
+        self._close_writer()
         return self._end(DISCARDED, "discarded on request")
 
     def close(self, unlock: bool = True) -> EpisodeSummary | None:
@@ -337,7 +337,7 @@ class RecordingSession:
         try:
             if self.episode is None:
                 return None
-            self._close_writer(discard=True)
+            self._close_writer()
             return self._end(DISCARDED, "the recorder shut down mid-episode")
         finally:
             if unlock:
@@ -458,10 +458,11 @@ class RecordingSession:
         return self.episode
 
     def _fail(self, message: str) -> EpisodeSummary:
-        self._close_writer(discard=True)
+        self._close_writer()
         return self._end(FAILED, message + "; earlier episodes are kept")
 
-    def _close_writer(self, discard: bool) -> None:
+    def _close_writer(self) -> None:
+        """Discard the open episode's spool, writer and staging files."""
         if self._spool is not None:
             spool, self._spool, self._pending = self._spool, None, []
             try:
@@ -470,7 +471,7 @@ class RecordingSession:
                 pass
         writer, self.writer = self.writer, None
         if self._staged is not None or writer is not None:
-            _discard(writer if discard else None, self._staged)
+            _discard(writer, self._staged)
             self._staged = None
 
     def _account(self, ep: EpisodeSummary) -> None:
@@ -581,9 +582,7 @@ class ImageSpool:
         return _EncodeJob(summary, staged, spool, state["frames"], state["task_success"])
 
     def replay(self, frames: list[dict[str, Any]]):
-        """The frames again, each with its images read back (memory-mapped)."""
-        for f in self.files.values():
-            f.flush()
+        """The frames again, each with its images read back (memory-mapped); after `finish`."""
         maps = {
             cam: np.memmap(self.root / f"{cam}.raw", np.uint8, "r", shape=(self.count, *self.shape[cam]))
             for cam in self.cameras

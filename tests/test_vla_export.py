@@ -65,14 +65,13 @@ def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_p
     assert env_kwargs["cameras"] == ("top",) and env_kwargs["image_size"] == (48, 64)
     bundle = factory("transfer_cube")
     bundle.reset()
-    # the runner asks for the next chunk when one action of the last is left (time to infer on a robot):
-    # a new chunk every chunk_size - refill_at ticks
-    reference = VLASimPolicy(model.eval(), n_action_steps=model.chunk_size - bundle.runner.refill_at)
+    # the runner in lockstep plays every action of a chunk, as training's evaluation does
+    reference = VLASimPolicy(model.eval())
     reference.reset()
-    env = AlohaEnv("transfer_cube", **env_kwargs, episode_length=12)
+    env = AlohaEnv("transfer_cube", **env_kwargs, episode_length=24)
     obs, info = env.reset(seed=7)
     try:
-        for _ in range(12):
+        for _ in range(24):  # several chunks: where each is asked for matters
             action = reference(obs, info)
             np.testing.assert_allclose(bundle(obs, info), action, atol=1e-4)
             obs, _, _, _, info = env.step(action)

@@ -242,8 +242,11 @@ class PolicyRunner:
         self._in_flight = False
         self._epoch += 1  # a chunk still being inferred by the old bundle is dropped
         self.fault = None
-        # when the next chunk is asked for: this many actions left (adapted to the latency, see _accept)
-        self.refill_at = self._refill_at if self._refill_at is not None else max(1, spec.n_action_steps // 4)
+        # when the next chunk is asked for: this many actions left (adapted to the latency, see _accept). Inline
+        # inference (lockstep, the evaluation) has no latency to cover: it plays all n_action_steps of a chunk,
+        # as training's evaluation (VLASimPolicy) and lerobot's policies do, so both give the same actions
+        default = max(1, spec.n_action_steps // 4) if self.async_inference else 0
+        self.refill_at = self._refill_at if self._refill_at is not None else default
 
     def reset(self) -> None:
         """A new episode: forget the queued chunk and the ensembled predictions (they were made on the last

@@ -2,6 +2,12 @@
 
     python benchmarks/vla_train.py [--steps 20] [--batch_sizes 8 32] [--out output/vla_train]
     (or: vla-il bench vla)
+    python benchmarks/vla_train.py --data [--episodes 20] [--cameras 3]     # the data path instead
+
+`--data`: samples/s of the training data path on a dataset `vla-il collect` records here (the recipe's
+96x128 frames, stored lossless), in the same run: lerobot's own per-item path (LeRobotDataset with
+the chunk's delta timestamps, each image decoded on access: what the VLA's first epoch did before the
+frame cache), the frame cache's first epoch (decoding included) and an epoch on a cached dataset.
 
 Each configuration runs in its own process (a clean peak-memory reading): a few warm-up steps,
 then `--steps` timed training steps (forward, backward, AdamW) on synthetic batches of the model's
@@ -154,12 +160,73 @@ def _measure(args: tuple[dict[str, Any], int, int]) -> dict[str, Any]:
     }
 
 
+def _epoch(dataset, batch_size: int = 32) -> int:
+    from training.datasets.lerobot_dataset import create_lerobot_dataloader
+
+    return sum(len(b["task"]) for b in create_lerobot_dataloader(dataset, batch_size, num_workers=0))
+
+
+def data_path(out: Path, episodes: int, cameras: int, image_size=(96, 128), chunk: int = 10) -> list[dict]:
+    import shutil
+
+    import torch
+
+    from sim.collect import collect
+    from training.datasets.lerobot_dataset import AlohaDataset
+
+    cams = ("top", "left_wrist", "right_wrist")[:cameras]
+    root = out / f"data_{episodes}x{cameras}cam_{image_size[0]}x{image_size[1]}"
+    if not (root / "meta" / "info.json").exists():
+        print(f"recording {episodes} episodes ({', '.join(cams)} at {image_size[0]}x{image_size[1]}) into {root}")
+        collect("transfer_cube", episodes, root, cameras=cams, image_size=image_size, keep_failed=True,
+                overwrite=True)
+    torch.set_num_threads(2)
+    rows = []
+
+    def row(name: str, samples: int, seconds: float) -> None:
+        rows.append({"path": name, "samples": samples, "seconds": seconds, "samples_per_s": samples / seconds})
+        print(f"{name:58s} {samples:8d} {seconds:9.1f} {samples / seconds:10.0f}", flush=True)
+
+    print(f"{'data path (' + str(cameras) + ' camera(s), batch 32)':58s} {'samples':>8s} {'seconds':>9s} "
+          f"{'samples/s':>10s}")
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    start = time.perf_counter()
+    theirs = LeRobotDataset("local/bench", root=root, video_backend="pyav",
+                            delta_timestamps={"action": [i / 50 for i in range(chunk)]})
+    n = min(len(theirs), 2000)
+    order = torch.randperm(len(theirs), generator=torch.Generator().manual_seed(0))[:n].tolist()
+    for i in order:
+        item = theirs[i]
+        _ = [item[f"observation.images.{c}"] for c in cams]
+    row("lerobot per item (the path before the frame cache)", n, time.perf_counter() - start)
+    shutil.rmtree(root / "cache", ignore_errors=True)
+    start = time.perf_counter()
+    ds = AlohaDataset(root, split="all", chunk_size=chunk, image_size=image_size, progress=False)
+    row("frame cache, first epoch (decoding every frame once)", _epoch(ds), time.perf_counter() - start)
+    start = time.perf_counter()
+    ds = AlohaDataset(root, split="all", chunk_size=chunk, image_size=image_size, progress=False)
+    row("frame cache, a later epoch or training (decoded file)", _epoch(ds), time.perf_counter() - start)
+    base = rows[0]["samples_per_s"]
+    for r in rows[1:]:
+        print(f"  {r['path']}: {r['samples_per_s'] / base:.1f}x lerobot per item")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--out", type=Path, default=Path("output/vla_train"))
+    parser.add_argument("--data", action="store_true", help="measure the data path instead of the model")
+    parser.add_argument("--episodes", type=int, default=20, help="--data: episodes to record")
+    parser.add_argument("--cameras", type=int, default=3, choices=[1, 2, 3], help="--data: cameras")
     args = parser.parse_args(argv)
+    if args.data:
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = data_path(args.out, args.episodes, args.cameras)
+        (args.out / f"data_path_{args.cameras}cam.json").write_text(json.dumps(rows, indent=2))
+        return 0
     import torch
 
     has_gpu = torch.cuda.is_available()

@@ -24,8 +24,7 @@ def aloha(tmp_path_factory):
 
 def test_items_hold_images_state_instruction_and_the_next_actions_of_the_episode(aloha):
     ds = AlohaDataset(aloha, split="all", chunk_size=8)
-    table = ds.lerobot.hf_dataset.with_format("numpy")
-    actions, episodes = np.stack(table["action"]), np.asarray(table["episode_index"])
+    actions, episodes = ds.table["action"], ds.table["episode_index"]
     for i in (0, 5, len(ds) - 3):
         item = ds[i]
         ep = int(item["episode_index"])
@@ -36,8 +35,12 @@ def test_items_hold_images_state_instruction_and_the_next_actions_of_the_episode
         image = item["observation.images.top"]
         assert image.shape == (3, 48, 64) and image.dtype == torch.float32 and 0 <= image.min() <= image.max() <= 1
         assert item["observation.state"].shape == (14,) and "red cube" in item["task"]
-    again = ds[5]  # served from the cache: the same values
-    assert torch.equal(again["observation.images.top"], ds[5]["observation.images.top"])
+    # the frames are lerobot's own, decoded once
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    theirs = LeRobotDataset("local/aloha", root=aloha)
+    for i in (0, 41, len(ds) - 1):
+        assert torch.equal(ds[i]["observation.images.top"], theirs[i]["observation.images.top"])
 
 
 def test_train_and_val_split_whole_episodes(aloha):
@@ -53,8 +56,7 @@ def test_train_and_val_split_whole_episodes(aloha):
 def test_statistics_come_from_the_dataset(aloha):
     ds = AlohaDataset(aloha, split="all")
     stats = ds.stats()
-    table = ds.lerobot.hf_dataset.with_format("numpy")
-    np.testing.assert_allclose(stats["action_mean"], np.stack(table["action"]).mean(0), atol=1e-4)
+    np.testing.assert_allclose(stats["action_mean"], ds.table["action"].mean(0), atol=1e-4)
     assert stats["state_std"].shape == (14,)
 
 
@@ -93,3 +95,85 @@ def test_pusht_recorded_from_gym_pusht_loads_as_pusht_dataset(tmp_path_factory, 
         AlohaDataset(root)
     with pytest.raises(FileNotFoundError, match="no PushT dataset at .*pusht_record"):
         PushTDataset(root=tmp_path / "absent")
+
+
+def _mixed_dataset(root, image_size=(24, 32), storage="auto"):
+    """Two episodes written through lerobot's API: who drove changes mid-episode (as the recorder writes)."""
+    from training.datasets import schema
+    from training.datasets.writer import EpisodeWriter
+
+    features = schema.features([f"j{i}" for i in range(14)], ("top",), image_size, 0, image_storage=storage)
+    writer = EpisodeWriter(root, features, fps=50)
+    rng = np.random.default_rng(0)
+    drove = [[0, 0, 1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 0, 0]]
+    n = 0
+    for flags in drove:
+        for f in flags:
+            frame = {k: np.zeros(v["shape"], np.float32) for k, v in features.items() if v["dtype"] == "float32"}
+            frame["observation.state"][:] = n
+            frame["action"][:] = -n  # what was executed
+            frame["expert_action"][:] = n  # the expert's label
+            frame["intervention"] = np.array([bool(f)])
+            frame["next.success"] = np.array([False])
+            frame["observation.images.top"] = rng.integers(0, 255, (*image_size, 3), dtype=np.uint8)
+            writer.add(frame, "hand it over")
+            n += 1
+        writer.save_episode()
+    writer.close()
+    return root
+
+
+def test_intervention_labels_are_the_expert_driven_stretches_with_chunks_that_end_with_them(tmp_path):
+    root = _mixed_dataset(tmp_path / "mixed")
+    ds = AlohaDataset(root, split="all", chunk_size=3, labels="intervention", action_key="expert_action")
+    # frames 2, 3, 4, 6, 7 of episode 0 and 0, 1, 2 of episode 1 (frames 8, 9, 10 of the dataset)
+    assert len(ds) == 8
+    states = [int(ds[i]["observation.state"][0]) for i in range(len(ds))]
+    assert states == [2, 3, 4, 6, 7, 8, 9, 10]
+    item = ds[1]  # frame 3: its stretch ends at frame 4; frame 5 was the policy's
+    assert item["action"][:, 0].tolist() == [3, 4, 4] and item["action_is_pad"].tolist() == [False, False, True]
+    item = ds[4]  # frame 7: the episode's last
+    assert item["action_is_pad"].tolist() == [False, True, True]
+    item = ds[5]  # episode 1's first: chunks never cross into another episode or stretch
+    assert item["action"][:, 0].tolist() == [8, 9, 10] and not item["action_is_pad"].any()
+    every = AlohaDataset(root, split="all", chunk_size=3)
+    assert len(every) == 14 and every[0]["action"][:, 0].tolist() == [0, -1, -2]
+    with pytest.raises(DatasetError, match="labels must be one of"):
+        AlohaDataset(root, labels="human")
+
+
+def test_frames_are_decoded_once_and_again_only_when_the_dataset_changes(tmp_path, caplog):
+    root = _mixed_dataset(tmp_path / "cached")
+    with caplog.at_level(logging.INFO, logger="training.datasets.frame_cache"):
+        first = AlohaDataset(root, split="all")
+    assert caplog.text.count("decoded 14 frames") == 1
+    cached = sorted((root / "cache").glob("frames-top-*.npy"))
+    assert len(cached) == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="training.datasets.frame_cache"):
+        again = AlohaDataset(root, split="train", val_fraction=0.5)  # another split reads the same file
+    assert "decoded" not in caplog.text
+    assert torch.equal(again[0]["observation.images.top"], first[again._rows[0]]["observation.images.top"])
+    info = root / "meta" / "info.json"
+    info.write_text(info.read_text())  # the dataset changed (a recorder appended, say): decoded anew
+    with caplog.at_level(logging.INFO, logger="training.datasets.frame_cache"):
+        AlohaDataset(root, split="all")
+    assert caplog.text.count("decoded 14 frames") == 1
+    now = sorted((root / "cache").glob("frames-top-*.npy"))
+    assert len(now) == 1 and now != cached  # the stale file is gone
+    now[0].write_bytes(b"not an array")
+    with caplog.at_level(logging.WARNING):
+        ds = AlohaDataset(root, split="all")
+    assert "damaged; decoding again" in caplog.text and ds[0]["observation.images.top"].shape == (3, 24, 32)
+
+
+def test_video_frames_decode_as_lerobot_decodes_them(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = _mixed_dataset(tmp_path / "video", image_size=(64, 96), storage="video")
+    ds = AlohaDataset(root, split="all")
+    theirs = LeRobotDataset("local/video", root=root, video_backend="pyav")
+    assert ds.meta.features["observation.images.top"]["dtype"] == "video"
+    for i in range(len(ds)):
+        diff = (ds[i]["observation.images.top"] - theirs[i]["observation.images.top"]).abs().max()
+        assert diff <= 1 / 255 + 1e-6, i

@@ -8,10 +8,10 @@ and `action_is_pad` (chunk,) where the episode ended. Train/val are split by who
     PushTDataset(split="train", chunk_size=10, root=...)     # PushT (lerobot/pusht's keys), see pusht_record
     create_lerobot_dataloader(dataset, batch_size=32)        # a DistributedSampler under torchrun
 
-Frames come from lerobot's `LeRobotDataset` (its delta timestamps build the chunks and the pad
-mask); with `cache_videos` each episode's video is decoded with PyAV once, in order, and items are
-kept in memory (images as uint8), because seeking a video and reading parquet rows for every sample
-costs more than the tiny model's whole training step.
+The dataset is read in bulk (frame_cache.py): its parquet columns once, as arrays, and each camera's
+frames decoded once into a memory-mapped uint8 file kept beside the dataset until the dataset changes.
+An item is then a few array lookups: decoding or seeking per item and per epoch (lerobot's own
+`LeRobotDataset.__getitem__`) cost more than the tiny model's whole training step.
 """
 
 from __future__ import annotations
@@ -56,38 +56,19 @@ def split_episodes(n_episodes: int, split: str, val_fraction: float, seed: int) 
     return sorted(val) if split == "val" else [e for e in episodes if e not in val]
 
 
-def _cached_lerobot_class():
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    from lerobot.datasets.video_utils import decode_video_frames
-
-    class CachedVideoLeRobotDataset(LeRobotDataset):
-        """LeRobotDataset that decodes each episode's video once (in order) and serves frames from memory."""
-
-        _frames: dict[tuple[int, str], torch.Tensor]
-
-        def _query_videos(self, query_timestamps: dict[str, list[float]], ep_idx: int) -> dict[str, torch.Tensor]:
-            if not hasattr(self, "_frames"):
-                self._frames = {}
-            out = {}
-            for key, query_ts in query_timestamps.items():
-                frames = self._frames.get((ep_idx, key))
-                if frames is None:
-                    ep = self.meta.episodes[ep_idx]
-                    start = ep[f"videos/{key}/from_timestamp"]
-                    ts = [start + i / self.fps for i in range(ep["length"])]
-                    path = self.root / self.meta.get_video_file_path(ep_idx, key)
-                    decoded = decode_video_frames(path, ts, self.tolerance_s, self.video_backend)
-                    frames = (decoded * 255).round().to(torch.uint8)
-                    self._frames[(ep_idx, key)] = frames
-                idx = [min(len(frames) - 1, max(0, round(t * self.fps))) for t in query_ts]
-                out[key] = frames[idx].float().div_(255).squeeze(0)
-            return out
-
-    return CachedVideoLeRobotDataset
+LABELS = ("all", "intervention", "expert")
 
 
 class LeRobotVLADataset(torch.utils.data.Dataset):
-    """A local LeRobot dataset as (images, state, instruction, action chunk, pad mask) items."""
+    """A local LeRobot dataset as (images, state, instruction, action chunk, pad mask) items.
+
+    `labels`: which frames are items. `all`: every frame, its chunk the next actions of its episode.
+    `intervention`: the frames the expert drove (HG-DAgger's labels, recorded by the dagger_recorder;
+    `vla-il collect`'s demonstrations are expert-driven throughout), and `expert`: every frame that carries
+    the expert's label (DAgger's). Then the chunk is the next labels of the same kept stretch, padded where
+    it ends (a policy-driven frame's action is not the expert's), and `action_key` should be
+    `expert_action`.
+    """
 
     default_cameras: tuple[str, ...] | None = None
 
@@ -101,18 +82,22 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         seed: int = 0,
         image_size: tuple[int, int] | None = None,
         action_key: str = schema.ACTION,
-        cache_videos: bool = True,
         task: str | None = None,
+        labels: str = "all",
+        progress: bool = True,
     ) -> None:
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+        from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+        from training.datasets.frame_cache import decoded_frames, read_table
 
         self.root = Path(root)
         if not (self.root / "meta" / "info.json").exists():
             raise FileNotFoundError(f"{self.root} is not a LeRobot dataset (no meta/info.json)")
         if chunk_size < 1:
             raise DatasetError(f"chunk_size must be >= 1, got {chunk_size}")
-        repo_id = f"local/{self.root.name}"
-        meta = LeRobotDatasetMetadata(repo_id, root=self.root)
+        if labels not in LABELS:
+            raise DatasetError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
+        meta = LeRobotDatasetMetadata(f"local/{self.root.name}", root=self.root)
         for key in (schema.STATE, action_key):
             if key not in meta.features:
                 raise DatasetError(f"{self.root} has no '{key}' feature (features: {', '.join(meta.features)})")
@@ -126,6 +111,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             )
         self.cameras, self.camera_keys = wanted, {c: available[c] for c in wanted}
         self.chunk_size, self.action_key, self.fps, self.task_override = chunk_size, action_key, meta.fps, task
+        self.labels = labels
         self.episodes = split_episodes(meta.total_episodes, split, val_fraction, seed)
         self.split = split
         stored = tuple(meta.features[self.camera_keys[wanted[0]]]["shape"][:2])
@@ -138,46 +124,67 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
                 *stored,
                 *self.image_size,
             )
-        cls = _cached_lerobot_class() if cache_videos else LeRobotDataset
-        self.lerobot = cls(
-            repo_id,
-            root=self.root,
-            episodes=self.episodes,
-            video_backend="pyav",
-            delta_timestamps={action_key: [i / meta.fps for i in range(chunk_size)]},
-        )
         self.meta = meta
-        self._items: dict[int, dict[str, Any]] | None = {} if cache_videos else None
+        # the columns, episodes contiguous and frames in order
+        table = read_table(self.root)
+        order = np.lexsort((table["frame_index"], table["episode_index"]))
+        self.table = {k: v[order] for k, v in table.items()}
+        episode = self.table["episode_index"].astype(np.int64)
+        keep = self._kept(labels)
+        # each kept stretch of an episode is a segment: a chunk never runs past the end of its own
+        boundary = np.concatenate([[True], (episode[1:] != episode[:-1]) | (keep[1:] != keep[:-1])])
+        segment = np.cumsum(boundary) - 1
+        last = np.zeros(len(segment), np.int64)
+        ends = np.flatnonzero(np.concatenate([boundary[1:], [True]]))
+        last[:] = ends[segment]
+        self._last_row = last
+        in_split = np.isin(episode, self.episodes)
+        self._rows = np.flatnonzero(keep & in_split)
+        self._actions = self.table[action_key].astype(np.float32)
+        self._states = self.table[schema.STATE].astype(np.float32)
+        self._env = self.table[schema.ENV_STATE].astype(np.float32) if schema.ENV_STATE in self.table else None
+        self._tasks = list(meta.tasks.index)
+        # decoded once for the whole dataset (both splits share the file), read memory-mapped
+        self._frames = {
+            cam: decoded_frames(self.root, meta, key, self.image_size, progress=progress)
+            for cam, key in self.camera_keys.items()
+        }
+
+    def _kept(self, labels: str) -> np.ndarray:
+        n = len(self.table["episode_index"])
+        if labels == "all":
+            return np.ones(n, bool)
+        flag = schema.INTERVENTION if labels == "intervention" or schema.EXPERT_LABEL not in self.table \
+            else schema.EXPERT_LABEL
+        if flag not in self.table:
+            raise DatasetError(f"{self.root}: labels={labels!r} needs an '{flag}' column (a dataset recorded by "
+                               "the dagger_recorder or collected by `vla-il collect`)")
+        keep = np.asarray(self.table[flag]).reshape(n).astype(bool)
+        if not np.all(np.isfinite(self.table[self.action_key][keep])):
+            raise DatasetError(f"{self.root}: non-finite {self.action_key} in frames kept as labels")
+        return keep
 
     def __len__(self) -> int:
-        return len(self.lerobot)
+        return len(self._rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        cached = self._items.get(index) if self._items is not None else None
-        if cached is not None:  # images kept as uint8: a tenth of the memory, exact
-            return {k: (v.float().div(255) if k.startswith(schema.IMAGE_PREFIX) else v) for k, v in cached.items()}
-        item = self.lerobot[index]
+        row = int(self._rows[index])
+        rows = np.arange(row, row + self.chunk_size)
+        last = self._last_row[row]
+        pad = rows > last
+        task = self.task_override or self._tasks[int(self.table["task_index"][row])]
         out: dict[str, Any] = {
-            schema.STATE: item[schema.STATE].float(),
-            "task": self.task_override or item["task"],
-            "action": item[self.action_key].float(),
-            "action_is_pad": item[f"{self.action_key}_is_pad"].bool(),
-            "episode_index": item["episode_index"],
+            schema.STATE: torch.from_numpy(self._states[row]),
+            "task": task,
+            "action": torch.from_numpy(self._actions[np.minimum(rows, last)]),
+            "action_is_pad": torch.from_numpy(pad),
+            "episode_index": torch.tensor(int(self.table["episode_index"][row])),
         }
-        if schema.ENV_STATE in item:  # recorded in the sim: the object poses (a VLA's auxiliary target)
-            out[schema.ENV_STATE] = item[schema.ENV_STATE].float()
-        for cam, key in self.camera_keys.items():
-            image = item[key]
-            if tuple(image.shape[-2:]) != self.image_size:
-                image = torch.nn.functional.interpolate(
-                    image[None], size=self.image_size, mode="bilinear", antialias=True, align_corners=False
-                )[0].clamp_(0, 1)
-            out[schema.image_key(cam)] = image
-        if self._items is not None:
-            self._items[index] = {
-                k: ((v * 255).round().to(torch.uint8) if k.startswith(schema.IMAGE_PREFIX) else v)
-                for k, v in out.items()
-            }
+        if self._env is not None:  # recorded in the sim: the object poses (a VLA's auxiliary target)
+            out[schema.ENV_STATE] = torch.from_numpy(self._env[row])
+        frame = int(self.table["index"][row])
+        for cam, frames in self._frames.items():
+            out[schema.image_key(cam)] = torch.from_numpy(np.array(frames[frame])).permute(2, 0, 1).float().div_(255)
         return out
 
     @property
@@ -189,8 +196,14 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         return int(self.meta.features[self.action_key]["shape"][0])
 
     @property
+    def env_state_dim(self) -> int:
+        """Size of the recorded object poses (0: none, as on a robot)."""
+        feature = self.meta.features.get(schema.ENV_STATE)
+        return int(feature["shape"][0]) if feature else 0
+
+    @property
     def tasks(self) -> list[str]:
-        return [self.task_override] if self.task_override else list(self.meta.tasks.index)
+        return [self.task_override] if self.task_override else self._tasks
 
     def stats(self) -> dict[str, np.ndarray]:
         """Normalisation statistics of state and actions (lerobot's, over the whole dataset)."""
@@ -199,24 +212,17 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             raise DatasetError(
                 f"{self.root} has no statistics for {schema.STATE} / {self.action_key} (meta/stats.json)"
             )
-        actions = np.stack(self.lerobot.hf_dataset.with_format("numpy")[self.action_key]).astype(np.float32)
         out = {
             "state_mean": np.asarray(s[schema.STATE]["mean"]),
             "state_std": np.asarray(s[schema.STATE]["std"]),
             "action_mean": np.asarray(s[self.action_key]["mean"]),
             "action_std": np.asarray(s[self.action_key]["std"]),
-            **binary_actions(actions),
+            **binary_actions(self._actions),
         }
         if schema.ENV_STATE in s:
             out["env_state_mean"] = np.asarray(s[schema.ENV_STATE]["mean"])
             out["env_state_std"] = np.asarray(s[schema.ENV_STATE]["std"])
         return out
-
-    @property
-    def env_state_dim(self) -> int:
-        """Size of the recorded object poses (0: none, as on a robot)."""
-        feature = self.meta.features.get(schema.ENV_STATE)
-        return int(feature["shape"][0]) if feature else 0
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -224,6 +230,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             "split": self.split,
             "episodes": len(self.episodes),
             "frames": len(self),
+            "labels": self.labels,
             "cameras": list(self.cameras),
             "image_size": list(self.image_size),
             "chunk_size": self.chunk_size,

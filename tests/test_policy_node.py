@@ -166,3 +166,72 @@ def test_a_new_episode_starts_from_a_clean_chunk_history(graph):
     g.feed.paused = False
     n = len(g.actions)
     assert wait_until(lambda: len(g.actions) > n + 5, 5)  # and drives on
+
+
+def test_a_camera_bundle_names_the_topic_it_waits_for_and_refuses_images_it_was_not_trained_on(
+        probe, node_process, tmp_path):
+    """A tiny VLA bundle (top camera, 48x64): with no camera publishing, the node says which topic it waits for
+    (log and status) and publishes nothing; images of another size or encoding are refused with the topic and
+    what it takes (never resized); the right images drive it; when they stop, it holds again."""
+    from sensor_msgs.msg import Image
+
+    spec = _tiny_vla_bundle(tmp_path)
+    node = node_process("policy_node", params={"bundle": str(spec.path), "stale_after_s": 0.3})
+    actions = probe.collect(JointState, "policy/action")
+    status = probe.collect(PolicyStatus, "policy/status")
+    camera = probe.publisher(Image, "cameras/top/image_raw")
+    feed = Feeder(probe)
+    waiting = "waiting for /cameras/top/image_raw (image_top)"
+    try:
+        assert node.wait_for_log("not acting: no fresh /cameras/top/image_raw (image_top)", 30), node.log()[-2000:]
+        assert wait_until(lambda: any(waiting in s.message for s in status), 10)
+        assert actions == []
+
+        def image(h, w, encoding="rgb8"):
+            return Image(height=h, width=w, encoding=encoding, step=3 * w, data=bytes(3 * h * w))
+
+        for wrong, line in ((image(480, 640), "640x480 rgb8; the bundle"), (image(48, 64, "bgr8"), "64x48 bgr8")):
+            assert wait_until(lambda m=wrong, t=line: (camera.publish(m), t in node.log())[1], 10), node.log()[-2000:]
+        assert "refusing images on /cameras/top/image_raw" in node.log() and "takes 64x48 rgb8" in node.log()
+        assert actions == []
+        assert wait_until(lambda: (camera.publish(image(48, 64)), len(actions) >= 5)[1], 20, 0.02)
+        time.sleep(1.0)  # the camera stops: the node holds within stale_after_s and says which input is stale
+        n = len(actions)
+        time.sleep(1.0)
+        assert len(actions) == n
+        assert wait_until(lambda: waiting in status[-1].message, 10)
+    finally:
+        feed.stop()
+
+
+def test_in_lockstep_a_camera_bundle_without_its_camera_says_what_it_waits_for(probe, node_process, tmp_path):
+    """Lockstep (the demo's graph): nothing ticks without every input of a step, so the node's status timer says
+    which topic is silent, in its log and its status."""
+    spec = _tiny_vla_bundle(tmp_path)
+    node = node_process("policy_node", params={"bundle": str(spec.path), "tick_source": "observation"})
+    actions = probe.collect(JointState, "policy/action")
+    status = probe.collect(PolicyStatus, "policy/status")
+    feed = Feeder(probe)
+    try:
+        assert node.wait_for_log("waiting for /cameras/top/image_raw (image_top): holding", 30), node.log()[-2000:]
+        assert wait_until(lambda: status and "waiting for /cameras/top/image_raw" in status[-1].message, 10)
+        assert actions == [] and "/joint_states" not in status[-1].message
+    finally:
+        feed.stop()
+
+
+def _tiny_vla_bundle(tmp_path):
+    """An untrained tiny VLA (top camera, 48x64, 5-step chunks), exported."""
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.config import ILConfig
+    from training.export.onnx_export import export_checkpoint
+    from training.models.vla import VLAModel
+
+    torch.manual_seed(0)
+    model = VLAModel.tiny(chunk_size=5, hidden=32, image_size=(48, 64))
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5, extra={"task": "transfer_cube"}))
+    spec, _ = export_checkpoint(tmp_path / "run", tmp_path / "bundles/vla")
+    return spec

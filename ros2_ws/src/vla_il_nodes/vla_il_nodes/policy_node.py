@@ -154,18 +154,35 @@ class PolicyNode(Node):
         self._observe("env_state", np.asarray(msg.env_state), msg.header.stamp)
 
     def _on_image(self, camera: str, msg: Image) -> None:
-        if msg.encoding != "rgb8":
-            self.get_logger().warning(f"dropping {camera} image: encoding {msg.encoding}, expected rgb8",
-                                      throttle_duration_sec=1.0)
+        spec = self.runner.policy.spec
+        h, w = spec.image_size if spec.image_size else (msg.height, msg.width)
+        if msg.encoding != "rgb8" or (msg.height, msg.width) != (h, w):
+            # never converted or resized here: a policy must see what it was trained on
+            self.get_logger().warning(
+                f"refusing images on {self._topic_of(f'image_{camera}')}: {msg.width}x{msg.height} {msg.encoding}; "
+                f"the bundle {spec.policy_id} takes {w}x{h} rgb8 (publish that, e.g. the camera driver's size)",
+                throttle_duration_sec=5.0)
             return
         start = time.perf_counter()
         img = np.frombuffer(msg.data, dtype=np.uint8)
         if img.size != msg.height * msg.width * 3:
-            self.get_logger().warning(f"dropping {camera} image: {img.size} bytes for {msg.width}x{msg.height}",
-                                      throttle_duration_sec=1.0)
+            self.get_logger().warning(f"refusing images on {self._topic_of(f'image_{camera}')}: {img.size} bytes "
+                                      f"for {msg.width}x{msg.height} rgb8", throttle_duration_sec=5.0)
             return
         self._images_s += time.perf_counter() - start  # a lockstep tick below counts its own time
         self._observe(f"image_{camera}", img.reshape(msg.height, msg.width, 3), msg.header.stamp)
+
+    def _topic_of(self, name: str) -> str:
+        """The topic an input comes from, as this node resolves it (namespace and remappings applied)."""
+        topic = f"cameras/{name[len('image_'):]}/image_raw" if name.startswith("image_") else \
+            {"joint_positions": "joint_states", "env_state": "sim/state"}.get(name, name)
+        try:
+            return self.resolve_topic_name(topic)
+        except Exception:  # an rclpy without resolve_topic_name: the relative name
+            return topic
+
+    def _inputs_line(self, names: list[str]) -> str:
+        return ", ".join(f"{self._topic_of(n)} ({n})" for n in names)
 
     def _observe(self, name: str, value: np.ndarray, stamp=None) -> None:
         error = self.runner.observe(name, value, time.monotonic())
@@ -218,7 +235,8 @@ class PolicyNode(Node):
             fault = self.runner.fault
             if stale:
                 self.state = PolicyStatus.STATE_STALE
-                self.get_logger().warning(f"not acting: no fresh {', '.join(stale)}", throttle_duration_sec=2.0)
+                self.get_logger().warning(f"not acting: no fresh {self._inputs_line(stale)}",
+                                          throttle_duration_sec=2.0)
             elif fault is not None:
                 self.state = PolicyStatus.STATE_ERROR
                 self.get_logger().error(f"holding: {fault}", throttle_duration_sec=5.0)
@@ -248,6 +266,12 @@ class PolicyNode(Node):
 
     def _publish_status(self) -> None:
         r, p = self.runner, self.runner.policy
+        waiting = ""
+        missing = r.missing_or_stale(time.monotonic())
+        if missing:
+            waiting = f"waiting for {self._inputs_line(missing)}"
+            if self.state != PolicyStatus.STATE_STALE:  # a stale tick says it itself; in lockstep nothing ticks
+                self.get_logger().warning(f"{waiting}: holding (no action published)", throttle_duration_sec=5.0)
         p50, p99, worst = r.latency.summary()
         self.status_pub.publish(PolicyStatus(
             header=Header(stamp=self.get_clock().now().to_msg()), state=self.state,
@@ -256,7 +280,7 @@ class PolicyNode(Node):
             inferences=r.inferences, latency_p50_ms=p50, latency_p99_ms=p99, latency_max_ms=worst,
             work_p50_ms=self.work.p50("total"), work_p99_ms=self.work.stages["total"].summary()[1],
             work_breakdown=self.work.line(),
-            message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or ""))
+            message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or waiting))
 
     # ------------------------------------------------------------------ hot reload
     def load(self, path: str) -> tuple[bool, str, str]:

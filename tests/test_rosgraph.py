@@ -53,3 +53,37 @@ def test_a_slow_server_is_asked_once(probe):
     assert probe.call(Trigger, "slow_trigger", Trigger.Request(), timeout=10).success
     time.sleep(0.5)
     assert len(handled) == 1
+
+
+def test_nodes_stop_when_the_process_that_started_them_is_killed(tmp_path):
+    """`vla-il demo` killed with SIGKILL (or SIGTERM, which runs no cleanup either) must not leave its nodes
+    running and publishing: each node gets SIGINT, its clean stop, when its parent dies."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from vla_il.rosgraph import CONFIG, NodeProcess\n"
+        "n = NodeProcess('intervention_mux', Path(sys.argv[1]), params_files=[CONFIG / 'intervention_mux.yaml'])\n"
+        "print(n.proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    log = next(tmp_path.glob("intervention_mux-*.log"))
+    assert wait_until(lambda: "intervention_mux" in log.read_text() or _gone(child), 30)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    assert wait_until(lambda: _gone(child), 15), log.read_text()[-2000:]
+    assert not os.path.exists(f"/proc/{child}") or _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"  # a zombie: exited, not yet reaped (its parent died)
+    except FileNotFoundError:
+        return True

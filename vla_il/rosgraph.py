@@ -173,7 +173,8 @@ class NodeProcess:
                 environ.pop(key, None)
             else:
                 environ[key] = value
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=environ)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=environ,
+                                     preexec_fn=_stop_with_parent)
 
     def log(self) -> str:
         if not self._log.closed:
@@ -194,6 +195,15 @@ class NodeProcess:
                 self.proc.wait(timeout=5)
         self._log.close()
         return self.proc.returncode
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGINT (a node's clean stop) when the process that started it dies, however it
+    dies (a demo killed with SIGTERM or SIGKILL runs no cleanup: its nodes would go on running and publishing)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGINT)
 
 
 def _param_text(value: Any) -> str:

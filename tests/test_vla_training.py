@@ -200,3 +200,34 @@ def test_ddp_with_two_cpu_processes_under_torchrun(aloha, tmp_path):
     _, config, _ = load_checkpoint(out)
     assert config.extra["world_size"] == 2
     assert done.stdout.count("bc done") == 2 and not list(out.glob("*.tmp"))
+
+
+def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_expert_labels(aloha, tmp_path):
+    """The demo's VLA fit: the tiny preset, or SigLIP + Qwen2 weights through from_pretrained (here small ones
+    saved locally, as the GPU recipe's hub weights would be cached), tuned as asked; continued from a checkpoint."""
+    from transformers import Qwen2Config, Qwen2Model, SiglipVisionConfig, SiglipVisionModel
+
+    from training.datasets.lerobot_dataset import AlohaDataset
+    from training.il.vla_trainers import fit_vla
+
+    torch.set_num_threads(1)
+    data = AlohaDataset(aloha, split="all", chunk_size=4, labels="intervention", action_key="expert_action")
+    shape = dict(cameras=("top",), image_size=(48, 64), chunk_size=4, epochs=1, task="transfer_cube", batch_size=16)
+    ckpt, labels = fit_vla(data, tmp_path / "tiny", **shape)
+    tiny = load_checkpoint(ckpt)[0]
+    assert labels == len(data) and tiny.config.state_dropout == 1.0 and tiny.image_size == (48, 64)
+    assert abs(float(tiny.action_std.mean()) - 1.0) > 1e-3  # normalised from the data
+    vision = SiglipVisionModel(SiglipVisionConfig(**tiny.spec()["config"]["vision_config"]))
+    llm = Qwen2Model(Qwen2Config(**tiny.spec()["config"]["llm_config"]))
+    vision.save_pretrained(tmp_path / "siglip")
+    llm.save_pretrained(tmp_path / "qwen2")
+    tiny.tokenizer.save_pretrained(tmp_path / "qwen2")
+    ckpt, _ = fit_vla(data, tmp_path / "backbones", backbones=(str(tmp_path / "siglip"), str(tmp_path / "qwen2")),
+                      freeze_vision=True, **shape)
+    tuned = load_checkpoint(ckpt)[0]
+    assert tuned.config.vision_model_name == str(tmp_path / "siglip") and tuned.config.freeze_vision
+    assert not any(p.requires_grad for p in tuned.vision.parameters())
+    before = {k: v.clone() for k, v in tuned.state_dict().items()}
+    ckpt, _ = fit_vla(data, tmp_path / "continued", previous=ckpt, **shape)
+    after = load_checkpoint(ckpt)[0].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head"))

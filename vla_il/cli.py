@@ -69,31 +69,45 @@ def _build_parser() -> argparse.ArgumentParser:
         "human-gated DAgger with the scripted expert playing the human, retrains and hot-loads the policy each "
         "round, evaluates every round on held-out seeds and writes a table, a plot and a report.",
     )
-    from vla_il.demo import DemoConfig
+    from vla_il.demo import POLICY_DEFAULTS, DemoConfig
 
     d = DemoConfig()
+
+    def per_policy(name: str) -> str:
+        return "default: " + ", ".join(f"{v[name]} ({k})" for k, v in POLICY_DEFAULTS.items())
+
+    demo.add_argument("--policy", default=d.policy, choices=list(POLICY_DEFAULTS),
+                      help="mlp: a chunking MLP on the joint positions and the sim's object poses; vla: the tiny VLA "
+                           "from a camera's pixels, published by the sim as sensor_msgs/Image (default: mlp)")
     demo.add_argument("--task", default=d.task, choices=tasks)
     demo.add_argument("--out", type=output_dir, default=d.out, help="where everything is written")
-    demo.add_argument("--demos", type=positive_int, default=d.demos, help="expert demonstrations for BC")
-    demo.add_argument("--rounds", type=positive_int, default=d.rounds, help="HG-DAgger rounds")
-    demo.add_argument("--episodes-per-round", type=positive_int, default=d.episodes_per_round)
-    demo.add_argument("--eval-episodes", type=positive_int, default=d.eval_episodes,
-                      help="held-out seeds per evaluation")
-    demo.add_argument("--obs", default=d.obs, choices=["state", "images"], help="what the policy sees")
-    demo.add_argument("--policy", default=d.policy, choices=["mlp", "vla"], help="the policy trained")
-    demo.add_argument("--chunk-size", type=positive_int, default=d.chunk_size,
-                      help="actions per chunk (temporal ensembling)")
+    demo.add_argument("--demos", type=positive_int, help="expert demonstrations for BC; " + per_policy("demos"))
+    demo.add_argument("--rounds", type=positive_int, help="HG-DAgger rounds; " + per_policy("rounds"))
+    demo.add_argument("--episodes-per-round", type=positive_int, help=per_policy("episodes_per_round"))
+    demo.add_argument("--eval-episodes", type=positive_int,
+                      help="held-out seeds per evaluation; " + per_policy("eval_episodes"))
+    demo.add_argument("--chunk-size", type=positive_int,
+                      help="actions per chunk (the MLP ensembles them); " + per_policy("chunk_size"))
+    demo.add_argument("--camera", default=d.camera, help="(vla) the camera it sees (default: top)")
+    demo.add_argument("--image-size", nargs=2, type=positive_int, default=list(d.image_size), metavar=("H", "W"),
+                      help="(vla) rendered, recorded and seen at this size (default: 96 128)")
+    demo.add_argument("--vla-backbones", nargs=2, metavar=("VISION", "LLM"),
+                      help="(vla) SigLIP and Qwen2 weights, hub ids or local directories, instead of the tiny preset "
+                           "(the GPU recipe: google/siglip-base-patch16-224 Qwen/Qwen2-0.5B-Instruct)")
+    demo.add_argument("--vla-lora-rank", type=nonnegative_int, default=d.vla_lora_rank,
+                      help="(vla, with --vla-backbones) LoRA adapters of this rank on the LLM, its base frozen")
+    demo.add_argument("--vla-freeze-vision", action="store_true", help="(vla, with --vla-backbones)")
     demo.add_argument("--residual", action="store_true", help="predict joint targets relative to the joint positions")
-    demo.add_argument("--epochs", type=positive_int, default=d.epochs, help="BC epochs")
-    demo.add_argument("--round-init", default=d.round_init, choices=["scratch", "continue"],
+    demo.add_argument("--epochs", type=positive_int, help="BC epochs; " + per_policy("epochs"))
+    demo.add_argument("--round-init", choices=["scratch", "continue"],
                       help="each round trains a new network on all labels (--epochs, BC's recipe) or continues the "
-                           "last one (--round-epochs)")
-    demo.add_argument("--round-epochs", type=positive_int, default=d.round_epochs,
-                      help="epochs per HG-DAgger round with --round-init continue")
+                           "last one (--round-epochs); " + per_policy("round_init"))
+    demo.add_argument("--round-epochs", type=positive_int,
+                      help="epochs per HG-DAgger round with --round-init continue; " + per_policy("round_epochs"))
     demo.add_argument("--hidden-dim", type=positive_int, default=d.hidden_dim, help="width of the policy MLP")
     demo.add_argument("--ensemble", type=positive_int, default=d.ensemble,
                       help="MLPs per policy, each fit on its own, outputs averaged")
-    demo.add_argument("--learning-rate", type=positive_float, default=d.learning_rate)
+    demo.add_argument("--learning-rate", type=positive_float, help=per_policy("learning_rate"))
     demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
     demo.add_argument("--early-stopping-after", type=fraction, default=d.early_stopping_after, metavar="FRACTION",
                       help="each fit keeps its epoch of lowest validation loss among those past this fraction")
@@ -239,12 +253,13 @@ def _run_doctor() -> int:
 def _demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from vla_il.demo import DemoConfig, DemoError, run_demo
+    from vla_il.demo import POLICY_DEFAULTS, DemoConfig, DemoError, run_demo
 
     fields = {f.name for f in dataclasses.fields(DemoConfig)}
-    cfg = DemoConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    per_policy = set(POLICY_DEFAULTS[args.policy])  # None there: the policy's default
+    given = {k: v for k, v in vars(args).items() if k in fields and not (k in per_policy and v is None)}
     try:
-        run_demo(cfg)
+        run_demo(DemoConfig(**given))
     except DemoError as exc:
         print(f"vla-il demo: {exc}", file=sys.stderr)
         return 1
@@ -384,6 +399,7 @@ _BENCHMARKS = {
     "il": "benchmarks.il_benchmark",
     "aloha-dagger": "benchmarks.aloha_dagger",
     "hg-dagger-seeds": "benchmarks.hg_dagger_seeds",
+    "vla-hg-dagger-seeds": "benchmarks.vla_hg_dagger_seeds",
     "policy": "benchmarks.policy_latency",
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",

@@ -28,45 +28,70 @@ from typing import Any
 
 from vla_il.rosgraph import CONFIG, LATCHED, RELIABLE, NodeProcess, Probe, wait_until
 
+# What differs between the two policies the demo trains; a value given on the command line wins.
+POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the state-based chunking MLP (joint positions and the sim's object poses).
+    # episodes_per_round 12 rather than 6 (benchmarks/hg_dagger_seeds.py, 3 training seeds each, the gate's old
+    # rule): HG-DAgger minus BC at equal labels +27 (sd 11) against +21 for the same seeds. With the gate's
+    # gripper patience (the defaults now), 6 seeds: +16.2 (sd 11)
+    "mlp": {"demos": 10, "rounds": 4, "episodes_per_round": 12, "eval_episodes": 40, "chunk_size": 5, "epochs": 60,
+            "round_init": "scratch", "round_epochs": 30, "learning_rate": 1e-3},
+    # the tiny VLA from the top camera's pixels alone (vision only: state dropout 1.0), sized to finish in
+    # 40 minutes on a 2-core CPU: each round continues the last VLA for 4 epochs on all labels (a new one for
+    # 8 epochs a round took 6-9 minutes on a growing dataset, the default loop over an hour); the README gives
+    # the full-size recipe for a GPU
+    "vla": {"demos": 40, "rounds": 2, "episodes_per_round": 8, "eval_episodes": 20, "chunk_size": 10, "epochs": 8,
+            "round_init": "continue", "round_epochs": 4, "learning_rate": 1e-3},
+}
+
 
 @dataclass
 class DemoConfig:
     task: str = "transfer_cube"
     out: Path = Path("./output/demo")
-    demos: int = 10  # expert demonstrations for BC
-    rounds: int = 4  # HG-DAgger rounds
-    # 12 rather than 6 (benchmarks/hg_dagger_seeds.py, 3 training seeds each, the gate's old rule): HG-DAgger minus
-    # BC at equal labels +27 (sd 11) against +21 for the same seeds. With the gate's gripper patience (the
-    # defaults now), 6 seeds: +16.2 (sd 11)
-    episodes_per_round: int = 12
-    eval_episodes: int = 40
+    policy: str = "mlp"  # mlp (state) | vla (camera images)
+    # None: the policy's default (POLICY_DEFAULTS)
+    demos: int | None = None  # expert demonstrations for BC
+    rounds: int | None = None  # HG-DAgger rounds
+    episodes_per_round: int | None = None
+    eval_episodes: int | None = None
     eval_seed: int = 100_000  # held out: collection uses 0.., rounds 10_000..
-    obs: str = "state"  # state | images
-    policy: str = "mlp"  # mlp | vla
-    chunk_size: int = 5
-    residual: bool = False  # predict joint targets relative to the joint positions
-    epochs: int = 60
+    chunk_size: int | None = None
+    residual: bool = False  # predict joint targets relative to the joint positions (mlp)
+    epochs: int | None = None
     # each round's fit: a new network on all labels with BC's recipe (scratch), or the last one continued for
-    # round_epochs (continue). Measured (benchmarks/hg_dagger_seeds.py, 3-6 training seeds): HG-DAgger minus BC
-    # at equal labels +10 points on average from scratch, +2 continuing (which also swung more)
-    round_init: str = "scratch"
-    round_epochs: int = 30
-    learning_rate: float = 1e-3
+    # round_epochs (continue). Measured for the MLP (benchmarks/hg_dagger_seeds.py, 3-6 training seeds): HG-DAgger
+    # minus BC at equal labels +10 points on average from scratch, +2 continuing (which also swung more)
+    round_init: str | None = None
+    round_epochs: int | None = None
+    learning_rate: float | None = None
     lr_schedule: str = "cosine"  # every fit anneals: less spread between runs than a constant rate
-    # every fit keeps its epoch of lowest validation loss among the second half of its epochs (None: the last
-    # epoch). Over all epochs, the lowest loss on a few dozen correction segments came at epoch 6 of 60 in one
-    # round (8% success where the last epoch had 70%). benchmarks/hg_dagger_seeds.py, 6 training seeds,
-    # HG-DAgger minus BC at equal labels: second half +7.3 (sd 11), all epochs +1.7 (sd 29; two rounds
-    # collapsed), last epoch +2.6 (5 seeds); second half after the expert's last fix: +15.7 (sd 14)
+    # (mlp) every fit keeps its epoch of lowest validation loss among the second half of its epochs (None: the
+    # last epoch). benchmarks/hg_dagger_seeds.py, 6 training seeds, HG-DAgger minus BC at equal labels: second
+    # half +7.3 (sd 11), all epochs +1.7 (sd 29; two rounds collapsed), last epoch +2.6 (5 seeds)
     early_stopping_after: float | None = 0.5
-    hidden_dim: int = 512  # 256 wide: BC from ~60 demos 34-60% against 64-80% (transfer_cube, 50 seeds)
-    ensemble: int = 1  # MLPs per policy, each fit on its own, outputs averaged
+    hidden_dim: int = 512  # (mlp) 256 wide: BC from ~60 demos 34-60% against 64-80% (transfer_cube, 50 seeds)
+    ensemble: int = 1  # (mlp) MLPs per policy, each fit on its own, outputs averaged
+    camera: str = "top"  # (vla) the camera it sees, published by the sim as sensor_msgs/Image
+    # (vla) SigLIP and Qwen2 weights (hub ids or local directories) instead of the tiny preset: the GPU recipe
+    vla_backbones: tuple[str, str] | None = None
+    vla_lora_rank: int = 0  # (vla, with backbones) LoRA adapters on the LLM, its base frozen
+    vla_freeze_vision: bool = False
+    image_size: tuple[int, int] = (96, 128)  # (vla) rendered, recorded and seen at this size
     # intervention: learn from the expert's takeovers only (HG-DAgger, what a human gives);
     # expert: from every state the expert labelled (the sim expert labels all of them: DAgger)
     labels: str = "intervention"
     workers: int = 2
     episode_timeout_s: float = 60.0
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICY_DEFAULTS:
+            raise DemoError(f"--policy {self.policy}: one of {', '.join(POLICY_DEFAULTS)}")
+        for name, value in POLICY_DEFAULTS[self.policy].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self.image_size = tuple(self.image_size)
 
 
 @dataclass
@@ -101,9 +126,6 @@ class DemoError(RuntimeError):
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if cfg.round_init not in ("scratch", "continue"):
         raise DemoError(f"--round-init {cfg.round_init}: scratch or continue")
-    if cfg.obs != "state" or cfg.policy != "mlp":
-        raise DemoError(f"--obs {cfg.obs} --policy {cfg.policy}: this version of the demo runs the state-based "
-                        "chunking policy (--obs state --policy mlp); the VLA trains with `vla-il train bc --vla`")
     out = Path(cfg.out).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
@@ -115,11 +137,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t0 = time.monotonic()
     env_name = f"aloha:{cfg.task}"
 
-    _stage(1, f"collect {cfg.demos} expert demonstrations of {cfg.task}")
-    from sim.collect import collect
-
+    seen = f" ({cfg.camera} camera, {cfg.image_size[0]}x{cfg.image_size[1]})" if cfg.policy == "vla" else ""
+    _stage(1, f"collect {cfg.demos} expert demonstrations of {cfg.task}{seen}")
     demos = out / "data" / "demos"
-    report = collect(cfg.task, cfg.demos, demos, cameras=(), seed=0)
+    report = _collect(cfg, cfg.demos, demos)
     print(report.line())
 
     _stage(2, "train BC on them and export the bundle")
@@ -131,7 +152,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     _stage(3, "bring the ROS graph up (lockstep): sim_bridge, policy_node, intervention_mux, "
               "teleop_sim_expert, dagger_recorder")
     record_dir = out / "recording"
-    graph = SimGraph(cfg.task, bundle, record_dir, out / "logs")
+    graph = SimGraph(cfg.task, bundle, record_dir, out / "logs", cameras=_cameras(cfg), image_size=cfg.image_size)
     try:
         graph.start()
         for k in range(1, cfg.rounds + 1):
@@ -186,9 +207,21 @@ def _stage(n: int, text: str) -> None:
     print(f"\n[{n}/6] {text}  (t={(time.monotonic() - _T0) / 60:.1f} min)", flush=True)
 
 
+def _cameras(cfg: DemoConfig) -> tuple[str, ...]:
+    return (cfg.camera,) if cfg.policy == "vla" else ()
+
+
+def _collect(cfg: DemoConfig, episodes: int, path: Path):
+    from sim.collect import collect
+
+    return collect(cfg.task, episodes, path, cameras=_cameras(cfg), image_size=cfg.image_size, seed=0)
+
+
 def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | None, env_name: str,
            epochs: int) -> tuple[Path, int]:
     """Train on the expert labels of `datasets` (continuing from `previous`); (best checkpoint, labels)."""
+    if cfg.policy == "vla":
+        return _train_vla(cfg, out, datasets, previous, epochs)
     from training.checkpoint import load_checkpoint
     from training.config import ILConfig
     from training.il.hg_dagger import HGDAgger
@@ -207,6 +240,27 @@ def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | No
     return out / "best", trainer.stats.labels
 
 
+def _train_vla(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | None,
+               epochs: int) -> tuple[Path, int]:
+    """The tiny VLA on the expert's labels in `datasets` (their camera frames, decoded once and cached beside
+    each dataset): the expert-driven frames (HG-DAgger) or every expert-labelled one (DAgger), each frame's
+    chunk the next labels of its own stretch."""
+    import torch
+
+    from training.datasets.lerobot_dataset import AlohaDataset
+    from training.datasets.schema import EXPERT_ACTION
+    from training.il.vla_trainers import fit_vla
+
+    torch.set_num_threads(2)
+    parts = [AlohaDataset(d, split="all", chunk_size=cfg.chunk_size, cameras=(cfg.camera,), labels=cfg.labels,
+                          action_key=EXPERT_ACTION) for d in datasets]
+    data = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+    tuning = {"lora_rank": cfg.vla_lora_rank, "freeze_vision": cfg.vla_freeze_vision} if cfg.vla_backbones else {}
+    return fit_vla(data, out, cameras=(cfg.camera,), image_size=cfg.image_size, chunk_size=cfg.chunk_size,
+                   epochs=epochs, task=cfg.task, learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
+                   previous=previous, backbones=tuple(cfg.vla_backbones) if cfg.vla_backbones else None, **tuning)
+
+
 def _export(checkpoint: Path, bundle: Path) -> Path:
     from training.export.onnx_export import export_checkpoint
 
@@ -216,13 +270,11 @@ def _export(checkpoint: Path, bundle: Path) -> Path:
 
 def _equal_label_baseline(cfg: DemoConfig, out: Path, env_name: str, labels: int, report) -> RoundResult:
     """BC on more expert demonstrations, until it has as many expert labels as the last round."""
-    from sim.collect import collect
-
     per_demo = report.frames / max(report.saved, 1)
     n = max(cfg.demos, math.ceil(labels / per_demo))
     _stage(5, f"BC at equal labels: {n} expert demonstrations (~{labels} labels)")
     path = out / "data" / "demos_equal_labels"
-    collect(cfg.task, n, path, cameras=(), seed=0)
+    _collect(cfg, n, path)
     ckpt, got = _train(cfg, out / "train" / "bc_equal_labels", [path], None, env_name, cfg.epochs)
     bundle = _export(ckpt, out / "bundles" / "bc_equal_labels")
     return RoundResult("BC, equal labels", got, str(bundle))
@@ -275,8 +327,11 @@ class SimGraph:
             # a stalled graph is caught by the episode timeout instead.
             "policy_node": (["policy_node.yaml"], {"bundle": str(self.bundle), "tick_source": "observation",
                                                    "stale_after_s": LOCKSTEP_STALE_S}),
+            # its watchdog at a tenth of the 2 s staleness: at the robot's 100 Hz, rclpy's timer alone took 17% of
+            # a core in the idle graph, taken from the training that runs beside it between rounds
             "intervention_mux": (["intervention_mux.yaml"], {"stale_after_s": LOCKSTEP_STALE_S,
-                                                             "one_command_per_observation": True}),
+                                                             "one_command_per_observation": True,
+                                                             "watchdog_rate_hz": 10.0 / LOCKSTEP_STALE_S}),
             "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task}),
             "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
                                                            **images}),
@@ -479,14 +534,23 @@ def _plot(rounds: list[RoundResult], baseline: RoundResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _policy_words(cfg: DemoConfig) -> str:
+    if cfg.policy == "vla":
+        h, w = cfg.image_size
+        return (f"the tiny VLA (SigLIP-style vision tower + Qwen2 decoder + action head) from the {cfg.camera} "
+                f"camera's {h}x{w} pixels alone, chunks of {cfg.chunk_size}; the sim_bridge published the camera as "
+                "sensor_msgs/Image, the policy node ran the exported VLA bundle on it and the recorder recorded it")
+    return f"a state-based chunking policy (MLP, chunk {cfg.chunk_size}, temporal ensembling)"
+
+
 def _markdown(cfg: DemoConfig, rounds: list[RoundResult], baseline: RoundResult, table: str, path: Path,
               minutes: float) -> None:
     refit = "a new network, BC's recipe" if cfg.round_init == "scratch" else "continuing the last policy"
     path.write_text(f"""# vla-il demo: HG-DAgger on the simulated ALOHA ({cfg.task})
 
-{cfg.demos} scripted-expert demonstrations trained a state-based chunking policy (MLP, chunk {cfg.chunk_size},
-temporal ensembling) by BC. Then {cfg.rounds} rounds of {cfg.episodes_per_round} episodes ran through the ROS graph
-in lockstep (sim_bridge, policy_node, intervention_mux, teleop_sim_expert, dagger_recorder): the policy drove;
+{cfg.demos} scripted-expert demonstrations trained {_policy_words(cfg)} by BC.
+Then {cfg.rounds} rounds of {cfg.episodes_per_round} episodes ran through the ROS graph in lockstep
+(sim_bridge, policy_node, intervention_mux, teleop_sim_expert, dagger_recorder): the policy drove;
 the scripted expert took over when the policy drifted from it or progress stalled, and handed back; the recorder
 wrote every frame with its `intervention` flag. After each round the policy was retrained on the expert-driven
 frames of all rounds plus the demonstrations ({refit}), exported, and hot-loaded into the running policy node.

@@ -85,6 +85,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         task: str | None = None,
         labels: str = "all",
         progress: bool = True,
+        episodes: list[int] | range | None = None,
     ) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
@@ -112,8 +113,14 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         self.cameras, self.camera_keys = wanted, {c: available[c] for c in wanted}
         self.chunk_size, self.action_key, self.fps, self.task_override = chunk_size, action_key, meta.fps, task
         self.labels = labels
-        self.episodes = split_episodes(meta.total_episodes, split, val_fraction, seed)
-        self.split = split
+        if episodes is not None:  # these episodes (e.g. the first n), instead of a split
+            episodes = sorted(int(e) for e in episodes)
+            if episodes and not 0 <= episodes[0] <= episodes[-1] < meta.total_episodes:
+                raise DatasetError(f"{self.root} has episodes 0..{meta.total_episodes - 1}, asked for "
+                                   f"{episodes[0]}..{episodes[-1]}")
+        self.episodes = episodes if episodes is not None else split_episodes(meta.total_episodes, split,
+                                                                             val_fraction, seed)
+        self.split = split if episodes is None else f"episodes {len(episodes)}"
         stored = tuple(meta.features[self.camera_keys[wanted[0]]]["shape"][:2])
         self.stored_image_size: tuple[int, int] = stored
         self.image_size: tuple[int, int] = tuple(image_size) if image_size else stored

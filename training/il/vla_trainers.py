@@ -171,6 +171,50 @@ class VLABehavioralCloning(BehavioralCloning):
             super()._log(values)
 
 
+def fit_vla(
+    data: torch.utils.data.Dataset,
+    output_dir: Path,
+    *,
+    cameras: tuple[str, ...],
+    image_size: tuple[int, int],
+    chunk_size: int,
+    epochs: int,
+    task: str,
+    learning_rate: float = 1e-3,
+    lr_schedule: str = "cosine",
+    batch_size: int = 32,
+    seed: int = 0,
+    previous: Path | None = None,
+    backbones: tuple[str, str] | None = None,
+    **tuning: Any,
+) -> tuple[Path, int]:
+    """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only
+    (state dropout 1.0: the robot state is never read, so the policy finds the cube in the image instead of
+    reading the arm's progress off its joints), the last epoch of a cosine schedule. The model: the tiny
+    preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
+    directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
+    `previous` (a checkpoint) continued. Returns (the checkpoint, the number of labelled frames)."""
+    from training.checkpoint import load_checkpoint
+
+    config = ILConfig.behavioral_cloning(
+        bc_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+        action_chunk_size=chunk_size, bc_validation_split=0.0, bc_early_stopping=False, eval_episodes=0,
+        seed=seed, output_dir=str(output_dir), use_wandb=False,
+    )
+    torch.manual_seed(seed)
+    shape = dict(cameras=tuple(cameras), image_size=tuple(image_size), chunk_size=chunk_size, state_dropout=1.0)
+    if previous is not None:
+        model = load_checkpoint(previous)[0]
+    elif backbones is not None:
+        model = VLAModel(backbones[0], backbones[1], action_dim=14, state_dim=14, **shape, **tuning)
+    else:
+        model = VLAModel.tiny(patch_size=16, **shape)
+    trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task)
+    trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed))
+    trainer.close()
+    return Path(output_dir) / "best", len(data)
+
+
 def _dataset_stats(dataset) -> dict[str, np.ndarray] | None:
     for ds in getattr(dataset, "datasets", [dataset]):  # a ConcatDataset: the LeRobot part has the stats
         if hasattr(ds, "stats"):

@@ -1,0 +1,210 @@
+"""The VLA's HG-DAgger against the VLA's BC at equal expert labels, over several training seeds, without ROS.
+
+    python benchmarks/vla_hg_dagger_seeds.py [--seeds 3] [--demos 50] [--rounds 3] [--episodes-per-round 10]
+        [--epochs 8] [--eval-episodes 24] [--gated-episodes 24] [--out output/vla_hg_dagger_seeds]
+    (or: vla-il bench vla-hg-dagger-seeds ...)
+
+`vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the
+same parts, in one process, once per training seed, as benchmarks/hg_dagger_seeds.py does for the MLP:
+the tiny VLA from the top camera's pixels (the demo's recipe, training.il.vla_trainers.fit_vla),
+driving through its exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the
+teleop_sim_expert's gate and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
+the expert's takeovers, with the frames the camera saw, as each round's new labels. Per seed: BC on the
+demos; rounds of HG-DAgger, each training a new VLA on the demos plus every round's expert segments; BC
+on as many expert labels (the first whole expert episodes of a larger pool); both evaluated alone on the
+same held-out seeds, and every round's policy with the expert watching (the takeovers it needs). The
+demonstrations are recorded once and shared by all seeds. The table, results.json and hg_vs_bc.png are
+those of benchmarks/hg_dagger_seeds.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.hg_dagger_seeds import plot, table
+
+EVAL_SEED = 100_000  # held out, as the demo's
+
+
+def _gated_rollouts(bundle: Path, args: argparse.Namespace, first_seed: int, gate_config, mux_config, into):
+    """The bundle drives; the gate hands control to the expert and back; every command passes the mux core.
+    Each stretch the expert drove goes into `into` (a RolloutDataset) with its frames and labels."""
+    from sim.aloha.env import AlohaEnv
+    from sim.evaluation import BundlePolicy, GatedPolicy
+
+    gated = GatedPolicy(BundlePolicy(bundle), args.task, gate_config, mux_config)
+    env = AlohaEnv(args.task, cameras=(args.camera,), image_size=tuple(args.image_size),
+                   episode_length=args.episode_length, clamp_actions=True)
+    engagements, successes, driven_frames = [], [], 0
+    try:
+        for i in range(args.episodes_per_round):
+            obs, info = env.reset(seed=first_seed + i)
+            gated.reset()
+            stretch: list[tuple[Any, ...]] = []
+            done = False
+            while not done:
+                command = gated(obs, info)
+                if gated.engaged:
+                    stretch.append((obs["agent_pos"], obs["pixels"][args.camera], gated.label, info["env_state"]))
+                    driven_frames += 1
+                else:
+                    _add_stretch(into, stretch, args.camera, info["instruction"])
+                obs, _reward, terminated, truncated, info = env.step(command)
+                done = terminated or truncated
+            _add_stretch(into, stretch, args.camera, info["instruction"])
+            engagements.append(gated.episode_interventions)
+            successes.append(bool(info["is_success"]))
+    finally:
+        env.close()
+    return {"interventions_per_episode": float(np.mean(engagements)), "attempt_success": float(np.mean(successes)),
+            "intervention_frames": driven_frames}
+
+
+def _add_stretch(into, stretch: list[tuple[Any, ...]], camera: str, instruction: str) -> None:
+    """One stretch the expert drove, as its own episode: its chunks end where the stretch does."""
+    if stretch:
+        states, images, labels, envs = zip(*stretch, strict=True)
+        into.add_episode(np.stack(states), {camera: np.stack(images)}, np.stack(labels), instruction, np.stack(envs))
+        stretch.clear()
+
+
+def _evaluate(bundle: Path, args: argparse.Namespace, name: str, gate=None, episodes: int | None = None):
+    from sim.evaluation import BundleFactory, GatedFactory, evaluate
+
+    factory = BundleFactory(bundle)
+    result = evaluate(args.task, factory if gate is None else GatedFactory(factory, gate),
+                      range(EVAL_SEED, EVAL_SEED + (episodes or args.eval_episodes)), name, workers=args.workers,
+                      env_kwargs=factory.env_kwargs() | {"episode_length": args.episode_length}, progress=False)
+    print(result.line(), flush=True)
+    return result.summary()
+
+
+def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict[str, Any]:
+    import torch
+
+    from sim.evaluation import default_gate_config, default_mux_config
+    from training.datasets.lerobot_dataset import AlohaDataset
+    from training.datasets.schema import EXPERT_ACTION
+    from training.export.onnx_export import export_checkpoint
+    from training.il.vla_rollouts import RolloutDataset
+    from training.il.vla_trainers import fit_vla
+
+    gate_config = dataclasses.replace(default_gate_config(), seed=seed)
+    mux_config = default_mux_config()
+    start = time.perf_counter()
+    runs = out / "runs" / f"seed_{seed}"
+    common = dict(split="all", chunk_size=args.chunk, cameras=(args.camera,), labels="intervention",
+                  action_key=EXPERT_ACTION, progress=False)
+
+    def fit(data, name: str) -> tuple[Path, int]:
+        ckpt, labels = fit_vla(data, runs / name, cameras=(args.camera,), image_size=tuple(args.image_size),
+                                    chunk_size=args.chunk, epochs=args.epochs, task=args.task,
+                                    learning_rate=args.learning_rate, seed=seed)
+        bundle = runs / name / "bundle"
+        export_checkpoint(ckpt, bundle, overwrite=True)
+        return bundle, labels
+
+    demos = AlohaDataset(pool, episodes=range(args.demos), **common)
+    bundle, _ = fit(demos, "round_0")
+    bundles = [bundle]
+    segments = RolloutDataset((args.camera,), args.chunk, env_state=demos.env_state_dim > 0)
+    rounds = []
+    for k in range(1, args.rounds + 1):
+        stats = _gated_rollouts(bundle, args, 10_000 * k, gate_config, mux_config, segments)
+        data = torch.utils.data.ConcatDataset([demos, segments]) if len(segments) else demos
+        bundle, labels = fit(data, f"round_{k}")
+        bundles.append(bundle)
+        rounds.append({"round": k, "labels": labels, **stats})
+        print(f"seed {seed} round {k}: {stats['intervention_frames']} expert frames, "
+              f"{stats['interventions_per_episode']:.2f} takeovers/ep, {labels} labels", flush=True)
+    help_needed = [_evaluate(b, args, f"seed {seed} policy {k} + expert", gate=gate_config,
+                             episodes=args.gated_episodes)["interventions_per_episode"]
+                   for k, b in enumerate(bundles)] if args.gated_episodes else []
+    hg = _evaluate(bundle, args, f"seed {seed} HG-DAgger {args.rounds}")
+    hg_labels = rounds[-1]["labels"] if rounds else len(demos)
+    # BC on the first whole expert episodes of the pool that hold as many labels
+    sizes = np.bincount(AlohaDataset(pool, **common).table["episode_index"].astype(int))
+    n = min(int(np.searchsorted(np.cumsum(sizes), hg_labels)) + 1, len(sizes))
+    if n == len(sizes) and sizes.sum() < hg_labels:
+        print(f"the pool's {len(sizes)} episodes hold {sizes.sum()} labels, fewer than HG-DAgger's {hg_labels}: "
+              "record a larger --pool", flush=True)
+    bc_bundle, bc_labels = fit(AlohaDataset(pool, episodes=range(n), **common), "bc_equal_labels")
+    bc = _evaluate(bc_bundle, args, f"seed {seed} BC, equal labels")
+    return {"seed": seed, "hg_labels": hg_labels, "bc_labels": bc_labels, "hg": hg, "bc": bc,
+            "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
+            "help_needed": help_needed, "seconds": time.perf_counter() - start}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from vla_il.demo import POLICY_DEFAULTS
+
+    d = POLICY_DEFAULTS["vla"]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--task", default="transfer_cube", choices=("transfer_cube", "insertion"))
+    p.add_argument("--seeds", type=int, default=3, help="training seeds (each: the whole loop and its BC baseline)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--demos", type=int, default=d["demos"])
+    p.add_argument("--pool", type=int, default=0,
+                   help="expert episodes recorded for the BC baseline (0: twice --demos)")
+    p.add_argument("--rounds", type=int, default=d["rounds"])
+    p.add_argument("--episodes-per-round", type=int, default=d["episodes_per_round"])
+    p.add_argument("--camera", default="top")
+    p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
+    p.add_argument("--chunk", type=int, default=d["chunk_size"])
+    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
+    p.add_argument("--episode-length", type=int, default=400)
+    p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
+    p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],
+                   help="held-out episodes on which the expert watches each round's policy (0: skip)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="output/vla_hg_dagger_seeds")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from sim.collect import collect
+
+    args = parse_args(argv)
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    n_pool = args.pool or 2 * args.demos
+    pool = out / f"pool_{args.task}_{n_pool}_{args.camera}_{args.image_size[0]}x{args.image_size[1]}"
+    if not (pool / "meta" / "info.json").exists():
+        print(f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}", flush=True)
+        collect(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
+                overwrite=True)
+    results = out / "results.json"
+    rows = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        print(f"\n== training seed {seed} ({len(rows)}/{args.seeds} done, {(time.perf_counter() - start) / 60:.0f} "
+              "min so far)", flush=True)
+        rows.append(run_seed(args, seed, pool, out))
+        results.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
+    text = table(rows)
+    print(text)
+    gaps = [r["gap_points"] for r in rows]
+    minutes = (time.perf_counter() - start) / 60
+    results.write_text(json.dumps({"args": vars(args), "rows": rows, "mean_gap_points": float(np.mean(gaps)),
+                                   "minutes": minutes}, indent=2, default=str))
+    (out / "table.txt").write_text(text + "\n")
+    plot(rows, out / "hg_vs_bc.png", f"{args.task}, tiny VLA from pixels: HG-DAgger vs BC at equal labels, "
+                                     f"{args.eval_episodes} held-out seeds", args.episodes_per_round)
+    print(f"wrote {results}, {out / 'table.txt'} and {out / 'hg_vs_bc.png'} ({minutes:.1f} min)")
+    return 0 if math.isfinite(float(np.mean(gaps))) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

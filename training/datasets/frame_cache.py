@@ -124,6 +124,27 @@ def _resize(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+class _Batches:
+    """Decoded frames into their rows of `out`, resized a batch at a time."""
+
+    def __init__(self, out: np.ndarray, bar, size: int = 64) -> None:
+        self.out, self.bar, self.size = out, bar, size
+        self.frames: list[np.ndarray] = []
+        self.rows: list[int] = []
+
+    def add(self, row: int, frame: np.ndarray) -> None:
+        self.frames.append(frame)
+        self.rows.append(row)
+        if len(self.frames) == self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.frames:
+            self.out[self.rows] = _resize(np.stack(self.frames), self.out.shape[1:3])
+            self.bar.update(len(self.frames))
+            self.frames, self.rows = [], []
+
+
 def _bar(total: int, desc: str, progress: bool):
     from tqdm import tqdm
 
@@ -141,22 +162,15 @@ def _decode_images(root: Path, key: str, out: np.ndarray, progress: bool) -> Non
             table = pq.read_table(f, columns=[key, "index"])
             index = table.column("index").to_numpy()
             images = table.column(key).combine_chunks().field("bytes").to_pylist()
-            batch, rows = [], []
+            writer = _Batches(out, bar)
             for i, data in zip(index, images, strict=True):
                 if data is None:
                     raise ValueError(f"{f}: frame {i} of {key} has no image bytes")
                 bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 if bgr is None:
                     raise ValueError(f"{f}: frame {i} of {key} does not decode")
-                batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                rows.append(int(i))
-                if len(batch) == 256:
-                    out[rows] = _resize(np.stack(batch), out.shape[1:3])
-                    bar.update(len(batch))
-                    batch, rows = [], []
-            if batch:
-                out[rows] = _resize(np.stack(batch), out.shape[1:3])
-                bar.update(len(batch))
+                writer.add(int(i), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            writer.flush()
 
 
 def _decode_videos(root: Path, meta, key: str, out: np.ndarray, progress: bool) -> None:
@@ -176,7 +190,7 @@ def _decode_videos(root: Path, meta, key: str, out: np.ndarray, progress: bool) 
     with _bar(len(out), f"decoding {key}", progress) as bar:
         for path, targets in wanted.items():
             seen = set()
-            batch, rows = [], []
+            writer = _Batches(out, bar)
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
@@ -186,15 +200,8 @@ def _decode_videos(root: Path, meta, key: str, out: np.ndarray, progress: bool) 
                     if row is None or n in seen:
                         continue
                     seen.add(n)
-                    batch.append(frame.to_ndarray(format="rgb24"))
-                    rows.append(row)
-                    if len(batch) == 64:
-                        out[rows] = _resize(np.stack(batch), out.shape[1:3])
-                        bar.update(len(batch))
-                        batch, rows = [], []
-            if batch:
-                out[rows] = _resize(np.stack(batch), out.shape[1:3])
-                bar.update(len(batch))
+                    writer.add(row, frame.to_ndarray(format="rgb24"))
+            writer.flush()
             if len(seen) != len(targets):
                 missing = sorted(set(targets) - seen)[:5]
                 raise ValueError(f"{path}: {len(targets) - len(seen)} frame(s) of {key} missing from the video "

@@ -97,12 +97,14 @@ def test_pusht_recorded_from_gym_pusht_loads_as_pusht_dataset(tmp_path_factory, 
         PushTDataset(root=tmp_path / "absent")
 
 
-def _mixed_dataset(root, image_size=(24, 32), storage="auto"):
-    """Two episodes written through lerobot's API: who drove changes mid-episode (as the recorder writes)."""
+def _mixed_dataset(root, image_size=(24, 32), storage="auto", recorder_flags=False):
+    """Two episodes written through lerobot's API: who drove changes mid-episode (as the recorder writes);
+    with `recorder_flags`, every frame carries the expert's label (as the sim expert gives)."""
     from training.datasets import schema
     from training.datasets.writer import EpisodeWriter
 
-    features = schema.features([f"j{i}" for i in range(14)], ("top",), image_size, 0, image_storage=storage)
+    features = schema.features([f"j{i}" for i in range(14)], ("top",), image_size, 0, image_storage=storage,
+                               recorder_flags=recorder_flags)
     writer = EpisodeWriter(root, features, fps=50)
     rng = np.random.default_rng(0)
     drove = [[0, 0, 1, 1, 1, 0, 1, 1], [1, 1, 1, 0, 0, 0]]
@@ -115,6 +117,8 @@ def _mixed_dataset(root, image_size=(24, 32), storage="auto"):
             frame["expert_action"][:] = n  # the expert's label
             frame["intervention"] = np.array([bool(f)])
             frame["next.success"] = np.array([False])
+            if recorder_flags:
+                frame["expert_label"], frame["policy_valid"] = np.array([True]), np.array([True])
             frame["observation.images.top"] = rng.integers(0, 255, (*image_size, 3), dtype=np.uint8)
             writer.add(frame, "hand it over")
             n += 1
@@ -140,6 +144,20 @@ def test_intervention_labels_are_the_expert_driven_stretches_with_chunks_that_en
     assert len(every) == 14 and every[0]["action"][:, 0].tolist() == [0, -1, -2]
     with pytest.raises(DatasetError, match="labels must be one of"):
         AlohaDataset(root, labels="human")
+
+
+def test_expert_labels_cut_chunks_as_hg_dagger_does(tmp_path):
+    """Every frame labelled (DAgger's labels): an expert-driven stretch is one segment, a frame the policy drove
+    a segment of its own (the labels after it were given on states the policy led to: no expert chunk), as
+    training.demonstrations.label_segments cuts a recording for the state policies."""
+    root = _mixed_dataset(tmp_path / "labelled", recorder_flags=True)
+    ds = AlohaDataset(root, split="all", chunk_size=3, labels="expert", action_key="expert_action")
+    assert len(ds) == 14
+    first = ds[0]  # the policy drove frame 0: only its own label is a target
+    assert first["action"][:, 0].tolist() == [0, 0, 0] and first["action_is_pad"].tolist() == [False, True, True]
+    item = ds[2]  # frame 2 starts the expert's stretch 2..4
+    assert item["action"][:, 0].tolist() == [2, 3, 4] and not item["action_is_pad"].any()
+    assert ds[4]["action_is_pad"].tolist() == [False, True, True]  # frame 5 (the policy's) is not in its chunk
 
 
 def test_frames_are_decoded_once_and_again_only_when_the_dataset_changes(tmp_path, caplog):

@@ -41,8 +41,8 @@ def fingerprint(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def read_table(root: Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Every parquet column of the dataset but the images and `skip`, as arrays (rows in file order)."""
+def read_table(root: Path) -> dict[str, np.ndarray]:
+    """Every parquet column of the dataset but the images, as arrays (rows in file order)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -50,7 +50,7 @@ def read_table(root: Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     if not files:
         raise FileNotFoundError(f"{root}: no data/*.parquet files")
     schema = pq.read_schema(files[0])
-    columns = [f.name for f in schema if not pa.types.is_struct(f.type) and f.name not in skip]
+    columns = [f.name for f in schema if not pa.types.is_struct(f.type)]
     tables = [pq.read_table(f, columns=columns) for f in files]
     out = {}
     for name in columns:
@@ -83,8 +83,7 @@ def decoded_frames(root: Path, meta, key: str, image_size: tuple[int, int], prog
     directory = _cache_dir(root)
     if directory.name != CACHE_DIR:  # the shared cache: the dataset's path tells its files apart
         stem = f"{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{stem}"
-    prefix = stem
-    path = directory / f"{prefix}{fingerprint(root)}.npy"
+    path = directory / f"{stem}{fingerprint(root)}.npy"
     if path.exists():
         try:
             frames = np.load(path, mmap_mode="r")
@@ -93,7 +92,7 @@ def decoded_frames(root: Path, meta, key: str, image_size: tuple[int, int], prog
         except (ValueError, OSError):
             pass
         log.warning("%s: the frame cache %s is damaged; decoding again", root, path.name)
-    for stale in directory.glob(f"{prefix}*.npy"):
+    for stale in directory.glob(f"{stem}*.npy"):
         stale.unlink(missing_ok=True)  # the dataset changed since: this camera and size decoded anew
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     frames = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(meta.total_frames, h, w, 3))

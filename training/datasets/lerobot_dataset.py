@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from training.datasets import schema
+from training.demonstrations import label_segments
 from training.models.policies import binary_actions
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,10 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
     `labels`: which frames are items. `all`: every frame, its chunk the next actions of its episode.
     `intervention`: the frames the expert drove (HG-DAgger's labels, recorded by the dagger_recorder;
     `vla-il collect`'s demonstrations are expert-driven throughout), and `expert`: every frame that carries
-    the expert's label (DAgger's). Then the chunk is the next labels of the same kept stretch, padded where
-    it ends (a policy-driven frame's action is not the expert's), and `action_key` should be
-    `expert_action`.
+    the expert's label (DAgger's). Then the chunk is the next labels of the same segment, cut as HG-DAgger
+    cuts a recording (training.demonstrations.label_segments: an expert-driven stretch, or a single frame
+    the policy drove, whose later labels are no chunk the expert would have executed), padded where it
+    ends, and `action_key` should be `expert_action`.
     """
 
     default_cameras: tuple[str, ...] | None = None
@@ -137,14 +139,13 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         order = np.lexsort((table["frame_index"], table["episode_index"]))
         self.table = {k: v[order] for k, v in table.items()}
         episode = self.table["episode_index"].astype(np.int64)
-        keep = self._kept(labels)
-        # each kept stretch of an episode is a segment: a chunk never runs past the end of its own
-        boundary = np.concatenate([[True], (episode[1:] != episode[:-1]) | (keep[1:] != keep[:-1])])
-        segment = np.cumsum(boundary) - 1
-        last = np.zeros(len(segment), np.int64)
-        ends = np.flatnonzero(np.concatenate([boundary[1:], [True]]))
-        last[:] = ends[segment]
-        self._last_row = last
+        keep, driven = self._kept(labels)
+        # segments as HG-DAgger cuts them (label_segments): a chunk never runs past the end of its own
+        _, segment = label_segments(keep, driven, episode)
+        kept = np.flatnonzero(keep)
+        ends = kept[np.concatenate([segment[kept][1:] != segment[kept][:-1], [True]])] if len(kept) else kept
+        self._last_row = np.zeros(len(episode), np.int64)
+        self._last_row[kept] = ends[segment[kept]]
         in_split = np.isin(episode, self.episodes)
         self._rows = np.flatnonzero(keep & in_split)
         self._actions = self.table[action_key].astype(np.float32)
@@ -157,19 +158,21 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             for cam, key in self.camera_keys.items()
         }
 
-    def _kept(self, labels: str) -> np.ndarray:
+    def _kept(self, labels: str) -> tuple[np.ndarray, np.ndarray]:
+        """(the frames that are items, the frames the expert drove): `all` keeps every frame as if driven."""
         n = len(self.table["episode_index"])
         if labels == "all":
-            return np.ones(n, bool)
+            return np.ones(n, bool), np.ones(n, bool)
         flag = schema.INTERVENTION if labels == "intervention" or schema.EXPERT_LABEL not in self.table \
             else schema.EXPERT_LABEL
-        if flag not in self.table:
-            raise DatasetError(f"{self.root}: labels={labels!r} needs an '{flag}' column (a dataset recorded by "
-                               "the dagger_recorder or collected by `vla-il collect`)")
+        for column in {flag, schema.INTERVENTION}:
+            if column not in self.table:
+                raise DatasetError(f"{self.root}: labels={labels!r} needs an '{column}' column (a dataset recorded "
+                                   "by the dagger_recorder or collected by `vla-il collect`)")
         keep = np.asarray(self.table[flag]).reshape(n).astype(bool)
         if not np.all(np.isfinite(self.table[self.action_key][keep])):
             raise DatasetError(f"{self.root}: non-finite {self.action_key} in frames kept as labels")
-        return keep
+        return keep, np.asarray(self.table[schema.INTERVENTION]).reshape(n).astype(bool)
 
     def __len__(self) -> int:
         return len(self._rows)

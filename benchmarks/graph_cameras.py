@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import image_size
 from benchmarks.policy_latency import vla_latency
 
 ALL = ("top", "left_wrist", "right_wrist")
@@ -67,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="480x640", help="HxW of each camera")
     parser.add_argument("--steps", type=int, default=100, help="control steps in the episode")
     args = parser.parse_args(argv)
-    try:
-        size = tuple(int(x) for x in args.size.lower().split("x"))
-        assert len(size) == 2 and min(size) >= 32
-    except (ValueError, AssertionError):
-        parser.error(f"--size: expected HxW with both >= 32 (e.g. 480x640), got {args.size!r}")
+    size = image_size(parser, args.size, 32)
     if args.steps < 10:
         parser.error(f"--steps: at least 10, got {args.steps}")
     cameras = ALL[: args.cameras]

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import image_size
+
 ALOHA_CAMERAS = ("top", "left_wrist", "right_wrist", "low")  # an ALOHA records four
 CAMERAS = ALOHA_CAMERAS[:3]  # set by --cameras
 FPS = 50
@@ -268,11 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--only", help="run only the variants whose name contains this")
     args = parser.parse_args(argv)
-    try:
-        size = tuple(int(x) for x in args.size.lower().split("x"))
-        assert len(size) == 2 and min(size) >= 64
-    except (ValueError, AssertionError):
-        parser.error(f"--size: expected HxW with both >= 64 (e.g. 480x640), got {args.size!r}")
+    size = image_size(parser, args.size, 64)
     global CAMERAS
     CAMERAS = ALOHA_CAMERAS[: args.cameras]
     if args.publish:

@@ -131,7 +131,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     hg = _evaluate(bundle, args, f"seed {seed} HG-DAgger {args.rounds}")
     hg_labels = rounds[-1]["labels"] if rounds else len(demos)
     # BC on the first whole expert episodes of the pool that hold as many labels
-    sizes = np.bincount(AlohaDataset(pool, **common).table["episode_index"].astype(int))
+    sizes = np.bincount(demos.table["episode_index"].astype(int))  # the table holds the whole pool
     n = min(int(np.searchsorted(np.cumsum(sizes), hg_labels)) + 1, len(sizes))
     if n == len(sizes) and sizes.sum() < hg_labels:
         print(f"the pool's {len(sizes)} episodes hold {sizes.sum()} labels, fewer than HG-DAgger's {hg_labels}: "
@@ -171,12 +171,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     from sim.collect import collect
 
     args = parse_args(argv)
-    torch.set_num_threads(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -253,13 +253,11 @@ def _run_doctor() -> int:
 def _demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from vla_il.demo import POLICY_DEFAULTS, DemoConfig, DemoError, run_demo
+    from vla_il.demo import DemoConfig, DemoError, run_demo
 
     fields = {f.name for f in dataclasses.fields(DemoConfig)}
-    per_policy = set(POLICY_DEFAULTS[args.policy])  # None there: the policy's default
-    given = {k: v for k, v in vars(args).items() if k in fields and not (k in per_policy and v is None)}
-    try:
-        run_demo(DemoConfig(**given))
+    try:  # a flag left out (None) takes the policy's default (DemoConfig.__post_init__)
+        run_demo(DemoConfig(**{k: v for k, v in vars(args).items() if k in fields}))
     except DemoError as exc:
         print(f"vla-il demo: {exc}", file=sys.stderr)
         return 1

@@ -242,16 +242,15 @@ def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | No
 
 def _train_vla(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | None,
                epochs: int) -> tuple[Path, int]:
-    """The tiny VLA on the expert's labels in `datasets` (their camera frames, decoded once and cached beside
-    each dataset): the expert-driven frames (HG-DAgger) or every expert-labelled one (DAgger), each frame's
-    chunk the next labels of its own stretch."""
+    """The VLA on the expert's labels in `datasets` (their camera frames, decoded once and cached beside each
+    dataset): the expert-driven frames (HG-DAgger) or every expert-labelled one (DAgger), each frame's chunk
+    the next labels of its own segment."""
     import torch
 
     from training.datasets.lerobot_dataset import AlohaDataset
     from training.datasets.schema import EXPERT_ACTION
     from training.il.vla_trainers import fit_vla
 
-    torch.set_num_threads(2)
     parts = [AlohaDataset(d, split="all", chunk_size=cfg.chunk_size, cameras=(cfg.camera,), labels=cfg.labels,
                           action_key=EXPERT_ACTION) for d in datasets]
     data = parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
@@ -537,9 +536,11 @@ def _plot(rounds: list[RoundResult], baseline: RoundResult, path: Path) -> None:
 def _policy_words(cfg: DemoConfig) -> str:
     if cfg.policy == "vla":
         h, w = cfg.image_size
-        return (f"the tiny VLA (SigLIP-style vision tower + Qwen2 decoder + action head) from the {cfg.camera} "
-                f"camera's {h}x{w} pixels alone, chunks of {cfg.chunk_size}; the sim_bridge published the camera as "
-                "sensor_msgs/Image, the policy node ran the exported VLA bundle on it and the recorder recorded it")
+        model = (f"a VLA ({cfg.vla_backbones[0]} + {cfg.vla_backbones[1]} + action head)" if cfg.vla_backbones
+                 else "the tiny VLA (SigLIP-style vision tower + Qwen2 decoder + action head)")
+        return (f"{model} from the {cfg.camera} camera's {h}x{w} pixels alone, chunks of {cfg.chunk_size}; the "
+                "sim_bridge published the camera as sensor_msgs/Image, the policy node ran the exported VLA bundle on "
+                "it and the recorder recorded it")
     return f"a state-based chunking policy (MLP, chunk {cfg.chunk_size}, temporal ensembling)"
 
 

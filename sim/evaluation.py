@@ -111,27 +111,32 @@ class BundleFactory:
 
 
 class PerturbedPrefixPolicy:
-    """The first `fraction` of the episode is driven by a perturbed policy: the base policy's action
+    """The first `prefix_steps` of the episode are driven by a perturbed policy: the base policy's action
     plus a slowly wandering joint offset (Ornstein-Uhlenbeck, `sigma` rad per step; the base policy
     re-plans from the measured joints every step, so the offset accumulates into a drift of a few
     tenths of a radian) and random gripper flips. Then the base policy alone must recover from
-    wherever that left the arms and the objects."""
+    wherever that left the arms and the objects. The perturbation of an episode is drawn from
+    (seed, the episode's seed): the same episode is perturbed the same way whichever process runs it."""
 
     def __init__(self, base: Policy, prefix_steps: int, sigma: float = 0.04, seed: int = 0) -> None:
         self.base = base
         self.prefix_steps = prefix_steps
         self.sigma = sigma
-        self.rng = np.random.default_rng(seed)
-        self.episode = 0
+        self.seed = seed
+        self.episodes = 0  # episodes begun without an episode seed: numbered instead
 
-    def reset(self) -> None:
-        self.base.reset()
-        self.rng = np.random.default_rng([self.episode, 7])
-        self.episode += 1
+    def reset(self, seed: int | None = None) -> None:
+        """Begin an episode; `seed`: the episode's (the env's reset seed)."""
+        reset_policy(self.base, seed)
+        if seed is None:
+            seed, self.episodes = -1 - self.episodes, self.episodes + 1
+        self.rng = np.random.default_rng([self.seed, seed % 2**63, 7])
         self.offset = np.zeros(14)
         self.t = 0
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        from sim.aloha import robot
+
         action = np.asarray(self.base(obs, info), dtype=np.float64)
         self.t += 1
         if self.t > self.prefix_steps:
@@ -139,11 +144,20 @@ class PerturbedPrefixPolicy:
         theta = 0.05  # OU mean reversion per step: the offset wanders for ~20 steps at a time
         self.offset += -theta * self.offset + self.sigma * np.sqrt(2 * theta) * self.rng.standard_normal(14)
         out = action + self.offset
-        for g in (6, 13):
+        for g in robot.GRIPPER_INDICES:
             out[g] = action[g] if self.rng.random() > 0.05 else 1.0 - action[g]
-        from sim.aloha import robot
-
         return np.clip(out, robot.JOINT_LOWER, robot.JOINT_UPPER)
+
+
+def reset_policy(policy: Policy, seed: int | None) -> None:
+    """Begin an episode: policy.reset(seed=seed) for a policy whose episodes draw random numbers of their
+    own (a perturbation: seeded per episode, not per process), policy.reset() for any other."""
+    import inspect
+
+    if seed is not None and "seed" in inspect.signature(policy.reset).parameters:
+        policy.reset(seed=seed)
+    else:
+        policy.reset()
 
 
 class PerturbedPrefixFactory:
@@ -183,12 +197,13 @@ class GatedPolicy:
         self.episode_interventions = 0
         self.episode_intervention_frames = 0
 
-    def reset(self) -> None:
-        self.base.reset()
+    def reset(self, seed: int | None = None) -> None:
+        reset_policy(self.base, seed)
         self.gate.reset()
         # Each episode is a robot session of its own, at rest: no previous command to walk from (on the
         # ROS graph a sim reset is a jump, and the mux walks the command from the last episode's to it).
         self.mux = type(self.mux)(self.mux.config)
+        self.now = 0.0  # every episode on the same clock: its outcome depends on its seed, not on those before
         self.t = 0
         self.episode_interventions = 0
         self.episode_intervention_frames = 0
@@ -336,7 +351,7 @@ class EvalResult:
 
 def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = None) -> EpisodeResult:
     obs, info = env.reset(seed=seed)
-    policy.reset()
+    reset_policy(policy, seed)
     steps = 0
     while True:
         obs, _reward, terminated, truncated, info = env.step(policy(obs, info))

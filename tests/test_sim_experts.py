@@ -25,6 +25,22 @@ def test_expert_recovers_after_a_perturbed_prefix(task):
     assert result.successes == 2, [(e.seed, e.max_reward, e.length) for e in result.episodes]
 
 
+def test_perturbed_evaluation_is_the_same_for_any_number_of_workers():
+    """A success rate is a function of (policy, task, seeds, options): each episode's perturbation is drawn
+    from its own seed, not from how many episodes the process running it has seen (seed 2 alone, or third
+    in one process, or in a worker of its own, is the same episode)."""
+    factory = PerturbedPrefixFactory(ExpertPolicy, 0.3, sigma=0.08)
+
+    def outcomes(seeds, workers):
+        result = evaluate("transfer_cube", factory, seeds, policy_name="perturbed", workers=workers, progress=False)
+        return {e.seed: (e.success, e.max_reward, e.length) for e in result.episodes}
+
+    one = outcomes(range(4), workers=1)
+    assert outcomes(range(4), workers=2) == one
+    assert outcomes([2], workers=1) == {2: one[2]}
+    assert len({length for _, _, length in one.values()}) > 1  # the episodes differ: the comparison means something
+
+
 def test_perturbed_prefix_really_perturbs():
     """The recovery test means something only if the prefix leaves the expert's path."""
     env = AlohaEnv("transfer_cube", cameras=(), privileged=True)

@@ -21,14 +21,14 @@ import numpy as np
 TASKS = {
     "CartPole-v1": {"bc": dict(bc_epochs=50, num_expert_episodes=20),
                     "dagger": dict(dagger_iterations=5, dagger_episodes_per_iter=4, bc_epochs=10),
-                    "gail": dict(total_timesteps=100_000, num_expert_episodes=50)},
+                    "gail": dict(total_timesteps=100_000, num_expert_episodes=50, ppo_num_envs=8)},
     "Pendulum-v1": {"bc": dict(bc_epochs=100, num_expert_episodes=50, learning_rate=1e-3),
                     "dagger": dict(dagger_iterations=8, dagger_episodes_per_iter=10, bc_epochs=30,
                                    learning_rate=1e-3),
                     # an expert-like warm start leaves the discriminator without signal: a critic-only start and
                     # a BC term keep PPO from walking away from it (without: the PPO policy ends at -1400)
                     "gail": dict(total_timesteps=100_000, num_expert_episodes=50, gail_bc_warmstart_epochs=50,
-                                 gail_value_warmup_updates=5, gail_bc_coef=1.0)},
+                                 gail_value_warmup_updates=5, gail_bc_coef=1.0, ppo_num_envs=8)},
 }
 
 

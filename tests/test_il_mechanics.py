@@ -111,7 +111,8 @@ def test_ppo_clipping_stops_the_gradient_beyond_the_clip_range():
 def test_gae_matches_a_hand_computation():
     rewards = torch.tensor([1.0, 1.0])
     values = torch.tensor([0.5, 0.5])
-    adv = gae(rewards, values, torch.tensor([False, True]), torch.tensor(9.0), gamma=0.9, lam=0.8)
+    ended = torch.tensor([False, True])
+    adv = gae(rewards, values, torch.tensor([0.5, 9.0]), ended, ended, gamma=0.9, lam=0.8)
     d1 = 1.0 - 0.5  # terminal: no bootstrap
     d0 = 1.0 + 0.9 * 0.5 - 0.5
     assert adv.tolist() == pytest.approx([d0 + 0.9 * 0.8 * d1, d1])

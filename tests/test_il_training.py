@@ -167,5 +167,5 @@ def test_gail_discriminator_sees_states_clipped_as_the_actor_does(tmp_path):
     actor.set_normalization(np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32),
                             np.zeros((100, 1), np.float32))
     far = actor.obs_mean + 1000 * actor.obs_std
-    s, _ = gail._disc_inputs(far.reshape(1, -1), torch.zeros(1, 1))
+    s, _ = gail.disc_inputs(far.reshape(1, -1), torch.zeros(1, 1))
     assert torch.allclose(s, torch.full_like(s, actor.OBS_CLIP))

@@ -74,7 +74,8 @@ class ILConfig:
     ppo_clip_range: float = 0.2
     ppo_gae_lambda: float = 0.95
     ppo_gamma: float = 0.99
-    ppo_rollout_steps: int = 2048
+    ppo_rollout_steps: int = 2048  # env steps per PPO update, over all the envs
+    ppo_num_envs: int = 1  # environments stepped side by side (one batched policy forward per step for all)
     ppo_minibatch_size: int = 64
     ppo_value_coef: float = 0.5
     ppo_entropy_coef: float = 0.0
@@ -93,7 +94,7 @@ class ILConfig:
     def __post_init__(self) -> None:
         positive_ints = ("bc_epochs", "batch_size", "hidden_dim", "ensemble_size", "dagger_iterations",
                          "dagger_episodes_per_iter", "gail_disc_hidden_dim", "gail_disc_updates", "num_expert_episodes",
-                         "total_timesteps", "ppo_epochs", "ppo_rollout_steps", "ppo_minibatch_size",
+                         "total_timesteps", "ppo_epochs", "ppo_rollout_steps", "ppo_num_envs", "ppo_minibatch_size",
                          "action_chunk_size")
         for name in positive_ints:
             value = getattr(self, name)

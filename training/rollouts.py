@@ -4,6 +4,7 @@ DAgger's mixed rollouts (execute the expert with probability beta, label every s
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -101,3 +102,37 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
     stats = {"mean_reward": float(np.mean(list(returns.values()))), "success_rate": float(np.mean(successes)),
              "env_steps": float(steps), "expert_labels": float(steps if expert is not None else 0)}
     return demos, stats
+
+
+def run_batched_episodes(envs: list, n: int, act, seed: int) -> dict[str, float]:
+    """n episodes (seeds seed, seed + 1, ...) of a memoryless policy `act` (a batch of observations -> a
+    batch of actions), len(envs) at a time in lockstep: one call of `act` per step for all of them. The
+    outcome of each episode depends only on its seed, not on how many run side by side."""
+    discrete = isinstance(envs[0].action_space, gym.spaces.Discrete)
+    returns, successes = [0.0] * n, [False] * n
+    next_episode = 0
+    running: dict[int, tuple[int, Any]] = {}  # env index -> (episode, observation)
+
+    def start(i: int) -> None:
+        nonlocal next_episode
+        if next_episode < n:
+            obs, _ = envs[i].reset(seed=seed + next_episode)
+            running[i] = (next_episode, obs)
+            next_episode += 1
+
+    for i in range(len(envs)):
+        start(i)
+    while running:
+        order = sorted(running)
+        actions = act(np.stack([np.asarray(running[i][1], np.float32) for i in order]))
+        for i, action in zip(order, actions):
+            episode = running[i][0]
+            obs, reward, terminated, truncated, info = envs[i].step(int(action) if discrete else action)
+            returns[episode] += float(reward)
+            successes[episode] = successes[episode] or bool(info.get("is_success", False))
+            if terminated or truncated:
+                del running[i]
+                start(i)
+            else:
+                running[i] = (episode, obs)
+    return {"mean_reward": float(np.mean(returns)), "success_rate": float(np.mean(successes))}

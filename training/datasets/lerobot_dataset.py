@@ -319,3 +319,11 @@ def create_lerobot_dataloader(
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed) if sampler is None and shuffle else None,
     )
+
+
+def dataset_stats(dataset: torch.utils.data.Dataset) -> dict[str, np.ndarray] | None:
+    """The normalisation statistics of a dataset that has them (a ConcatDataset: its LeRobot part's)."""
+    for ds in getattr(dataset, "datasets", [dataset]):
+        if hasattr(ds, "stats"):
+            return ds.stats()
+    return None

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from training.checkpoint import save_checkpoint
 from training.config import ILConfig
 from training.demonstrations import Demonstrations
+from training.distributed import all_mean, init_distributed
 from training.envs import action_info, make_env
 from training.metrics import MetricsLogger
 from training.models.policies import ILPolicy, MLPPolicy
 from training.rollouts import PolicyActor, run_episodes
+
+if TYPE_CHECKING:
+    from training.models.vla import VLAModel
 
 
 class TrainingError(RuntimeError):
@@ -235,11 +240,133 @@ class BehavioralCloning:
             yield {"obs": obs_t[idx], "action": act_t[idx], "mask": mask_t[idx]}
 
 
-def main(argv: list[str] | None = None) -> int:
+# ---------------------------------------------------------------------- the VLA
+class _PolicyLoss(nn.Module):
+    """DDP wraps a module's forward: this one's forward is the policy's loss."""
+
+    def __init__(self, policy: ILPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.policy.loss(batch)
+
+
+def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+
+class VLABehavioralCloning(BehavioralCloning):
+    """BC for a VLAModel from dataloaders (the spec's `trainer.train(dataloader)`)."""
+
+    def __init__(
+        self,
+        model: VLAModel,
+        config: ILConfig | None = None,
+        use_wandb: bool | None = None,
+        dataset_name: str | None = None,
+        eval_task: str | None = None,
+        run_name: str = "vla_bc",
+        eval_episode_length: int = 400,
+    ) -> None:
+        self.rank, self.world, local_rank = init_distributed()
+        config = config or ILConfig.behavioral_cloning()
+        if config.device == "auto" and torch.cuda.is_available():
+            config.device = f"cuda:{local_rank}"
+        super().__init__(env=None, config=config, policy=model, use_wandb=use_wandb, run_name=run_name)
+        self.dataset_name, self.eval_task, self.eval_episode_length = dataset_name, eval_task, eval_episode_length
+        self.config.extra.update(
+            {"dataset": dataset_name, "task": eval_task, "policy": "vla", "world_size": self.world}
+        )
+        self.env_name = f"aloha:{eval_task}" if eval_task else None
+        self._ddp: nn.Module | None = None
+        # A model from a checkpoint keeps its statistics; a fresh one takes the dataset's.
+        self._normalized = not bool((model.state_std == 1).all() and (model.state_mean == 0).all())
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def train(self, dataloader, val_dataloader=None) -> dict[str, Any]:
+        """bc_epochs over `dataloader`, validating on `val_dataloader`; best/ and last/ in output_dir."""
+        return self.fit((dataloader, val_dataloader), self.config.bc_epochs)
+
+    def prepare(self, data) -> None:
+        train_dl, val_dl = data if isinstance(data, tuple) else (data, None)
+        if len(train_dl.dataset) == 0:
+            raise TrainingError("no frames to train on (an empty dataset or split)")
+        self._train, self._val = train_dl, val_dl
+        self.labels_used = len(train_dl.dataset)
+        if not self._normalized:
+            from training.datasets.lerobot_dataset import dataset_stats
+
+            stats = dataset_stats(train_dl.dataset)
+            if stats is not None:
+                self.policy.set_normalization(**stats)
+            self._normalized = True
+        if self._optimizer is None:
+            params = [p for p in self.policy.parameters() if p.requires_grad]
+            self._optimizer = torch.optim.AdamW(
+                params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+            )
+        if self.world > 1 and self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.policy.device.index] if self.policy.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(_PolicyLoss(self.policy), device_ids=ids)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self._ddp(batch) if self._ddp is not None else self.policy.loss(batch)
+
+    def _batches(self, loader, shuffle: bool):
+        sampler = getattr(loader, "sampler", None)
+        if shuffle and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.step)  # a new order every epoch, the same on every rank
+        for batch in loader:
+            yield to_device(batch, self.device)
+
+    def train_epoch(self) -> dict[str, float]:
+        metrics = super().train_epoch()
+        return {k: all_mean(v) for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.policy.eval()
+        losses = [self.policy.loss(b).item() for b in self._batches(self._val, shuffle=False)]
+        # Every rank takes the same early-stopping decision from the mean over ranks.
+        return all_mean(float(np.mean(losses)) if losses else math.nan)
+
+    def evaluate(self, episodes: int | None = None, seed: int = 100_000) -> dict[str, float]:
+        """Success of the VLA in the simulated ALOHA task (rank 0; held-out seeds)."""
+        n = self.config.eval_episodes if episodes is None else episodes
+        if not self.eval_task or n == 0 or not self.is_main:
+            return {}
+        from training.il.vla_rollouts import evaluate_in_sim
+
+        result = evaluate_in_sim(self.policy, self.eval_task, n, seed, self.config, self.eval_episode_length)
+        lo, hi = result.interval
+        return {
+            "success_rate": result.success_rate,
+            "success_wilson_low": lo,
+            "success_wilson_high": hi,
+            "mean_reward": result.summary()["mean_max_reward"],
+        }
+
+    def save_last(self, metrics: dict[str, Any]) -> None:
+        if self.is_main:
+            super().save_last(metrics)
+
+    def save(self, metrics: dict[str, Any]) -> None:
+        if self.is_main:
+            super().save(metrics)
+
+    def _log(self, values: dict[str, float]) -> None:
+        if self.is_main:
+            super()._log(values)
+
+
+if __name__ == "__main__":  # `python training/il/behavioral_cloning.py ...`: the CLI (which imports this module)
     from training.cli import run_il_cli
 
-    return run_il_cli("bc", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_il_cli("bc"))

@@ -11,14 +11,20 @@ D <- D u D_i; train on D (bc_epochs, continuing from the previous policy); evalu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
 
 from training.config import ILConfig
 from training.demonstrations import Demonstrations
 from training.envs import action_info
-from training.il.behavioral_cloning import BehavioralCloning
+from training.il.behavioral_cloning import BehavioralCloning, VLABehavioralCloning
 from training.models.policies import ILPolicy
 from training.rollouts import run_episodes
+
+if TYPE_CHECKING:
+    from training.models.vla import VLAModel
 
 
 def get_beta(iteration: int, schedule: str, initial_beta: float, num_iterations: int) -> float:
@@ -93,11 +99,94 @@ class DAgger:
         return {"history": self.history, "final": self.history[-1] if self.history else {}}
 
 
-def main(argv: list[str] | None = None) -> int:
+class VLADAgger:
+    """DAgger with the VLA: roll out in the sim (the expert's action with probability beta), let the ALOHA
+    scripted expert label every visited state, aggregate with the dataset, refit (bc_epochs)."""
+
+    def __init__(
+        self,
+        model: VLAModel,
+        config: ILConfig | None = None,
+        task: str = "transfer_cube",
+        dataset: torch.utils.data.Dataset | None = None,
+        val_dataset=None,
+        expert=None,
+        use_wandb: bool | None = None,
+        dataset_name: str | None = None,
+        episode_length: int = 400,
+    ) -> None:
+        from sim.experts import make_expert
+        from training.il.vla_rollouts import RolloutDataset
+
+        self.config = config or ILConfig.dagger()
+        self.bc = VLABehavioralCloning(
+            model,
+            self.config,
+            use_wandb,
+            dataset_name,
+            eval_task=task,
+            run_name="vla_dagger",
+            eval_episode_length=episode_length,
+        )
+        self.task, self.dataset, self.val_dataset = task, dataset, val_dataset
+        self.expert = expert or make_expert(task)
+        self.episode_length = episode_length
+        # the rollouts batch with the dataset's items: with its object poses when it has them (sim recordings)
+        with_env_state = bool(getattr(dataset, "env_state_dim", 0))
+        self.rollouts = RolloutDataset(model.cameras, model.chunk_size, env_state=with_env_state)
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def policy(self) -> VLAModel:
+        return self.bc.policy
+
+    def train(self) -> dict[str, Any]:
+        from tqdm import trange
+
+        from sim.aloha.env import AlohaEnv
+        from training.datasets.lerobot_dataset import create_lerobot_dataloader
+        from training.il.vla_rollouts import VLASimPolicy, collect_labelled_episodes
+
+        c, model = self.config, self.policy
+        env = AlohaEnv(
+            self.task,
+            cameras=model.cameras,
+            image_size=model.image_size,
+            clamp_actions=True,
+            episode_length=self.episode_length,
+        )
+        rng = np.random.default_rng(c.seed + self.bc.rank)
+        val_dl = create_lerobot_dataloader(self.val_dataset, c.batch_size, shuffle=False) if self.val_dataset else None
+        try:
+            for i in trange(c.dagger_iterations, desc="VLA DAgger iterations", disable=not self.bc.is_main):
+                beta = get_beta(i, c.dagger_beta_schedule, c.dagger_initial_beta, c.dagger_iterations)
+                policy = VLASimPolicy(model, temporal_ensembling=c.temporal_aggregation, k=c.temporal_aggregation_k)
+                seed = c.seed + 1000 * (i + 1) + 100 * self.bc.rank  # each rank visits its own episodes
+                stats = collect_labelled_episodes(
+                    env, policy, self.expert, c.dagger_episodes_per_iter, beta, seed, rng, self.rollouts
+                )
+                parts = [d for d in (self.dataset, self.rollouts) if d is not None and len(d)]
+                data = torch.utils.data.ConcatDataset(parts)
+                loader = create_lerobot_dataloader(data, c.batch_size, seed=c.seed + i)
+                result = self.bc.fit(
+                    (loader, val_dl),
+                    c.bc_epochs,
+                    extra_metrics={
+                        "dagger/beta": beta,
+                        "dagger/iteration": i,
+                        "dagger/dataset_size": len(data),
+                        "dagger/expert_labels": len(self.rollouts),
+                        "dagger/rollout_success_rate": stats["success_rate"],
+                    },
+                )
+                self.history.append(result)
+        finally:
+            env.close()
+            self.bc.close()
+        return {"history": self.history, "final": self.history[-1] if self.history else {}}
+
+
+if __name__ == "__main__":  # `python training/il/dagger.py ...`: the CLI (which imports this module) runs it
     from training.cli import run_il_cli
 
-    return run_il_cli("dagger", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_il_cli("dagger"))

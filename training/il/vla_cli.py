@@ -118,10 +118,13 @@ def wants_vla(args: argparse.Namespace) -> bool:
 def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str, Any]:
     from training.checkpoint import load_checkpoint
     from training.datasets.lerobot_dataset import LeRobotVLADataset, create_lerobot_dataloader
-    from training.il import vla_trainers as vt
+    from training.distributed import init_distributed
+    from training.il.behavioral_cloning import VLABehavioralCloning
+    from training.il.dagger import VLADAgger
+    from training.il.gail import VLAGAIL
     from training.models.vla import VLAModel
 
-    rank, _, _ = vt.init_distributed()
+    rank, _, _ = init_distributed()
     task = args.task or (args.env.split(":", 1)[1] if args.env and args.env.startswith("aloha:") else "transfer_cube")
     if args.action_chunk_size is None:
         config.action_chunk_size = DEFAULT_CHUNK
@@ -192,13 +195,13 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
     if method == "bc":
         if train_ds is None:
             raise ValueError("VLA BC needs --dataset")
-        trainer = vt.VLABehavioralCloning(
+        trainer = VLABehavioralCloning(
             model, config, dataset_name=name, eval_task=eval_task, eval_episode_length=args.episode_length
         )
         result = trainer.train(loader(train_ds), loader(val_ds, False) if val_ds is not None else None)
         trainer.close()
     elif method == "dagger":
-        result = vt.VLADAgger(
+        result = VLADAgger(
             model,
             config,
             task,
@@ -208,7 +211,7 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
             episode_length=args.episode_length,
         ).train()["final"]
     else:
-        trainer = vt.VLAGAIL(model, config, task, dataset_name=name, episode_length=args.episode_length)
+        trainer = VLAGAIL(model, config, task, dataset_name=name, episode_length=args.episode_length)
         expert_data = train_ds if train_ds is not None else expert_rollouts(model, task, config, args.episode_length)
         result = trainer.train(loader(expert_data))
     if rank == 0:

@@ -163,3 +163,30 @@ def collect_labelled_episodes(
         "env_steps": float(steps),
         "expert_labels": float(steps),
     }
+
+
+def stack_frames(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batches of observations (observation_batch's) -> one batch, in order."""
+    out: dict[str, Any] = {}
+    for key in frames[0]:
+        if key == "task":
+            out[key] = [t for f in frames for t in f[key]]
+        else:
+            out[key] = torch.cat([f[key] for f in frames])
+    return out
+
+
+def evaluate_in_sim(model: VLAModel, task: str, episodes: int, seed: int, config, episode_length: int = 400):
+    """Success of the VLA in the simulated ALOHA on seeds seed .. seed + episodes - 1 (a sim.evaluation
+    EvalResult); chunks played as `config` (an ILConfig) says: queued, or temporally ensembled."""
+    from sim.evaluation import evaluate
+
+    policy = VLASimPolicy(model, temporal_ensembling=config.temporal_aggregation, k=config.temporal_aggregation_k)
+    env_kwargs = {
+        "cameras": model.cameras,
+        "image_size": model.image_size,
+        "clamp_actions": True,
+        "episode_length": episode_length,
+    }
+    return evaluate(task, lambda _task: policy, range(seed, seed + episodes), policy_name="vla",
+                    env_kwargs=env_kwargs, progress=False)

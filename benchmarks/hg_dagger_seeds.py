@@ -90,8 +90,7 @@ def _fit(args: argparse.Namespace, demos, seed: int, out: Path, previous=None, e
                       temporal_aggregation=args.chunk > 1,
                       lr_schedule="cosine", bc_early_stopping=args.early_stopping_after is not None,
                       bc_early_stopping_after=args.early_stopping_after or 0.0, eval_episodes=0, seed=seed,
-                      output_dir=str(out),
-                      extra={"env": f"aloha:{args.task}"})
+                      output_dir=str(out))
     bc = BehavioralCloning(None, config, previous, False, f"aloha:{args.task}", run_name="hg_seeds")
     bc.fit(demos, config.bc_epochs)
     bc.close()

@@ -85,7 +85,7 @@ def vla_latency(tmp: Path, cameras: tuple[str, ...], size: tuple[int, int], patc
     model = VLAModel.tiny(cameras=cameras, image_size=size, chunk_size=chunk, patch_size=patch)
     model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
     name = f"vla_{len(cameras)}x{size[0]}x{size[1]}_{chunk}"
-    save_checkpoint(tmp / name / "best", model, ILConfig(action_chunk_size=chunk, extra={"task": "transfer_cube"}))
+    save_checkpoint(tmp / name / "best", model, ILConfig(action_chunk_size=chunk), provenance={"task": "transfer_cube"})
     spec, _diff = export_checkpoint(tmp / name, tmp / f"{name}_bundle")
     rng = np.random.default_rng(0)
     images = {c: rng.random((1, 3, *size), dtype=np.float32) for c in cameras}

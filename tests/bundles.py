@@ -29,9 +29,8 @@ def make_bundle(root: Path, name: str, chunk: int = 10, bias: float = 0.0, obs_d
         policy.net[-1].bias.zero_()
     policy.set_normalization(np.random.default_rng(0).random((50, obs_dim)).astype(np.float32))
     policy.act_mean.copy_(torch.as_tensor(robot.START_STATE + bias, dtype=torch.float32))
-    config = ILConfig(action_chunk_size=chunk, temporal_aggregation=ensembling,
-                      extra={"env": "aloha:transfer_cube"})
-    ckpt = save_checkpoint(root / f"{name}_run" / "best", policy, config)
+    config = ILConfig(action_chunk_size=chunk, temporal_aggregation=ensembling)
+    ckpt = save_checkpoint(root / f"{name}_run" / "best", policy, config, provenance={"env": "aloha:transfer_cube"})
     spec, _ = export_checkpoint(ckpt, root / name, name=name)
     return spec.path
 

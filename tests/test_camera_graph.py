@@ -30,7 +30,7 @@ def test_an_episode_through_the_graph_records_every_image_the_policy_saw(tmp_pat
     torch.manual_seed(0)
     model = VLAModel.tiny(chunk_size=5, hidden=32, image_size=SIZE)
     model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
-    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5, extra={"task": "transfer_cube"}))
+    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5), provenance={"task": "transfer_cube"})
     spec, _ = export_checkpoint(tmp_path / "run", tmp_path / "bundles/vla")
     assert spec.cameras == ("top",)
     (tmp_path / "logs").mkdir()

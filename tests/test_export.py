@@ -20,8 +20,9 @@ def aloha_checkpoint(tmp_path):
     torch.manual_seed(0)
     policy = MLPPolicy(obs_dim=21, action_dim=14, discrete=False, hidden_dim=32, chunk_size=10)
     policy.set_normalization(np.random.rand(100, 21).astype(np.float32) * 3, np.random.rand(100, 10, 14))
-    config = ILConfig(action_chunk_size=10, extra={"env": "aloha:transfer_cube", "dataset": "demos"})
-    return save_checkpoint(tmp_path / "run" / "best", policy, config, {"success_rate": 0.5}), policy
+    config = ILConfig(action_chunk_size=10)
+    return save_checkpoint(tmp_path / "run" / "best", policy, config, {"success_rate": 0.5},
+                           provenance={"env": "aloha:transfer_cube", "dataset": "demos"}), policy
 
 
 def test_export_writes_a_bundle_with_parity_and_the_contract(aloha_checkpoint, tmp_path):
@@ -45,8 +46,8 @@ def test_an_ensemble_exports_as_one_graph_that_averages_its_members(tmp_path):
     torch.manual_seed(1)
     policy = MLPPolicy(obs_dim=21, action_dim=14, discrete=False, hidden_dim=16, chunk_size=5, members=3)
     policy.set_normalization(np.random.rand(100, 21).astype(np.float32), np.random.rand(100, 5, 14))
-    config = ILConfig(action_chunk_size=5, ensemble_size=3, extra={"env": "aloha:transfer_cube"})
-    ckpt = save_checkpoint(tmp_path / "run" / "best", policy, config)
+    config = ILConfig(action_chunk_size=5, ensemble_size=3)
+    ckpt = save_checkpoint(tmp_path / "run" / "best", policy, config, provenance={"env": "aloha:transfer_cube"})
     spec, diff = export_checkpoint(ckpt, tmp_path / "bundle")
     assert diff <= 1e-4 and spec.chunk_size == 5
     session = ort.InferenceSession(str(tmp_path / "bundle" / "policy.onnx"), providers=["CPUExecutionProvider"])

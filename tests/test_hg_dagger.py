@@ -7,7 +7,7 @@ from sim.aloha import robot
 from training.config import ILConfig
 from training.datasets import schema
 from training.datasets.writer import EpisodeWriter
-from training.il.hg_dagger import HGDAgger, export_and_load, load_labelled, load_rounds
+from training.il.hg_dagger import HGDAgger, export_bundle, load_labelled, load_rounds
 
 ENV_DIM = 7
 
@@ -91,8 +91,7 @@ def test_a_round_trains_from_the_previous_policy_and_exports_a_bundle(recording,
     from vla_il_nodes.policy_node_core import load_policy
 
     config = ILConfig.dagger(dagger_mode="human_gated", bc_epochs=3, eval_episodes=0, batch_size=4,
-                             action_chunk_size=2, hidden_dim=32, output_dir=str(tmp_path / "r0"),
-                             extra={"env": "aloha:transfer_cube"})
+                             action_chunk_size=2, hidden_dim=32, output_dir=str(tmp_path / "r0"))
     first = HGDAgger(config, env_name="aloha:transfer_cube")
     first.train([recording])
     previous, _, _ = load_checkpoint(tmp_path / "r0" / "best")
@@ -102,7 +101,7 @@ def test_a_round_trains_from_the_previous_policy_and_exports_a_bundle(recording,
     assert result["dagger/labels"] == 14 and result["dagger/intervention_frames"] == 14
     # continuing keeps the first round's input normalisation
     np.testing.assert_allclose(second.policy.obs_mean.numpy(), previous.obs_mean.numpy())
-    message = export_and_load(tmp_path / "r1" / "best", tmp_path / "bundle")
+    message = export_bundle(tmp_path / "r1" / "best", tmp_path / "bundle")
     assert "exported" in message
     loaded = load_policy(str(tmp_path / "bundle"), prefer_gpu=False)
     assert [c.name for c in loaded.spec.state_components] == ["joint_positions", "env_state"]

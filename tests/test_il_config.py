@@ -47,10 +47,35 @@ def test_bad_values_fail_at_construction(kwargs, message):
 
 
 def test_saved_beside_checkpoints_and_loaded_back(tmp_path):
-    config = ILConfig.dagger(dagger_iterations=3, extra={"env": "CartPole-v1"})
+    config = ILConfig.dagger(dagger_iterations=3)
     path = config.save(tmp_path)
     assert path.name == "config.json" and (tmp_path / "config.yaml").exists()
     assert ILConfig.load(tmp_path) == config
+
+
+def test_a_checkpoint_from_before_provenance_json_loads_with_its_provenance(tmp_path):
+    """Checkpoints written when the config carried the run's provenance in a free-form `extra` dict load as
+    before: the config without it, the provenance read from it."""
+    import json
+
+    import torch
+
+    from training.checkpoint import load_checkpoint, read_provenance, save_checkpoint
+    from training.models.policies import MLPPolicy
+
+    torch.manual_seed(0)
+    policy = MLPPolicy(4, 2, True, 8)
+    save_checkpoint(tmp_path / "new", policy, ILConfig(bc_epochs=3), provenance={"env": "CartPole-v1"})
+    assert read_provenance(tmp_path / "new") == {"env": "CartPole-v1"}
+    old = tmp_path / "old"
+    save_checkpoint(old, policy, ILConfig(bc_epochs=3))
+    (old / "provenance.json").unlink()
+    saved = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**saved, "extra": {"env": "CartPole-v1", "dataset": None}}))
+    loaded, config, _ = load_checkpoint(old)
+    assert config == ILConfig(bc_epochs=3) and not hasattr(config, "extra")
+    assert read_provenance(old) == {"env": "CartPole-v1", "dataset": None}
+    assert torch.equal(loaded.net[0].weight, policy.net[0].weight)
 
 
 def test_unknown_fields_in_a_saved_config_are_refused(tmp_path):
@@ -70,3 +95,26 @@ def test_cli_flags_map_to_the_config():
     assert config.learning_rate == 1e-4 and args.env == "CartPole-v1"
     with pytest.raises(SystemExit):
         build_parser("bc").parse_args(["--bc_epochs", "many"])
+
+
+def test_every_config_field_is_a_flag_of_its_own_name():
+    """ILConfig's fields and the VLAConfig fields a user sets are flags named as the fields (the VLA's earlier
+    --vla_* names still work); a bool flag alone means true."""
+    import dataclasses
+
+    from training.il.vla_cli import VLA_FLAGS
+
+    parser = build_parser("bc")
+    flags = {a.dest for a in parser._actions}
+    assert {f.name for f in dataclasses.fields(ILConfig)} <= flags
+    assert set(VLA_FLAGS) <= flags
+    args = parser.parse_args(["--state_dropout", "1.0", "--freeze_vision", "--lora_rank", "8", "--action_head",
+                              "flow_matching", "--bc_early_stopping", "false"])
+    assert (args.state_dropout, args.freeze_vision, args.lora_rank, args.action_head) == (1.0, True, 8, "flow_matching")
+    assert config_from_args("bc", args).bc_early_stopping is False
+    old = parser.parse_args(["--vla_state_dropout", "0.5", "--vla_aux_state_weight", "2", "--vla_action_head",
+                             "regression"])
+    assert (old.state_dropout, old.aux_state_weight, old.action_head) == (0.5, 2.0, "regression")
+    for bad in (["--state_dropout", "1.5"], ["--lora_rank", "-1"], ["--freeze_llm", "maybe"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

@@ -121,7 +121,8 @@ def test_gae_matches_a_hand_computation():
 def test_residual_mlp_predicts_relative_to_the_joint_positions():
     import torch
 
-    from training.models.policies import MLPPolicy, build_policy
+    from training.models.policies import MLPPolicy
+    from training.models.registry import build_policy
 
     torch.manual_seed(0)
     policy = MLPPolicy(obs_dim=5, action_dim=3, discrete=False, hidden_dim=8, chunk_size=2, residual=True)

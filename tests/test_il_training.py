@@ -115,7 +115,7 @@ def test_gail_warm_starts_from_a_bc_checkpoint_via_the_cli(tmp_path):
     assert run_il_cli("gail", ["--env", "CartPole-v1", "--model_path", str(bc_out), "--total_timesteps", "300",
                                "--ppo_rollout_steps", "150", "--num_expert_episodes", "2", "--eval_episodes", "2",
                                "--output_dir", str(gail_out)]) == 0
-    assert json.loads((gail_out / "best/config.json").read_text())["extra"]["model_path"] == str(bc_out)
+    assert json.loads((gail_out / "best/provenance.json").read_text())["model_path"] == str(bc_out)
 
 
 def test_action_dimension_mismatch_is_a_clear_error(tmp_path):

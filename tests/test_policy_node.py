@@ -232,6 +232,27 @@ def _tiny_vla_bundle(tmp_path):
     torch.manual_seed(0)
     model = VLAModel.tiny(chunk_size=5, hidden=32, image_size=(48, 64))
     model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
-    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5, extra={"task": "transfer_cube"}))
+    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5), provenance={"task": "transfer_cube"})
     spec, _ = export_checkpoint(tmp_path / "run", tmp_path / "bundles/vla")
     return spec
+
+
+def test_vla_il_train_hot_loads_the_bundle_it_exported_into_the_running_node(graph):
+    """`vla-il train dagger --dagger_mode human_gated ... --export_bundle B --load_policy_service /load_policy`:
+    training (which imports no ROS) writes the bundle, the vla-il command asks the running node to swap it in."""
+    from tests.test_hg_dagger import _write_recording
+    from vla_il.cli import main
+
+    g = graph
+    assert wait_until(lambda: len(g.actions) > 5, 20)
+    recording = _write_recording(g.tmp / "rec" / "dataset", [[False, True, True, True, False, True, True, True]])
+    bundle = g.tmp / "hg"
+    assert main(["train", "dagger", "--dagger_mode", "human_gated", "--dataset", str(recording), "--bc_epochs", "2",
+                 "--eval_episodes", "0", "--batch_size", "4", "--hidden_dim", "16",
+                 "--output_dir", str(g.tmp / "hgrun"), "--export_bundle", str(bundle),
+                 "--load_policy_service", "/load_policy"]) == 0
+    # the node now drives with it (a policy id names the training run: its output folder)
+    assert wait_until(lambda: any(s.policy_id.startswith("hgrun-") for s in g.status[-5:]), 10), g.status[-1]
+    # without a bundle to load, the command refuses before training
+    assert main(["train", "dagger", "--dagger_mode", "human_gated", "--dataset", str(recording),
+                 "--load_policy_service", "/load_policy"]) == 2

@@ -11,7 +11,7 @@ import torch
 
 from tests.ros_harness import ROOT
 from tests.vla_fixtures import aloha_dataset
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, read_provenance
 from training.cli import run_il_cli
 from training.models.vla import VLAModel
 
@@ -60,7 +60,7 @@ def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path
     history = rows(bc)
     assert [r["val/loss"] for r in history if "val/loss" in r] and any("success_rate" in r for r in history)
     model, config, metrics = load_checkpoint(bc)
-    assert isinstance(model, VLAModel) and model.chunk_size == 5 and config.extra["dataset"] == str(aloha)
+    assert isinstance(model, VLAModel) and model.chunk_size == 5 and read_provenance(bc)["dataset"] == str(aloha)
     assert (bc / "learning_curves.png").exists() and (bc / "last/model.pt").exists()
 
     assert (
@@ -197,8 +197,7 @@ def test_ddp_with_two_cpu_processes_under_torchrun(aloha, tmp_path):
     frames = 3 * 40
     per_rank_steps = -(-frames // 2 // 16)  # each rank iterates its own half of the frames
     assert [r["step"] for r in rows(out) if "train/loss" in r] == [per_rank_steps, 2 * per_rank_steps]
-    _, config, _ = load_checkpoint(out)
-    assert config.extra["world_size"] == 2
+    assert read_provenance(out)["world_size"] == 2
     assert done.stdout.count("bc done") == 2 and not list(out.glob("*.tmp"))
 
 

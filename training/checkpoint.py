@@ -1,4 +1,5 @@
-"""Checkpoints: a folder with the weights, the policy's spec, the ILConfig and the metrics.
+"""Checkpoints: a folder with the weights, the policy's spec, the ILConfig, the metrics and the provenance
+(what the run trained on: env, task, dataset, the checkpoint it started from).
 
 Writes go to a temporary sibling folder that replaces the old one only when complete, so a failed
 or interrupted run never leaves a half checkpoint where a good one was.
@@ -16,7 +17,8 @@ from typing import Any
 import torch
 
 from training.config import ILConfig
-from training.models.policies import ILPolicy, build_policy
+from training.models.policies import ILPolicy
+from training.models.registry import build_policy
 
 
 class CheckpointError(ValueError):
@@ -24,7 +26,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(directory: Path, policy: ILPolicy, config: ILConfig, metrics: dict[str, Any] | None = None,
-                    extra_modules: dict[str, torch.nn.Module] | None = None) -> Path:
+                    extra_modules: dict[str, torch.nn.Module] | None = None,
+                    provenance: dict[str, Any] | None = None) -> Path:
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -34,6 +37,7 @@ def save_checkpoint(directory: Path, policy: ILPolicy, config: ILConfig, metrics
         torch.save(module.state_dict(), tmp / f"{name}.pt")
     (tmp / "policy.json").write_text(json.dumps(policy.spec(), indent=2))
     (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2, default=float))
+    (tmp / "provenance.json").write_text(json.dumps(provenance or {}, indent=2, default=str))
     config.save(tmp)
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -44,11 +48,29 @@ def save_checkpoint(directory: Path, policy: ILPolicy, config: ILConfig, metrics
     return directory
 
 
-def load_checkpoint(directory: Path, expect: dict[str, Any] | None = None) -> tuple[ILPolicy, ILConfig, dict]:
-    """Rebuild the policy from a checkpoint; `expect` names spec fields that must match (e.g. obs_dim)."""
+def checkpoint_dir(directory: Path) -> Path:
+    """The checkpoint folder `directory` names: itself, or an output_dir's best/."""
     directory = Path(directory)
     if (directory / "best").is_dir() and not (directory / "model.pt").exists():
-        directory = directory / "best"  # an output_dir: take its best checkpoint
+        return directory / "best"
+    return directory
+
+
+def read_provenance(directory: Path) -> dict[str, Any]:
+    """What a checkpoint's run trained on (env, task, dataset, ...): its provenance.json, or for a checkpoint
+    written before there was one, the `extra` its config.json carried."""
+    directory = checkpoint_dir(directory)
+    if (directory / "provenance.json").exists():
+        return _read_json(directory / "provenance.json")
+    if (directory / "config.json").exists():
+        extra = _read_json(directory / "config.json").get("extra")
+        return dict(extra) if isinstance(extra, dict) else {}
+    return {}
+
+
+def load_checkpoint(directory: Path, expect: dict[str, Any] | None = None) -> tuple[ILPolicy, ILConfig, dict]:
+    """Rebuild the policy from a checkpoint; `expect` names spec fields that must match (e.g. obs_dim)."""
+    directory = checkpoint_dir(directory)
     for name in ("model.pt", "policy.json", "config.json"):
         if not (directory / name).exists():
             raise CheckpointError(f"{directory} is not a vla-il checkpoint: {name} is missing")

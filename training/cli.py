@@ -7,90 +7,16 @@ Every ILConfig field is a flag of the same name (--bc_epochs, --dagger_beta_sche
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from training.argtypes import add_dataclass_arguments, output_dir
 from training.config import ILConfig
 
 METHODS = ("bc", "dagger", "gail")
 _CONSTRUCTORS = {"bc": ILConfig.behavioral_cloning, "dagger": ILConfig.dagger, "gail": ILConfig.gail}
-
-
-# --- argument types shared by the command lines: a count or a path that makes no sense is a usage error
-def positive_int(text: str) -> int:
-    """An integer >= 1 (episodes, workers, sizes)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """An integer >= 0 (seeds, optional counts)."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _number(text, float)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in [0, 1)."""
-    value = _number(text, float)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1]."""
-    value = _number(text, float)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def output_dir(text: str) -> Path:
-    """A directory to write into: it may exist (the command decides about overwriting), but not as a file."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} exists and is not a directory")
-    return path
-
-
-def _number(text: str, kind: type) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if kind is float and value != value:  # NaN compares false with every bound: refuse it by name
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-    return value
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser(method: str) -> argparse.ArgumentParser:
@@ -106,20 +32,9 @@ def build_parser(method: str) -> argparse.ArgumentParser:
         g.add_argument("--export_bundle", type=output_dir, default=None,
                        help="export the trained policy to this bundle directory")
         g.add_argument("--load_policy_service", default=None,
-                       help="then ask the running policy node to load it (e.g. /load_policy)")
-    defaults = ILConfig()
-    for f in dataclasses.fields(ILConfig):
-        if f.name == "extra":
-            continue
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            kind = _parse_bool
-        elif f.name == "demo_filter_percentile":
-            kind = float
-        else:
-            kind = type(default)
-        metavar = "BOOL" if kind is _parse_bool else kind.__name__.upper()
-        parser.add_argument(f"--{f.name}", type=kind, default=None, metavar=metavar, help=f"(default: {default})")
+                       help="then ask the running policy node to load it (e.g. /load_policy; `vla-il train` only: "
+                            "it talks to the ROS graph)")
+    add_dataclass_arguments(parser.add_argument_group("ILConfig (the trainers' hyperparameters)"), ILConfig)
     from training.il.vla_cli import add_vla_arguments
 
     add_vla_arguments(parser)
@@ -154,18 +69,17 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     for dataset in [args.dataset, *getattr(args, "extra_dataset", [])]:
         if dataset is not None:
             check_dataset(dataset)
+    # what the run trains on, saved beside its checkpoints (provenance.json)
+    provenance = {"dataset": str(args.dataset) if args.dataset else None,
+                  "model_path": str(args.model_path) if args.model_path else None}
     if method == "dagger" and config.dagger_mode == "human_gated":
-        return _run_hg_dagger(args, config)
+        return _run_hg_dagger(args, config, provenance)
     from training.il.vla_cli import run_vla, wants_vla
 
     if wants_vla(args):  # images + instruction + state: the VLA's data path
-        config.extra.update({"dataset": str(args.dataset) if args.dataset else None,
-                             "model_path": str(args.model_path) if args.model_path else None})
-        return run_vla(method, args, config)
+        return run_vla(method, args, config, provenance)
     env_name = args.env or "CartPole-v1"
     env = make_env(env_name)
-    config.extra.update({"env": env_name, "dataset": str(args.dataset) if args.dataset else None,
-                         "model_path": str(args.model_path) if args.model_path else None})
     policy = None
     if args.model_path is not None:
         discrete, action_dim = action_info(env)
@@ -181,17 +95,18 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     if method == "bc":
         from training.il.behavioral_cloning import BehavioralCloning
 
-        trainer = BehavioralCloning(env, config, policy, env_name=env_name)
+        trainer = BehavioralCloning(env, config, policy, env_name=env_name, provenance=provenance)
         result = trainer.train(expert_policy=expert, demonstrations=demos)
         trainer.close()
     elif method == "dagger":
         from training.il.dagger import DAgger
 
-        result = DAgger(env, expert, config, policy, env_name=env_name).train(initial_demonstrations=demos)["final"]
+        result = DAgger(env, expert, config, policy, env_name=env_name,
+                        provenance=provenance).train(initial_demonstrations=demos)["final"]
     else:
         from training.il.gail import GAIL
 
-        trainer = GAIL(env, config, policy, env_name=env_name)
+        trainer = GAIL(env, config, policy, env_name=env_name, provenance=provenance)
         result = trainer.train(expert_policy=expert if demos is None else None, expert_demonstrations=demos)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
@@ -214,21 +129,21 @@ def check_dataset(root: Path) -> None:
         raise ValueError(f"{root} holds no episodes (an empty dataset: record or collect some first)")
 
 
-def _run_hg_dagger(args: argparse.Namespace, config: ILConfig) -> dict[str, Any]:
-    """HG-DAgger from recorded datasets: train on the expert's segments, export, hot-load."""
+def _run_hg_dagger(args: argparse.Namespace, config: ILConfig, provenance: dict[str, Any]) -> dict[str, Any]:
+    """HG-DAgger from recorded datasets: train on the expert's segments, export."""
     from training.checkpoint import load_checkpoint
-    from training.il.hg_dagger import HGDAgger, export_and_load
+    from training.il.hg_dagger import HGDAgger, export_bundle
 
     if args.dataset is None:
         raise ValueError("--dagger_mode human_gated needs --dataset (the recording: <record_dir>/dataset)")
+    if args.load_policy_service:  # `vla-il train` takes it off the command line and hot-loads after training
+        raise ValueError("--load_policy_service talks to the ROS graph: run this as `vla-il train dagger ...`")
     env_name = args.env or "aloha:transfer_cube"
-    config.extra.update({"env": env_name, "dataset": str(args.dataset),
-                         "model_path": str(args.model_path) if args.model_path else None})
     policy = load_checkpoint(args.model_path)[0] if args.model_path is not None else None
-    trainer = HGDAgger(config, policy, env_name=env_name)
+    trainer = HGDAgger(config, policy, env_name=env_name, provenance=provenance)
     result = trainer.train([args.dataset, *args.extra_dataset])
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
     if args.export_bundle is not None:
-        print(export_and_load(Path(config.output_dir) / "best", args.export_bundle, args.load_policy_service))
+        print(export_bundle(Path(config.output_dir) / "best", args.export_bundle))
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ class ILConfig:
     eval_episodes: int = 20
     output_dir: str = "./output/il"
     use_wandb: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # provenance the trainers add (env, dataset, ...)
 
     def __post_init__(self) -> None:
         positive_ints = ("bc_epochs", "batch_size", "hidden_dim", "ensemble_size", "dagger_iterations",
@@ -173,6 +172,7 @@ class ILConfig:
         if path.is_dir():
             path = path / "config.json"
         data = json.loads(path.read_text())
+        data.pop("extra", None)  # checkpoints written before provenance.json kept it here (read_provenance)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -181,4 +181,4 @@ class ILConfig:
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        return [f.name for f in dataclasses.fields(cls)]

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.cli import (
+from training.argtypes import (
     fraction,
     nonnegative_float,
     nonnegative_int,
@@ -364,9 +364,29 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.cli import run_il_cli
+    """The trainer's command line; with --load_policy_service (and --export_bundle), the bundle it exported is
+    then hot-loaded into the running policy node: the ROS side of the command, kept out of training/."""
+    from training.cli import build_parser, run_il_cli
 
-    return run_il_cli(args.method, args.rest)
+    hot = argparse.ArgumentParser(add_help=False)
+    hot.add_argument("--load_policy_service", default=None)
+    known, rest = hot.parse_known_args(args.rest)
+    service = known.load_policy_service
+    bundle = build_parser(args.method).parse_args(rest).export_bundle if service else None
+    if service and bundle is None:
+        raise UsageError("--load_policy_service needs --export_bundle (the bundle to load)")
+    code = run_il_cli(args.method, rest)
+    if code != 0 or not service:
+        return code
+    from vla_il.rosgraph import call_load_policy
+
+    # absolute: the node resolves a relative path in its own bundle_dir, not in our working directory
+    ok, reply = call_load_policy(service, str(Path(bundle).resolve()))
+    if not ok:
+        raise UsageError(f"{service} refused {bundle}: {reply} (the node loads bundles only from under its "
+                         "bundle_dir parameter)")
+    print(f"{service}: {reply}")
+    return 0
 
 
 def _import_bag(args: argparse.Namespace) -> int:

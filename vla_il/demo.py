@@ -232,10 +232,10 @@ def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | No
         bc_early_stopping=cfg.early_stopping_after is not None, bc_early_stopping_after=cfg.early_stopping_after or 0.0,
         hidden_dim=cfg.hidden_dim, ensemble_size=cfg.ensemble, action_chunk_size=cfg.chunk_size,
         temporal_aggregation=cfg.chunk_size > 1, action_residual=cfg.residual,
-        eval_episodes=0, output_dir=str(out), extra={"env": env_name, "demo": True},
+        eval_episodes=0, output_dir=str(out),
     )
     policy = load_checkpoint(previous)[0] if previous is not None else None
-    trainer = HGDAgger(config, policy, env_name=env_name)
+    trainer = HGDAgger(config, policy, env_name=env_name, provenance={"demo": True})
     trainer.train(datasets)
     return out / "best", trainer.stats.labels
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, read_provenance
 from training.export.bundle import SCHEMA_VERSION, BundleError, BundleSpec, check_graph, file_sha256, read_bundle
 from training.models.policies import MLPPolicy
 
@@ -66,7 +66,8 @@ def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, over
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BundleError(f"{out} exists and is not empty (choose another --out, or overwrite)")
     policy.eval()
-    components, joint_names, fps = _robot_io(config.extra.get("env"), policy.obs_dim, policy.action_dim)
+    provenance = read_provenance(checkpoint)
+    components, joint_names, fps = _robot_io(provenance.get("env"), policy.obs_dim, policy.action_dim)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -110,8 +111,8 @@ def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, over
         "normalization": {"folded_into_graph": True,
                           "obs_mean": policy.obs_mean.tolist(), "obs_std": policy.obs_std.tolist(),
                           "action_mean": policy.act_mean.tolist(), "action_std": policy.act_std.tolist()},
-        "provenance": {"checkpoint": str(Path(checkpoint).resolve()), "dataset": config.extra.get("dataset"),
-                       "env": config.extra.get("env"), "config": config.to_dict(), "metrics": metrics,
+        "provenance": {"checkpoint": str(Path(checkpoint).resolve()), "dataset": provenance.get("dataset"),
+                       "env": provenance.get("env"), "config": config.to_dict(), "metrics": metrics,
                        "git_commit": _git_commit(), "exported_at": dt.datetime.now(dt.UTC).isoformat()},
         "parity": {"max_abs_diff": max_diff, "tolerance": tolerance, "samples": len(states)},
         "onnx": {"file": "policy.onnx", "opset": OPSET, "sha256": sha},

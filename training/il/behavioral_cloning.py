@@ -44,8 +44,11 @@ class BehavioralCloning:
     """BC on an env (expert rollouts or given demonstrations), for any ILPolicy."""
 
     def __init__(self, env=None, config: ILConfig | None = None, policy: ILPolicy | None = None,
-                 use_wandb: bool | None = None, env_name: str | None = None, run_name: str = "bc") -> None:
+                 use_wandb: bool | None = None, env_name: str | None = None, run_name: str = "bc",
+                 provenance: dict[str, Any] | None = None) -> None:
         self.config = config or ILConfig.behavioral_cloning()
+        # what the run trains on (dataset, the checkpoint it started from, ...): saved as provenance.json
+        self.provenance: dict[str, Any] = dict(provenance or {})
         if use_wandb is not None:
             self.config.use_wandb = use_wandb
         self.env_name = env_name or (env.spec.id if env is not None and env.spec is not None else None)
@@ -192,15 +195,15 @@ class BehavioralCloning:
         return PolicyActor(self.policy, c.temporal_aggregation, c.temporal_aggregation_k, device=self.device)
 
     def save_last(self, metrics: dict[str, Any]) -> None:
-        save_checkpoint(self.output_dir / "last", self.policy, self.config, metrics)
+        save_checkpoint(self.output_dir / "last", self.policy, self.config, metrics, provenance=self._provenance())
 
     def save(self, metrics: dict[str, Any]) -> None:
         """best/ when this policy is the best so far (evaluation return, else -val/loss); the curves."""
-        self.config.extra.setdefault("env", self.env_name)
         score = metrics.get("mean_reward", -metrics.get("val/loss", metrics.get("train/loss", math.inf)))
         if score >= self.best_score:
             self.best_score = score
-            save_checkpoint(self.output_dir / "best", self.policy, self.config, metrics)
+            save_checkpoint(self.output_dir / "best", self.policy, self.config, metrics,
+                            provenance=self._provenance())
         if self.logger is not None:
             self.logger.plot()
 
@@ -209,6 +212,9 @@ class BehavioralCloning:
             self.logger.close()
 
     # ------------------------------------------------------------------ helpers
+    def _provenance(self) -> dict[str, Any]:
+        return {"env": self.env_name, **self.provenance}
+
     def _log(self, values: dict[str, float]) -> None:
         if self.logger is None:
             self.logger = MetricsLogger(self.output_dir, self.run_name, self.config.use_wandb, self.config.to_dict())
@@ -269,16 +275,16 @@ class VLABehavioralCloning(BehavioralCloning):
         eval_task: str | None = None,
         run_name: str = "vla_bc",
         eval_episode_length: int = 400,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         self.rank, self.world, local_rank = init_distributed()
         config = config or ILConfig.behavioral_cloning()
         if config.device == "auto" and torch.cuda.is_available():
             config.device = f"cuda:{local_rank}"
-        super().__init__(env=None, config=config, policy=model, use_wandb=use_wandb, run_name=run_name)
+        super().__init__(env=None, config=config, policy=model, use_wandb=use_wandb, run_name=run_name,
+                         provenance={"dataset": dataset_name, "task": eval_task, "policy": "vla",
+                                     "world_size": self.world, **(provenance or {})})
         self.dataset_name, self.eval_task, self.eval_episode_length = dataset_name, eval_task, eval_episode_length
-        self.config.extra.update(
-            {"dataset": dataset_name, "task": eval_task, "policy": "vla", "world_size": self.world}
-        )
         self.env_name = f"aloha:{eval_task}" if eval_task else None
         self._ddp: nn.Module | None = None
         # A model from a checkpoint keeps its statistics; a fresh one takes the dataset's.

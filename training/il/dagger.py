@@ -40,12 +40,14 @@ def get_beta(iteration: int, schedule: str, initial_beta: float, num_iterations:
 
 class DAgger:
     def __init__(self, env=None, expert_policy=None, config: ILConfig | None = None, policy: ILPolicy | None = None,
-                 use_wandb: bool | None = None, env_name: str | None = None) -> None:
+                 use_wandb: bool | None = None, env_name: str | None = None,
+                 provenance: dict[str, Any] | None = None) -> None:
         if expert_policy is None:
             raise ValueError("DAgger needs an expert_policy to label the states the learner visits")
         self.config = config or ILConfig.dagger()
         self.expert = expert_policy
-        self.bc = BehavioralCloning(env, self.config, policy, use_wandb, env_name, run_name="dagger")
+        self.bc = BehavioralCloning(env, self.config, policy, use_wandb, env_name, run_name="dagger",
+                                    provenance=provenance)
         self.env = self.bc.env
         discrete, _ = action_info(self.env)
         obs_dim = self.env.observation_space.shape[0]
@@ -114,6 +116,7 @@ class VLADAgger:
         use_wandb: bool | None = None,
         dataset_name: str | None = None,
         episode_length: int = 400,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         from sim.experts import make_expert
         from training.il.vla_rollouts import RolloutDataset
@@ -127,6 +130,7 @@ class VLADAgger:
             eval_task=task,
             run_name="vla_dagger",
             eval_episode_length=episode_length,
+            provenance=provenance,
         )
         self.task, self.dataset, self.val_dataset = task, dataset, val_dataset
         self.expert = expert or make_expert(task)

@@ -124,6 +124,7 @@ class GAILLoop:
     device: str
     disc: Discriminator
     envs: list
+    provenance: dict[str, Any]  # what the run trains on: saved as provenance.json beside each checkpoint
     run_name = "gail"
 
     # ------------------------------------------------------------------ the policy side (hooks)
@@ -344,11 +345,11 @@ class GAILLoop:
     def save(self, metrics: dict[str, Any]) -> None:
         """last/ always; best/ when the evaluation return is the best so far (without evaluation: the latest)."""
         extra = self.checkpoint_modules()
-        save_checkpoint(self.output_dir / "last", self.policy, self.config, metrics, extra)
+        save_checkpoint(self.output_dir / "last", self.policy, self.config, metrics, extra, self.provenance)
         score = metrics.get("mean_reward", -math.inf)
         if score >= self.best_return:
             self.best_return = score
-            save_checkpoint(self.output_dir / "best", self.policy, self.config, metrics, extra)
+            save_checkpoint(self.output_dir / "best", self.policy, self.config, metrics, extra, self.provenance)
 
 
 # ---------------------------------------------------------------------- an MLP on a gymnasium env
@@ -356,12 +357,14 @@ class GAIL(GAILLoop):
     """GAIL for an MLP actor-critic on a gymnasium env (the env given, plus ppo_num_envs - 1 copies)."""
 
     def __init__(self, env=None, config: ILConfig | None = None, policy: ActorCritic | MLPPolicy | None = None,
-                 use_wandb: bool | None = None, env_name: str | None = None) -> None:
+                 use_wandb: bool | None = None, env_name: str | None = None,
+                 provenance: dict[str, Any] | None = None) -> None:
         self.config = config or ILConfig.gail()
         if use_wandb is not None:
             self.config.use_wandb = use_wandb
         self.env_name = env_name or (env.spec.id if env is not None and env.spec is not None else None)
         self.env = env if env is not None else make_env(env_name)
+        self.provenance = {"env": self.env_name, **(provenance or {})}
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.discrete, self.action_dim = action_info(self.env)
@@ -496,10 +499,6 @@ class GAIL(GAILLoop):
         stats = run_batched_episodes(self._eval_envs, n, act, seed=10_000)
         return {"mean_reward": stats["mean_reward"], "success_rate": stats["success_rate"]}
 
-    def _start(self) -> None:
-        super()._start()
-        self.config.extra.setdefault("env", self.env_name)
-
 
 # ---------------------------------------------------------------------- the VLA in the simulated ALOHA
 class VLAGAIL(GAILLoop):
@@ -514,7 +513,8 @@ class VLAGAIL(GAILLoop):
     run_name = "vla_gail"
 
     def __init__(self, model: VLAModel, config: ILConfig | None = None, task: str = "transfer_cube",
-                 use_wandb: bool | None = None, dataset_name: str | None = None, episode_length: int = 400) -> None:
+                 use_wandb: bool | None = None, dataset_name: str | None = None, episode_length: int = 400,
+                 provenance: dict[str, Any] | None = None) -> None:
         from training.distributed import init_distributed
 
         self.config = config or ILConfig.gail()
@@ -533,7 +533,7 @@ class VLAGAIL(GAILLoop):
         feat_dim = model.vision.config.hidden_size * len(model.cameras)
         self.disc = Discriminator(feat_dim + model.state_dim, model.action_dim,
                                   self.config.gail_disc_hidden_dim).to(self.device)
-        self.config.extra.update({"dataset": dataset_name, "task": task, "policy": "vla"})
+        self.provenance = {"dataset": dataset_name, "task": task, "policy": "vla", **(provenance or {})}
         self.envs: list = []
 
     @property

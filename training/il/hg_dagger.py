@@ -120,11 +120,12 @@ class HGDAgger:
     """Train on the expert's recorded labels, continuing from `policy` (the previous round's)."""
 
     def __init__(self, config: ILConfig | None = None, policy=None, env_name: str | None = None,
-                 use_wandb: bool | None = None) -> None:
+                 use_wandb: bool | None = None, provenance: dict[str, Any] | None = None) -> None:
         from training.il.behavioral_cloning import BehavioralCloning
 
         self.config = config or ILConfig.dagger(dagger_mode="human_gated")
-        self.bc = BehavioralCloning(None, self.config, policy, use_wandb, env_name, run_name="hg_dagger")
+        self.bc = BehavioralCloning(None, self.config, policy, use_wandb, env_name, run_name="hg_dagger",
+                                    provenance=provenance)
         self.stats = LabelStats()
 
     @property
@@ -133,26 +134,17 @@ class HGDAgger:
 
     def train(self, datasets: list[Path]) -> dict[str, Any]:
         demos, self.stats = load_rounds([Path(d) for d in datasets], self.config)
-        self.config.extra["datasets"] = [str(d) for d in datasets]
+        self.bc.provenance["datasets"] = [str(d) for d in datasets]
         result = self.bc.fit(demos, self.config.bc_epochs, extra_metrics={
             **self.stats.as_metrics(), "dagger/dataset_size": float(len(demos))})
         self.bc.close()
         return result
 
 
-def export_and_load(checkpoint: Path, bundle: Path, service: str | None = None, timeout_s: float = 10.0) -> str:
-    """Export a checkpoint to a bundle; with `service`, ask a running policy node to load it."""
+def export_bundle(checkpoint: Path, bundle: Path) -> str:
+    """Export a checkpoint to a bundle (replacing one there); a line saying so. Hot-loading it into a running
+    policy node is the ROS side's: `vla-il train dagger ... --load_policy_service` (vla_il.rosgraph)."""
     from training.export.onnx_export import export_checkpoint
 
     spec, diff = export_checkpoint(checkpoint, bundle, overwrite=True)
-    message = f"exported {bundle} (parity {diff:.1e})"
-    if service:
-        from vla_il.rosgraph import call_load_policy
-
-        # absolute: the node resolves a relative path in its own bundle_dir, not in our working directory
-        ok, reply = call_load_policy(service, str(Path(bundle).resolve()), timeout_s)
-        if not ok:
-            raise RuntimeError(f"{service} refused {bundle}: {reply} (the node loads bundles only from under its "
-                               "bundle_dir parameter)")
-        message += f"; {service}: {reply}"
-    return message
+    return f"exported {bundle} (parity {diff:.1e})"

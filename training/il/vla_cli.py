@@ -18,10 +18,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.cli import nonnegative_float, nonnegative_int, positive_int, unit_interval
+from training.argtypes import add_dataclass_arguments, nonnegative_float, nonnegative_int, positive_int, unit_interval
 from training.config import ILConfig
+from training.models.vla_config import VLAConfig
 
 DEFAULT_CHUNK = 10
+# VLAConfig fields that are flags of the same name (the rest come from the data or the preset); the earlier
+# --vla_* names still work
+VLA_FLAGS = ("action_head", "flow_steps", "max_instruction_tokens", "freeze_vision", "freeze_llm",
+             "llm_train_last_n_layers", "lora_rank", "lora_alpha", "gradient_checkpointing", "precision",
+             "aux_state_weight", "state_dropout")
+VLA_ALIASES = {"action_head": ["--vla_action_head"], "aux_state_weight": ["--vla_aux_state_weight"],
+               "state_dropout": ["--vla_state_dropout"]}
+VLA_TYPES = {"flow_steps": positive_int, "max_instruction_tokens": positive_int, "llm_train_last_n_layers":
+             nonnegative_int, "lora_rank": nonnegative_int, "lora_alpha": positive_int,
+             "aux_state_weight": nonnegative_float, "state_dropout": unit_interval}
+
+VLA_HELP = {
+    "aux_state_weight": "> 0: a training-only head predicts the recorded object poses (observation."
+    "environment_state) from the decoder, weighted this much in the loss (sim datasets; default: no such head)",
+    "state_dropout": "fraction of training samples that see a learned 'no state' token instead of the robot state "
+    "(so the model learns to see the scene, not to read it off the arm); 1.0: vision only (default: 0.0)",
+}
 
 
 def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +62,6 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("H", "W"),
         help="image size the VLA takes (resized from the dataset's, with a log line)",
     )
-    g.add_argument("--vla_action_head", choices=["regression", "flow_matching"], default="regression")
     g.add_argument("--vla_hidden", type=positive_int, default=64, help="width of the tiny preset")
     g.add_argument("--vla_layers", type=positive_int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
     g.add_argument(
@@ -53,26 +70,8 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
         default=8,
         help="the tiny preset's SigLIP patch size in pixels (16 at 96x128: the tokens of 8 at 48x64, finer pixels)",
     )
-    g.add_argument(
-        "--vla_aux_state_weight",
-        type=nonnegative_float,
-        default=0.0,
-        help="> 0: a training-only head predicts the recorded object poses (observation.environment_state) "
-        "from the decoder, weighted this much in the loss (sim datasets)",
-    )
-    g.add_argument(
-        "--vla_state_dropout",
-        type=unit_interval,
-        default=0.0,
-        help="fraction of training samples that see a learned 'no state' token instead of the robot state "
-        "(so the model learns to see the scene, not to read it off the arm); 1.0: vision only, the state is "
-        "never used, in training or at run time",
-    )
-    g.add_argument("--freeze_vision", action="store_true")
-    g.add_argument("--freeze_llm", action="store_true")
-    g.add_argument("--llm_train_last_n_layers", type=nonnegative_int, default=0)
-    g.add_argument("--lora_rank", type=nonnegative_int, default=0)
-    g.add_argument("--gradient_checkpointing", action="store_true")
+    v = parser.add_argument_group("VLAConfig (a new model's)")
+    add_dataclass_arguments(v, VLAConfig, VLA_FLAGS, aliases=VLA_ALIASES, types_=VLA_TYPES, helps=VLA_HELP)
     g.add_argument(
         "--action_key",
         default="action",
@@ -115,7 +114,8 @@ def wants_vla(args: argparse.Namespace) -> bool:
     )
 
 
-def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str, Any]:
+def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
+            provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     from training.checkpoint import load_checkpoint
     from training.datasets.lerobot_dataset import LeRobotVLADataset, create_lerobot_dataloader
     from training.distributed import init_distributed
@@ -158,18 +158,12 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
             cameras=train_ds.cameras,
             image_size=train_ds.image_size,
             chunk_size=config.action_chunk_size,
-            action_head=args.vla_action_head,
-            freeze_vision=args.freeze_vision,
-            freeze_llm=args.freeze_llm,
-            llm_train_last_n_layers=args.llm_train_last_n_layers,
-            lora_rank=args.lora_rank,
-            gradient_checkpointing=args.gradient_checkpointing,
-            state_dropout=args.vla_state_dropout,
+            **{f: getattr(args, f) for f in VLA_FLAGS if getattr(args, f) is not None and f != "aux_state_weight"},
         )
-        if args.vla_aux_state_weight > 0:
+        if args.aux_state_weight:
             if not train_ds.env_state_dim:
-                raise ValueError(f"--vla_aux_state_weight: {args.dataset} has no observation.environment_state")
-            shape.update(aux_state_dim=train_ds.env_state_dim, aux_state_weight=args.vla_aux_state_weight)
+                raise ValueError(f"--aux_state_weight: {args.dataset} has no observation.environment_state")
+            shape.update(aux_state_dim=train_ds.env_state_dim, aux_state_weight=args.aux_state_weight)
         if args.vision_model_name or args.llm_model_name or args.vla == "pretrained":
             model = VLAModel(
                 args.vision_model_name or "google/siglip-base-patch16-224",
@@ -196,7 +190,8 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
         if train_ds is None:
             raise ValueError("VLA BC needs --dataset")
         trainer = VLABehavioralCloning(
-            model, config, dataset_name=name, eval_task=eval_task, eval_episode_length=args.episode_length
+            model, config, dataset_name=name, eval_task=eval_task, eval_episode_length=args.episode_length,
+            provenance=provenance,
         )
         result = trainer.train(loader(train_ds), loader(val_ds, False) if val_ds is not None else None)
         trainer.close()
@@ -209,9 +204,11 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig) -> dict[str
             val_dataset=val_ds,
             dataset_name=name,
             episode_length=args.episode_length,
+            provenance=provenance,
         ).train()["final"]
     else:
-        trainer = VLAGAIL(model, config, task, dataset_name=name, episode_length=args.episode_length)
+        trainer = VLAGAIL(model, config, task, dataset_name=name, episode_length=args.episode_length,
+                          provenance=provenance)
         expert_data = train_ds if train_ds is not None else expert_rollouts(model, task, config, args.episode_length)
         result = trainer.train(loader(expert_data))
     if rank == 0:

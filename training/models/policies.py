@@ -249,16 +249,3 @@ class ActorCritic(nn.Module):
         if self.actor.discrete:
             return action
         return (action - self.actor.act_mean) / self.actor.act_std
-
-
-def build_policy(spec: dict[str, Any]) -> ILPolicy:
-    """Rebuild a policy module from its spec (checkpoints)."""
-    kind = spec.get("class")
-    args = {k: v for k, v in spec.items() if k != "class"}
-    if kind == "MLPPolicy":
-        return MLPPolicy(**args)
-    if kind == "VLAModel":
-        from training.models.vla import VLAModel
-
-        return VLAModel.from_spec(args)
-    raise ValueError(f"unknown policy class {kind!r} in checkpoint spec")

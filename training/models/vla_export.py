@@ -56,13 +56,16 @@ def export_vla(
     name: str | None = None,
     instruction: str | None = None,
     tolerance: float = 1e-4,
+    provenance: dict[str, Any] | None = None,
 ):
-    """Write the bundle into `out` (which must not hold one); return its spec and the parity max abs diff."""
+    """Write the bundle into `out` (which must not hold one); return its spec and the parity max abs diff.
+    `provenance`: the checkpoint's (its task names the instruction baked in, unless `instruction` is given)."""
     import onnxruntime as ort
 
     from sim.aloha.robot import JOINT_NAMES
     from training.export.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
 
+    provenance = provenance or {}
     if policy.config.action_head != "regression":
         raise BundleError("only the regression head exports to ONNX (flow matching samples noise at inference)")
     if policy.action_dim != len(JOINT_NAMES) or policy.state_dim != len(JOINT_NAMES):
@@ -73,7 +76,7 @@ def export_vla(
     if instruction is None:
         from sim.aloha.tasks import get_task
 
-        instruction = get_task(config.extra.get("task") or "transfer_cube").instruction
+        instruction = get_task(provenance.get("task") or "transfer_cube").instruction
     policy.eval()
     wrapper = BakedInstructionVLA(policy, instruction).eval()
     cams = [f"image_{c}" for c in policy.cameras]
@@ -142,7 +145,7 @@ def export_vla(
         },
         "provenance": {
             "checkpoint": str(Path(checkpoint).resolve()),
-            "dataset": config.extra.get("dataset"),
+            "dataset": provenance.get("dataset"),
             "model": "VLAModel",
             "vla_config": {k: v for k, v in policy.spec()["config"].items() if k != "tokenizer_json"},
             "config": config.to_dict(),
@@ -162,10 +165,11 @@ def export_vla_checkpoint(
     checkpoint: Path, out: Path, name: str | None = None, instruction: str | None = None, overwrite: bool = False
 ):
     """Load a VLA checkpoint and export it (atomic: a temporary folder renamed into place)."""
-    from training.checkpoint import load_checkpoint
+    from training.checkpoint import load_checkpoint, read_provenance
     from training.export.bundle import BundleError, read_bundle
 
     policy, config, metrics = load_checkpoint(checkpoint)
+    provenance = read_provenance(checkpoint)
     if not isinstance(policy, VLAModel):
         raise BundleError(f"{checkpoint} holds a {type(policy).__name__}, not a VLAModel")
     out = Path(out)
@@ -174,7 +178,8 @@ def export_vla_checkpoint(
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _, diff = export_vla(policy, config, metrics, Path(checkpoint), tmp, name, instruction)
+        _, diff = export_vla(policy, config, metrics, Path(checkpoint), tmp, name, instruction,
+                             provenance=provenance)
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,6 +12,7 @@ Any ILPolicy trains here (the MLP, a chunking policy, the VLA through its own da
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,6 +248,14 @@ class BehavioralCloning:
 
 
 # ---------------------------------------------------------------------- the VLA
+@dataclass
+class DataLoaders:
+    """What VLABehavioralCloning fits (BC's fit loop, its data): a training dataloader, an optional validation one."""
+
+    train: torch.utils.data.DataLoader
+    val: torch.utils.data.DataLoader | None = None
+
+
 class _PolicyLoss(nn.Module):
     """DDP wraps a module's forward: this one's forward is the policy's loss."""
 
@@ -296,10 +305,13 @@ class VLABehavioralCloning(BehavioralCloning):
 
     def train(self, dataloader, val_dataloader=None) -> dict[str, Any]:
         """bc_epochs over `dataloader`, validating on `val_dataloader`; best/ and last/ in output_dir."""
-        return self.fit((dataloader, val_dataloader), self.config.bc_epochs)
+        return self.fit(DataLoaders(dataloader, val_dataloader), self.config.bc_epochs)
 
-    def prepare(self, data) -> None:
-        train_dl, val_dl = data if isinstance(data, tuple) else (data, None)
+    def prepare(self, data: DataLoaders) -> None:
+        """BC's fit loop calls this with its data: here a training dataloader and an optional validation one."""
+        if not isinstance(data, DataLoaders):
+            raise TypeError(f"VLABehavioralCloning fits DataLoaders(train, val), got {type(data).__name__}")
+        train_dl, val_dl = data.train, data.val
         if len(train_dl.dataset) == 0:
             raise TrainingError("no frames to train on (an empty dataset or split)")
         self._train, self._val = train_dl, val_dl

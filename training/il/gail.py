@@ -384,9 +384,10 @@ class GAIL(GAILLoop):
         self._eval_envs: list = []
 
     def _copy_env(self):
-        if self.env_name is None:
-            raise ValueError("ppo_num_envs > 1 needs an env made from a registered id (env.spec) to copy")
-        return make_env(self.env_name)
+        """Another env like the one given: made from its id, or a copy of it (an env without a registered id)."""
+        import copy
+
+        return make_env(self.env_name) if self.env_name is not None else copy.deepcopy(self.env)
 
     @property
     def policy(self) -> MLPPolicy:
@@ -486,9 +487,8 @@ class GAIL(GAILLoop):
         n = self.config.eval_episodes if episodes is None else episodes
         if n == 0:
             return {}
-        if not self._eval_envs:
-            self._eval_envs = [self.env] if self.env_name is None else [make_env(self.env_name)
-                                                                       for _ in range(min(8, n))]
+        if not self._eval_envs:  # envs of its own: the rollout's envs stay mid-episode
+            self._eval_envs = [self._copy_env() for _ in range(min(8, n))]
         actor = self.ac.actor
 
         @torch.no_grad()

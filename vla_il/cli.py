@@ -41,6 +41,7 @@ _USER_ERRORS = (
     ("training.datasets.writer", "DatasetExistsError"),
     ("training.il.behavioral_cloning", "TrainingError"),
     ("vla_il.profiles", "ProfileError"),
+    ("vla_il.view", "ViewError"),
 )
 
 
@@ -179,6 +180,25 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="the sim expert watches and takes over as in the demo's rounds (the gate of "
                          "config/teleop_sim_expert.yaml): reports the takeovers per episode the policy needs")
     ev.set_defaults(func=_eval)
+
+    view = sub.add_parser(
+        "view",
+        help="show a recorded dataset's episodes in rerun (cameras, joints, actions, who drove), or --summary",
+        description="Shows a LeRobot dataset's episodes in rerun: every camera, the measured joints, the command, "
+        "the expert's and the policy's proposals, who drove (a band while the expert did) and the outcome. "
+        "Without a display (or with --web) it serves the web viewer; --save writes an .rrd file instead.",
+    )
+    view.add_argument("dataset", type=Path)
+    view.add_argument("--episode", type=nonnegative_int, nargs="+", default=None,
+                      help="episodes to show (default: all)")
+    view.add_argument("--save", type=Path, default=None, help="write an .rrd file (open it with `rerun FILE`)")
+    view.add_argument("--web", action="store_true", help="serve the web viewer even where there is a display")
+    view.add_argument("--web-port", type=positive_int, default=9090)
+    view.add_argument("--summary", action="store_true",
+                      help="print per-episode frames, takeovers, expert share and success, and plot the takeovers")
+    view.add_argument("--plot", type=Path, default=Path("takeovers.png"),
+                      help="with --summary: the plot of takeovers per episode (default: takeovers.png)")
+    view.set_defaults(func=_view)
 
     export = sub.add_parser(
         "export",
@@ -360,6 +380,27 @@ def _export(args: argparse.Namespace) -> int:
         f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
         f"at {spec.fps:g} Hz; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
     )
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from vla_il import view
+
+    if args.summary:
+        rows = view.summarise(args.dataset)
+        print(view.summary_table(rows))
+        print(f"wrote {view.plot_takeovers(rows, args.plot)}")
+        return 0
+    print(view.view(args.dataset, args.episode, save=args.save, web=True if args.web else None,
+                    web_port=args.web_port), flush=True)
+    if args.save is None and (args.web or view.no_display()):
+        import time
+
+        try:
+            while True:  # the web viewer serves from this process
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -156,6 +156,20 @@ def _graph(context):
         remappings=[("command", command), ("joint_states", joint_states), *camera_remaps],
         output="screen",
     ))
+    display = LaunchConfiguration("display").perform(context).strip().lower()
+    if display not in ("true", "false", "1", "0", "yes", "no"):
+        raise RuntimeError(f"display:={display}: true or false")
+    if display in ("true", "1", "yes"):  # the live view: one more subscriber, off the control path
+        port = LaunchConfiguration("display_port").perform(context)
+        if not port.isdigit():
+            raise RuntimeError(f"display_port:={port}: a port number")
+        nodes.append(Node(
+            package="vla_il_nodes", executable="display_node", name="display_node",
+            parameters=[config("display_node.yaml"),
+                        {"cameras": [c["name"] for c in cameras] or [""], "web_port": int(port)}],
+            remappings=[("command", command), ("joint_states", joint_states), *camera_remaps],
+            output="screen",
+        ))
     return nodes
 
 def _exposure() -> list:
@@ -199,6 +213,11 @@ def generate_launch_description() -> LaunchDescription:
                               description="Where episodes are recorded (appended to what is there)."),
         DeclareLaunchArgument("mode", default_value="realtime",
                               description="realtime (50 Hz, like a robot) | lockstep (the sim steps per command)."),
+        DeclareLaunchArgument("display", default_value="false",
+                              description="true: the live view (rerun web viewer): cameras, joints, proposals, "
+                                          "who drives, takeovers, latency."),
+        DeclareLaunchArgument("display_port", default_value="9090",
+                              description="display:=true: the web viewer at http://localhost:<port>."),
         *_exposure(),
         OpaqueFunction(function=_graph),
     ])

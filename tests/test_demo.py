@@ -59,7 +59,7 @@ def test_demo_with_the_vla_runs_the_loop_from_pixels(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "vla_il", "demo", "--policy", "vla", "--image-size", "48", "64", "--demos", "2",
          "--rounds", "1", "--episodes-per-round", "2", "--eval-episodes", "1", "--epochs", "1", "--workers", "1",
-         "--out", str(out)],
+         "--display", "--display-port", "19090", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -79,3 +79,11 @@ def test_demo_with_the_vla_runs_the_loop_from_pixels(tmp_path):
     image = ds[len(ds) // 2]["observation.images.top"]
     assert image.shape == (3, 48, 64) and float(image.std()) > 0.01  # a rendered scene, not a blank frame
     assert "BC, equal labels" in done.stdout and "held-out" in done.stdout
+    # the live view ran beside the graph (--display): it showed the camera and saw the expert's takeovers
+    assert "live view: open http://localhost:19090" in done.stdout
+    view_log = next((out / "logs").glob("display_node-*.log")).read_text()
+    import re
+
+    shown = re.search(r"live view: (\d+) takeovers shown", view_log)
+    # it also saw the sim's first, unrecorded episode: at least the recorded episodes' takeovers
+    assert "live view of top" in view_log and shown and int(shown[1]) >= r1["interventions_per_episode"] * 2

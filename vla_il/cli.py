@@ -98,6 +98,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--vla-lora-rank", type=nonnegative_int, default=d.vla_lora_rank,
                       help="(vla, with --vla-backbones) LoRA adapters of this rank on the LLM, its base frozen")
     demo.add_argument("--vla-freeze-vision", action="store_true", help="(vla, with --vla-backbones)")
+    demo.add_argument("--display", action="store_true",
+                      help="the live view while the rounds run: cameras, joints, proposals, who drives, takeovers, "
+                           "latency, in rerun's web viewer (http://localhost:--display-port)")
+    demo.add_argument("--display-port", type=positive_int, default=d.display_port)
     demo.add_argument("--residual", action="store_true", help="predict joint targets relative to the joint positions")
     demo.add_argument("--epochs", type=positive_int, help="BC epochs; " + per_policy("epochs"))
     demo.add_argument("--round-init", choices=["scratch", "continue"],

@@ -82,6 +82,8 @@ class DemoConfig:
     # expert: from every state the expert labelled (the sim expert labels all of them: DAgger)
     labels: str = "intervention"
     workers: int = 2
+    display: bool = False  # the live view (rerun web viewer) of the graph while the rounds run
+    display_port: int = 9090
     episode_timeout_s: float = 60.0
     overwrite: bool = False
 
@@ -152,9 +154,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     _stage(3, "bring the ROS graph up (lockstep): sim_bridge, policy_node, intervention_mux, "
               "teleop_sim_expert, dagger_recorder")
     record_dir = out / "recording"
-    graph = SimGraph(cfg.task, bundle, record_dir, out / "logs", cameras=_cameras(cfg), image_size=cfg.image_size)
+    graph = SimGraph(cfg.task, bundle, record_dir, out / "logs", cameras=_cameras(cfg), image_size=cfg.image_size,
+                     display_port=cfg.display_port if cfg.display else None)
     try:
         graph.start()
+        if cfg.display:
+            print(f"live view: open http://localhost:{cfg.display_port} in a browser (display_node)")
         for k in range(1, cfg.rounds + 1):
             _stage(4, f"HG-DAgger round {k}/{cfg.rounds}: {cfg.episodes_per_round} episodes, the policy drives")
             t_round = time.monotonic()
@@ -305,8 +310,11 @@ class SimGraph:
     them; the bundle reads the ones it was trained on."""
 
     def __init__(self, task: str, bundle: Path, record_dir: Path, log_dir: Path, cameras: tuple[str, ...] = (),
-                 image_size: tuple[int, int] = (480, 640), episode_length: int | None = None) -> None:
+                 image_size: tuple[int, int] = (480, 640), episode_length: int | None = None,
+                 display_port: int | None = None) -> None:
+        """`display_port`: also start the live view (display_node), its web viewer on that port."""
         self.task, self.bundle, self.record_dir, self.log_dir = task, bundle, record_dir, log_dir
+        self.display_port = display_port
         self.cameras, self.image_size = tuple(cameras), tuple(image_size)
         self.episode_length = episode_length  # None: the sim's parameter file's
         self.nodes: dict[str, NodeProcess] = {}
@@ -335,6 +343,9 @@ class SimGraph:
             "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
                                                            **images}),
         }
+        if self.display_port is not None:
+            specs["display_node"] = (["display_node.yaml"], {"cameras": list(self.cameras) or [""],
+                                                             "web_port": self.display_port})
         for name, (files, params) in specs.items():
             self.nodes[name] = NodeProcess(name, self.log_dir, [self._params_file(name, files[0], params)])
         self.probe = Probe("vla_il_demo")

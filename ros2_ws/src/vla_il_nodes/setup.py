@@ -16,6 +16,7 @@ NODES = {
     "teleop_leader": "vla_il_nodes.teleop_leader:main",
     "camera_node": "vla_il_nodes.camera_node:main",
     "robot_adapter": "vla_il_nodes.robot_adapter:main",
+    "display_node": "vla_il_nodes.display_node:main",
 }
 
 setup(

@@ -220,7 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
+    from training.progress import tqdm
 
     args = parse_args(argv)
     out = Path(args.out)

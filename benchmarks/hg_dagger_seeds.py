@@ -275,10 +275,9 @@ def report(paths: list[Path], out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     from training.envs import make_env
     from training.experts import expert_for
+    from training.progress import tqdm
     from training.rollouts import run_episodes
 
     args = parse_args(argv)

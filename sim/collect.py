@@ -43,7 +43,8 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
         raise ValueError(f"action_noise must be >= 0 and noise_correlation in [0, 1), got {action_noise}, "
                          f"{noise_correlation}")
     import numpy as np
-    from tqdm import tqdm
+
+    from training.progress import tqdm
 
     env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
     expert = make_expert(task)

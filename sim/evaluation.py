@@ -286,6 +286,7 @@ class EpisodeResult:
     length: int
     interventions: int | None = None  # expert takeovers (a GatedPolicy ran), else None
     intervention_frames: int | None = None
+    clamped: dict[str, int] = field(default_factory=dict)  # steps whose action was clamped, per joint
 
 
 @dataclass
@@ -301,6 +302,15 @@ class EvalResult:
     @property
     def successes(self) -> int:
         return sum(e.success for e in self.episodes)
+
+    @property
+    def clamped(self) -> dict[str, int]:
+        """Steps whose action was clamped to the joint limits, per joint, over all episodes."""
+        total: dict[str, int] = {}
+        for e in self.episodes:
+            for k, v in e.clamped.items():
+                total[k] = total.get(k, 0) + v
+        return total
 
     @property
     def success_rate(self) -> float:
@@ -333,6 +343,7 @@ class EvalResult:
             "successes": self.successes,
             "success_rate": self.success_rate,
             "success_rate_wilson95": [lo, hi],
+            "clamped_steps": self.clamped,
             "mean_max_reward": float(np.mean([e.max_reward for e in self.episodes])) if self.n else 0.0,
             "mean_length": float(np.mean([e.length for e in self.episodes])) if self.n else 0.0,
             **gated,
@@ -352,6 +363,7 @@ class EvalResult:
 def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = None) -> EpisodeResult:
     obs, info = env.reset(seed=seed)
     reset_policy(policy, seed)
+    clamped_before = dict(getattr(env, "clamped", {}))
     steps = 0
     while True:
         obs, _reward, terminated, truncated, info = env.step(policy(obs, info))
@@ -362,7 +374,9 @@ def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = N
             break
     return EpisodeResult(seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps,
                          interventions=getattr(policy, "episode_interventions", None),
-                         intervention_frames=getattr(policy, "episode_intervention_frames", None))
+                         intervention_frames=getattr(policy, "episode_intervention_frames", None),
+                         clamped={k: v - clamped_before.get(k, 0) for k, v in getattr(env, "clamped", {}).items()
+                                  if v > clamped_before.get(k, 0)})
 
 
 def _worker(args: tuple) -> list[EpisodeResult]:
@@ -384,10 +398,11 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> EvalResult:
-    """Run one episode per seed; in `workers` processes (spawned: no GL context crosses a fork)."""
-    from tqdm import tqdm
+    """Run one episode per seed; in `workers` processes (spawned: no GL context crosses a fork). Clamped
+    actions are reported once, at the end, with their counts (not a warning per env)."""
+    from training.progress import tqdm
 
-    env_kwargs = {"cameras": (), "privileged": False, **(env_kwargs or {})}
+    env_kwargs = {"cameras": (), "privileged": False, **(env_kwargs or {}), "warn_clamp": False}
     result = EvalResult(task=task, policy=policy_name)
     seeds = list(seeds)
     bar = tqdm(total=len(seeds), desc=f"eval {task}", unit="ep", disable=not progress)
@@ -408,6 +423,13 @@ def evaluate(
                 bar.update(len(episodes))
         result.episodes.sort(key=lambda e: seeds.index(e.seed))
     bar.close()
+    clamped = result.clamped
+    if clamped:
+        import warnings
+
+        episodes = sum(1 for e in result.episodes if e.clamped)
+        warnings.warn(f"{policy_name} on {task}: actions clamped to the joint limits in {episodes} of {result.n} "
+                      f"episodes ({', '.join(f'{k} {v} steps' for k, v in sorted(clamped.items()))})", stacklevel=2)
     return result
 
 

@@ -31,6 +31,12 @@ def test_demo_runs_the_whole_loop(tmp_path):
         gated = r["extra"]["with_expert"]
         assert gated["episodes"] == 2 and r["help_per_episode"][0] == gated["interventions_per_episode"] >= 0
     assert "held-out" in done.stdout and "expert takeovers per episode" in done.stdout
+    # its output went to a pipe, as to a log file: progress as plain lines, no bar frames, there or in the
+    # nodes' logs; a warning with its count once per evaluation, not per episode
+    for text in (done.stdout, done.stderr, *(log.read_text() for log in (out / "logs").glob("*.log"))):
+        assert "\r" not in text and "it/s]" not in text
+    assert "eval transfer_cube: 2/2 ep," in done.stderr
+    assert done.stderr.count("clamping actions to the joint limits") == 0
 
     # the running policy node swapped in the round's bundle (no restart)
     policy_log = next((out / "logs").glob("policy_node-*.log")).read_text()

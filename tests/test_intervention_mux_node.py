@@ -77,3 +77,25 @@ def test_mux_refuses_a_malformed_parameter_naming_it(node_process):
     assert wait_until(lambda: bad.proc.poll() is not None, 15)
     assert bad.proc.returncode == 2
     assert "max_step: expected 14 values" in bad.log()
+
+
+def test_routine_limiting_is_logged_once_and_counted_at_exit(mux_graph):
+    """A step clipped again and again is one log line and a count at exit, not a line per onset; the
+    SafetyEvent topic still carries every firing."""
+    import re
+
+    g = mux_graph
+    assert wait_until(lambda: g.interventions and g.interventions[0].driver == "policy", 10)
+    far = list(HOME)
+    far[1] = HOME[1] + 0.5  # five max_steps away
+    for _ in range(3):  # three onsets: a step too far; then the policy asks for where the command is (cleared)
+        n = len(g.safety)
+        assert wait_until(lambda n=n: (g.obs.publish(joint_state(HOME)), g.policy.publish(joint_state(far)))
+                          and any(e.rule == "max_step" for e in g.safety[n:]), 5), g.mux.log()
+        assert wait_until(lambda: (g.obs.publish(joint_state(HOME)),
+                                   g.policy.publish(joint_state(list(g.commands[-1].position))))
+                          and len(g.commands) > 1 and g.commands[-1].position == g.commands[-2].position, 5)
+    assert g.mux.log().count("safety: max_step (policy)") == 1
+    assert g.mux.stop() == 0
+    counted = re.search(r"safety rule onsets this run: .*max_step \(policy\) (\d+)", g.mux.log())
+    assert counted and int(counted[1]) >= 3, g.mux.log()

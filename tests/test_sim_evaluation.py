@@ -32,6 +32,34 @@ class HoldStill:
         return robot.START_STATE.copy()
 
 
+class OpensTheGripperTooFar(HoldStill):
+    """Commands the left gripper past its limit on every step (a regressed gripper overshooting 0..1)."""
+
+    def __call__(self, obs, info):
+        action = robot.START_STATE.copy()
+        action[robot.GRIPPER_INDICES[0]] = robot.JOINT_UPPER[robot.GRIPPER_INDICES[0]] + 0.2
+        return action
+
+
+def test_clamped_actions_are_one_warning_with_their_counts_for_any_number_of_workers():
+    """Every episode clamps: one warning for the whole evaluation, with the count per joint, not one per env."""
+    import warnings
+
+    for workers in (1, 2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = evaluate("transfer_cube", OpensTheGripperTooFar, [1, 2, 3], policy_name="overshoot",
+                              workers=workers, env_kwargs={"episode_length": 10, "clamp_actions": True},
+                              progress=False)
+        clamping = [str(w.message) for w in caught if "clamp" in str(w.message)]
+        assert clamping == ["overshoot on transfer_cube: actions clamped to the joint limits in 3 of 3 episodes "
+                            "(left_gripper 30 steps)"], (workers, clamping)
+        assert result.clamped == {"left_gripper": 30} and result.summary()["clamped_steps"] == {"left_gripper": 30}
+    quiet = evaluate("transfer_cube", HoldStill, [1], env_kwargs={"episode_length": 5, "clamp_actions": True},
+                     progress=False)
+    assert quiet.clamped == {}
+
+
 def test_wilson_interval_known_values():
     lo, hi = wilson_interval(8, 10)
     assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)

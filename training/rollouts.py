@@ -65,7 +65,7 @@ def run_episodes(env: gym.Env, n: int, act: Act, seed: int, expert: Act | None =
     Returns the (state, label) pairs (labels: the expert's, or the executed action without an
     expert) and statistics: mean return, success rate where the env reports it, labels, env steps.
     """
-    from tqdm import tqdm
+    from training.progress import tqdm
 
     rng = rng or np.random.default_rng(seed)
     obs_list, act_list, ep_list, returns, successes, steps = [], [], [], {}, [], 0

@@ -483,6 +483,9 @@ def _not_yet(name: str, issue: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.progress import quiet_library_output
+
+    quiet_library_output()
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -417,7 +417,7 @@ class SimGraph:
         raise DemoError(f"{why}\n{tails}")
 
     def run_episodes(self, n: int, first_seed: int, timeout_s: float, desc: str) -> list[dict[str, Any]]:
-        from tqdm import tqdm
+        from training.progress import tqdm
 
         t = self._types
         results = []

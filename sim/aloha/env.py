@@ -49,8 +49,13 @@ class AlohaEnv(gym.Env):
         terminate_on_success: bool = True,
         render_effects: bool = False,
         render_mode: str | None = "rgb_array",
+        warn_clamp: bool = True,
     ) -> None:
+        """`warn_clamp`: warn (once) when clamp_actions clamps an action; `clamped` counts the steps per joint
+        either way, for a caller that reports them itself (an evaluation over many envs: one line)."""
         super().__init__()
+        self.warn_clamp = warn_clamp
+        self.clamped: dict[str, int] = {}
         self.task: Task = get_task(task)
         if episode_length <= 0:
             raise ValueError(f"episode_length must be positive, got {episode_length}")
@@ -173,7 +178,9 @@ class AlohaEnv(gym.Env):
                     f"action outside the joint limits for {', '.join(names)} "
                     "(create the env with clamp_actions=True to clamp instead)"
                 )
-            if not self._warned_clamp:
+            for name in names:
+                self.clamped[name] = self.clamped.get(name, 0) + 1
+            if self.warn_clamp and not self._warned_clamp:
                 warnings.warn(f"clamping actions to the joint limits ({', '.join(names)})", stacklevel=3)
                 self._warned_clamp = True
             a = np.clip(a, low, high)

@@ -145,7 +145,7 @@ class _Batches:
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
+    from training.progress import tqdm
 
     return tqdm(total=total, desc=desc, unit="frame", disable=not progress or not sys.stderr.isatty(),
                 mininterval=1.0)

@@ -75,7 +75,8 @@ def record(
     """Write `episodes` scripted PushT episodes; returns counts and the pusher's success rate."""
     import gym_pusht  # noqa: F401 - registers gym_pusht/PushT-v0
     import gymnasium as gym
-    from tqdm import trange
+
+    from training.progress import trange
 
     env = gym.make(
         "gym_pusht/PushT-v0",

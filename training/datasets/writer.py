@@ -27,6 +27,9 @@ class EpisodeWriter:
                  repo_id: str | None = None, overwrite: bool = False, image_writer_threads: int = 4) -> None:
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        from training.progress import quiet_library_output
+
+        quiet_library_output()
         self.root = Path(root)
         if self.root.exists() and any(self.root.iterdir()):
             if not overwrite:

@@ -99,7 +99,7 @@ class BehavioralCloning:
         earlier fit of this trainer (by evaluation return, else by validation loss)."""
         import copy
 
-        from tqdm import trange
+        from training.progress import trange
 
         self.prepare(demonstrations)
         result: dict[str, Any] = {}

@@ -67,7 +67,7 @@ class DAggerLoop:
 
     def iterate(self, on_iteration: Callable[[int, Any, int], None] | None = None) -> list[dict[str, Any]]:
         """dagger_iterations rounds; `on_iteration(i, policy, labels)` after every fit."""
-        from tqdm import trange
+        from training.progress import trange
 
         c = self.config
         for i in trange(c.dagger_iterations, desc="DAgger iterations", disable=not self.show_progress):

@@ -302,7 +302,7 @@ class GAILLoop:
     def learn(self, total: int, first_checkpoint: bool = False) -> dict[str, Any]:
         """Run GAIL for `total` env steps; last/ and best/ (by evaluation return; the latest without one)
         every 5 updates and at the end. first_checkpoint: the starting policy is best/'s first candidate."""
-        from tqdm import tqdm
+        from training.progress import tqdm
 
         c = self.config
         self._start()

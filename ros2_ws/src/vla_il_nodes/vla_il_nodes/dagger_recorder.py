@@ -22,6 +22,8 @@ Synchronisation and drops: recorder_core.py; episodes and write errors: recorder
 from __future__ import annotations
 
 import gc
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -39,6 +41,10 @@ from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
 from vla_il_nodes.recorder_lock import RecordDirInUse
 from vla_il_nodes.recorder_session import DatasetSpec, EpisodeSummary, RecorderError, RecordingSession
 from vla_il_nodes.recorder_store import StoreError
+
+if not sys.stderr.isatty():  # a launch's pipe or a log file: lerobot's bars would be a frame per refresh there
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

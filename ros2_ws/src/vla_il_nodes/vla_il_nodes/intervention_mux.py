@@ -37,6 +37,10 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+# Limiting that happens many times a run by design (a step or a joint limit clipped, the command re-anchored):
+# logged at its first onset, counted after, summed up at exit. Every other rule is logged at every onset.
+ROUTINE = ("joint_limit", "max_step", "reanchor")
+
 class InterventionMuxNode(Node):
     def __init__(self) -> None:
         super().__init__("intervention_mux")
@@ -60,6 +64,7 @@ class InterventionMuxNode(Node):
         except ValueError as exc:
             raise ParameterError(f"parameter {exc}") from exc
         self.mux = InterventionMux(config)
+        self.onsets: dict[tuple[str, str], int] = {}  # safety rule onsets per (rule, source), for the log
 
         self.command_pub = self.create_publisher(JointState, "command", RELIABLE)
         self.intervention_pub = self.create_publisher(InterventionEvent, "intervention", LATCHED)
@@ -121,7 +126,11 @@ class InterventionMuxNode(Node):
             )
         for ev in out.events:
             if ev.first:
-                self.get_logger().warning(f"safety: {ev.rule} ({ev.source}): {ev.detail}")
+                key = (ev.rule, ev.source)
+                self.onsets[key] = self.onsets.get(key, 0) + 1
+                if ev.rule not in ROUTINE or self.onsets[key] == 1:
+                    more = " (later onsets of this rule are counted: summary at exit)" if ev.rule in ROUTINE else ""
+                    self.get_logger().warning(f"safety: {ev.rule} ({ev.source}): {ev.detail}{more}")
             self.safety_pub.publish(
                 SafetyEvent(header=_header(stamp), rule=ev.rule, source=ev.source, detail=ev.detail, count=ev.count)
             )
@@ -129,6 +138,12 @@ class InterventionMuxNode(Node):
             sw = out.switch
             self.get_logger().info(f"{sw.driver} drives ({sw.reason})")
             self._publish_driver(sw.reason, sw.previous, sw.previous_since)
+
+    def destroy_node(self) -> None:
+        if getattr(self, "onsets", None):
+            counts = ", ".join(f"{rule} ({source}) {n}" for (rule, source), n in sorted(self.onsets.items()))
+            self.get_logger().info(f"safety rule onsets this run: {counts}")
+        super().destroy_node()
 
     def _publish_driver(self, reason: str, previous: str, previous_since: float) -> None:
         msg = InterventionEvent(

@@ -236,7 +236,9 @@ def view(root: Path, episodes: list[int] | None = None, save: Path | None = None
         recording.flush()
         return f"wrote {what} to {save} (open it with: rerun {save})"
     if web:
+        from urllib.parse import quote
+
         url = recording.serve_grpc()
         rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=url)
-        return f"{what}: open http://localhost:{web_port} in a browser (Ctrl-C to stop)"
+        return f"{what}: open http://localhost:{web_port}/?url={quote(url, safe=':/')} in a browser (Ctrl-C to stop)"
     return f"{what}: in the rerun viewer"

@@ -27,6 +27,13 @@ SINKS = ("web", "save", "connect", "spawn")
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 
 
+def viewer_url(web_port: int, grpc_url: str, host: str = "localhost") -> str:
+    """The web viewer's address, with the data source it should connect to."""
+    from urllib.parse import quote
+
+    return f"http://{host}:{web_port}/?url={quote(grpc_url, safe=':/')}"
+
+
 def _stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
@@ -85,7 +92,7 @@ class DisplayNode(Node):
         else:
             url = self.recording.serve_grpc(grpc_port=grpc_port)
             rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=url)
-            where = f"open http://localhost:{web_port} in a browser"
+            where = f"open {viewer_url(web_port, url)} in a browser"
         self.view = LiveView(self.recording, rate)
         self.refused: set[str] = set()
         newest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # sensor data, the newest frame

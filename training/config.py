@@ -24,9 +24,9 @@ class ILConfig:
     bc_epochs: int = 100
     bc_validation_split: float = 0.1
     # keep the weights of the epoch with the lowest validation loss (True), or the last epoch's (False; with
-    # lr_schedule cosine the rate has annealed to 0 by then). On a split of a few dozen short correction
-    # segments the lowest validation loss can come early: an HG-DAgger round kept epoch 6 of 60 and
-    # succeeded 8% where its last epoch did 70% (transfer_cube, 50 held-out seeds)
+    # lr_schedule cosine the rate has annealed to 0 by then). On a validation split of a few short correction
+    # segments the lowest loss can come in the first epochs, long before the policy is good: restrict it to
+    # the later epochs with bc_early_stopping_after
     bc_early_stopping: bool = True
     bc_early_stopping_after: float = 0.0  # only epochs past this fraction of the fit may be kept
     # --- training ---
@@ -35,7 +35,7 @@ class ILConfig:
     weight_decay: float = 0.01
     grad_clip_norm: float = 1.0
     # cosine: every fit anneals the learning rate to 0 over its epochs (a settled last iterate instead of
-    # one of Adam's noisy ones: run-to-run spread of ALOHA success rates shrinks)
+    # one of Adam's noisy ones: less spread between runs)
     lr_schedule: str = "constant"
     hidden_dim: int = 256  # width of the MLP policies
     # BC / DAgger / HG-DAgger: an ensemble of this many MLPs, each fit on its own, outputs averaged (less

@@ -30,16 +30,13 @@ from vla_il.rosgraph import CONFIG, LATCHED, RELIABLE, NodeProcess, Probe, wait_
 
 # What differs between the two policies the demo trains; a value given on the command line wins.
 POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
-    # the state-based chunking MLP (joint positions and the sim's object poses).
-    # episodes_per_round 12 rather than 6 (benchmarks/hg_dagger_seeds.py, 3 training seeds each, the gate's old
-    # rule): HG-DAgger minus BC at equal labels +27 (sd 11) against +21 for the same seeds. With the gate's
-    # gripper patience (the defaults now), 6 seeds: +16.2 (sd 11)
+    # the state-based chunking MLP (joint positions and the sim's object poses): the recipe
+    # benchmarks/hg_dagger_seeds.py measures (docs/results/hg_dagger_seeds)
     "mlp": {"demos": 10, "rounds": 4, "episodes_per_round": 12, "eval_episodes": 40, "chunk_size": 5, "epochs": 60,
             "round_init": "scratch", "round_epochs": 30, "learning_rate": 1e-3},
     # the tiny VLA from the top camera's pixels alone (vision only: state dropout 1.0), sized to finish in
-    # 40 minutes on a 2-core CPU: each round continues the last VLA for 4 epochs on all labels (a new one for
-    # 8 epochs a round took 6-9 minutes on a growing dataset, the default loop over an hour); the README gives
-    # the full-size recipe for a GPU
+    # 40 minutes on a 2-core CPU: each round continues the last VLA for a few epochs rather than training a
+    # new one on the growing data; the README gives the full-size recipe for a GPU
     "vla": {"demos": 40, "rounds": 2, "episodes_per_round": 8, "eval_episodes": 20, "chunk_size": 10, "epochs": 8,
             "round_init": "continue", "round_epochs": 4, "learning_rate": 1e-3},
 }
@@ -60,17 +57,15 @@ class DemoConfig:
     residual: bool = False  # predict joint targets relative to the joint positions (mlp)
     epochs: int | None = None
     # each round's fit: a new network on all labels with BC's recipe (scratch), or the last one continued for
-    # round_epochs (continue). Measured for the MLP (benchmarks/hg_dagger_seeds.py, 3-6 training seeds): HG-DAgger
-    # minus BC at equal labels +10 points on average from scratch, +2 continuing (which also swung more)
+    # round_epochs (continue); which pays more is measured in docs/results/hg_dagger_seeds
     round_init: str | None = None
     round_epochs: int | None = None
     learning_rate: float | None = None
     lr_schedule: str = "cosine"  # every fit anneals: less spread between runs than a constant rate
     # (mlp) every fit keeps its epoch of lowest validation loss among the second half of its epochs (None: the
-    # last epoch). benchmarks/hg_dagger_seeds.py, 6 training seeds, HG-DAgger minus BC at equal labels: second
-    # half +7.3 (sd 11), all epochs +1.7 (sd 29; two rounds collapsed), last epoch +2.6 (5 seeds)
+    # last epoch): a few short correction segments can make an early, poor epoch look best
     early_stopping_after: float | None = 0.5
-    hidden_dim: int = 512  # (mlp) 256 wide: BC from ~60 demos 34-60% against 64-80% (transfer_cube, 50 seeds)
+    hidden_dim: int = 512  # (mlp) width of the MLP (narrower fit the demos of transfer_cube less well)
     ensemble: int = 1  # (mlp) MLPs per policy, each fit on its own, outputs averaged
     camera: str = "top"  # (vla) the camera it sees, published by the sim as sensor_msgs/Image
     # (vla) SigLIP and Qwen2 weights (hub ids or local directories) instead of the tiny preset: the GPU recipe

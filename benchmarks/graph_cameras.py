@@ -1,7 +1,7 @@
 """The whole graph with cameras, in lockstep over DDS: what an episode costs when the sim renders and
 publishes its cameras, the policy node runs a camera bundle on them, and the recorder records them.
 
-    python -m benchmarks.graph_cameras [--cameras 1] [--size 480x640] [--steps 100]
+    python -m benchmarks.graph_cameras [--cameras 1] [--size 480x640] [--steps 100] [--display]
     (or: vla-il bench graph ...)
 
 The graph is the demo's (vla_il.demo.SimGraph: sim_bridge, policy_node, intervention_mux,
@@ -11,6 +11,10 @@ one run: the same graph without cameras driven by a state MLP bundle (the baseli
 Per row: control steps per second in lockstep (the sim waits for each command), frames recorded and
 dropped, the policy node's inference and own work per tick, and the time from the sim's end of the
 episode to the episode in the dataset (the encoding, in the background).
+
+--display: the camera graph again with the live view on (display_node serving the web viewer, as
+`display:=true` runs it), alternated with runs without it (off, on, off, on), so the difference can be
+read against the run-to-run spread of the same graph.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from benchmarks.policy_latency import vla_latency
 ALL = ("top", "left_wrist", "right_wrist")
 
 
-def run_graph(tmp: Path, name: str, bundle: Path, cameras: tuple[str, ...], size: tuple[int, int], steps: int) -> dict:
+def run_graph(tmp: Path, name: str, bundle: Path, cameras: tuple[str, ...], size: tuple[int, int], steps: int,
+              display: bool = False) -> dict:
     from vla_il_msgs.msg import PolicyStatus
 
     from vla_il.demo import SimGraph
@@ -37,7 +42,7 @@ def run_graph(tmp: Path, name: str, bundle: Path, cameras: tuple[str, ...], size
     logs = tmp / f"{name}_logs"
     logs.mkdir()
     graph = SimGraph("transfer_cube", bundle, tmp / f"{name}_rec", logs, cameras=cameras, image_size=size,
-                     episode_length=steps)
+                     episode_length=steps, display_port=_free_port() if display else None)
     try:
         graph.start()
         status = graph.probe.collect(PolicyStatus, "policy/status", RELIABLE)
@@ -62,11 +67,20 @@ def run_graph(tmp: Path, name: str, bundle: Path, cameras: tuple[str, ...], size
     }
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=1, choices=(1, 2, 3), help="how many cameras")
     parser.add_argument("--size", default="480x640", help="HxW of each camera")
     parser.add_argument("--steps", type=int, default=100, help="control steps in the episode")
+    parser.add_argument("--display", action="store_true", help="also with the live view on (off/on twice)")
     args = parser.parse_args(argv)
     size = image_size(parser, args.size, 32)
     if args.steps < 10:
@@ -83,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         patch = 32 if min(size) >= 240 else 16
         print(f"{len(cameras)} camera(s) {size[0]}x{size[1]}: tiny VLA bundle (patch {patch}) ...", flush=True)
         vla = vla_latency(tmp, cameras, size, patch, n=3)
-        rows.append((f"{', '.join(cameras)} at {size[0]}x{size[1]}, tiny VLA (patch {patch})",
-                     run_graph(tmp, "cameras", vla["bundle"], cameras, size, args.steps)))
+        label = f"{', '.join(cameras)} at {size[0]}x{size[1]}, tiny VLA (patch {patch})"
+        rows.append((label, run_graph(tmp, "cameras", vla["bundle"], cameras, size, args.steps)))
+        if args.display:
+            for k, on in enumerate((True, False, True)):
+                print(f"{label}, live view {'on' if on else 'off'} ...", flush=True)
+                rows.append((f"{label}, live view {'on' if on else 'off'}",
+                             run_graph(tmp, f"view{k}", vla["bundle"], cameras, size, args.steps, display=on)))
     print(f"\none episode of {args.steps} control steps in lockstep, transfer_cube, this machine's cores\n")
     print("| graph | steps/s | frames recorded | dropped | inference p50 | node's own work p50 | "
           "end of episode -> in the dataset |")

@@ -154,7 +154,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     try:
         graph.start()
         if cfg.display:
-            print(f"live view: open http://localhost:{cfg.display_port}/?url=rerun+http://localhost:9876/proxy in a "
+            print(f"live view: open http://localhost:{cfg.display_port}/?url=rerun%2Bhttp://localhost:9876/proxy in a "
                   "browser (display_node)")
         for k in range(1, cfg.rounds + 1):
             _stage(4, f"HG-DAgger round {k}/{cfg.rounds}: {cfg.episodes_per_round} episodes, the policy drives")

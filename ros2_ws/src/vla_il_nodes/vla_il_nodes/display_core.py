@@ -23,10 +23,29 @@ POLICY_COLOUR = (60, 120, 230)
 JOINT_STREAMS = ("measured", "policy", "expert", "command")
 
 
+def layout(cameras: list[str]):
+    """The view the operator opens: the cameras on the left; on the right who drives, the joints measured and
+    commanded, the two proposals, the events and the policy's latency."""
+    import rerun.blueprint as rrb
+
+    plots = rrb.Vertical(
+        rrb.TimeSeriesView(origin="driver", name="who drives (band: the expert), takeovers"),
+        rrb.TimeSeriesView(origin="joints", contents=["joints/measured", "joints/command"],
+                           name="joints: measured, command"),
+        rrb.TimeSeriesView(origin="joints", contents=["joints/policy", "joints/expert"],
+                           name="proposals: policy, expert"),
+        rrb.Horizontal(rrb.TextLogView(origin="events", name="events"),
+                       rrb.TimeSeriesView(origin="policy", name="policy latency (ms)")),
+    )
+    views = [rrb.Spatial2DView(origin=f"cameras/{c}", name=c) for c in cameras]
+    main = rrb.Horizontal(rrb.Vertical(*views), plots, column_shares=[2, 3]) if views else plots
+    return rrb.Blueprint(main, collapse_panels=True)
+
+
 class LiveView:
     """Logs the loop's signals into a rerun RecordingStream. Thread-safe as rerun's logging is."""
 
-    def __init__(self, recording, max_image_rate_hz: float = 10.0) -> None:
+    def __init__(self, recording, max_image_rate_hz: float = 10.0, cameras: list[str] | None = None) -> None:
         import rerun as rr
 
         self.rr = rr
@@ -43,6 +62,7 @@ class LiveView:
                 static=True)
         rec.log("driver/policy", rr.SeriesLines(colors=[POLICY_COLOUR], widths=[3.0], names=["policy drives"]),
                 static=True)
+        rec.send_blueprint(layout(cameras or []))
 
     def _at(self, stamp: float) -> None:
         # sim time (lockstep) starts at 0: a duration; a robot's clock: a date

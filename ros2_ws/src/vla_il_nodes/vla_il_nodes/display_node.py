@@ -21,7 +21,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from vla_il_msgs.msg import InterventionEvent, PolicyStatus
 
-from vla_il_nodes.node_runtime import ParameterError, declare, run
+from vla_il_nodes.node_runtime import ParameterError, declare, exit_line, run
 
 SINKS = ("web", "save", "connect", "spawn")
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
@@ -93,7 +93,7 @@ class DisplayNode(Node):
             url = self.recording.serve_grpc(grpc_port=grpc_port)
             rr.serve_web_viewer(web_port=web_port, open_browser=False, connect_to=url)
             where = f"open {viewer_url(web_port, url)} in a browser"
-        self.view = LiveView(self.recording, rate)
+        self.view = LiveView(self.recording, rate, cameras)
         self.refused: set[str] = set()
         newest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # sensor data, the newest frame
         for cam in cameras:
@@ -131,8 +131,8 @@ class DisplayNode(Node):
 
     def destroy_node(self) -> None:
         if hasattr(self, "view"):
-            self.get_logger().info(f"live view: {self.view.takeovers} takeovers shown")
-            self.recording.flush()
+            exit_line(self, f"live view: {self.view.takeovers} takeovers shown")
+            self.recording.flush(timeout_sec=2.0)
         super().destroy_node()
 
 

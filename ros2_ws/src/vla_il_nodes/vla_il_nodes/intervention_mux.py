@@ -31,7 +31,7 @@ from vla_il_nodes.intervention_mux_core import (
     MuxOutput,
     order_by_names,
 )
-from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
+from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, exit_line, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -142,7 +142,7 @@ class InterventionMuxNode(Node):
     def destroy_node(self) -> None:
         if getattr(self, "onsets", None):
             counts = ", ".join(f"{rule} ({source}) {n}" for (rule, source), n in sorted(self.onsets.items()))
-            self.get_logger().info(f"safety rule onsets this run: {counts}")
+            exit_line(self, f"safety rule onsets this run: {counts}")
         super().destroy_node()
 
     def _publish_driver(self, reason: str, previous: str, previous_since: float) -> None:

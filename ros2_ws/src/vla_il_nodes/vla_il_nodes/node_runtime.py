@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import array
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -140,8 +142,17 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
         # SIGINT/SIGTERM shut the context down while a callback ran (its publish raised "context is
         # invalid"): that is the stop that was asked for, not a crash
     finally:
+        # stopping: a second Ctrl-C (or the parent's death signal) must not cut the clean-up short with a
+        # KeyboardInterrupt traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def exit_line(node: Node, text: str) -> None:
+    """A last log line from destroy_node: straight to stderr in the console format (after a signal the
+    context is gone, and the node's logger would add a "failed to publish to rosout" line of its own)."""
+    print(f"[INFO] [{time.time():.9f}] [{node.get_name()}]: {text}", file=sys.stderr, flush=True)

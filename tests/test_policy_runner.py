@@ -106,11 +106,18 @@ def test_a_tick_that_ran_a_slow_model_itself_is_not_taken_for_a_pause(tmp_path):
 
     like = make_bundle(tmp_path, "like", chunk=20)
     slow = slow_follower_bundle(tmp_path, "slow", like, matmuls=24)
-    runner = PolicyRunner(load_policy(str(slow), prefer_gpu=False), stale_after_s=0.05, async_inference=False)
     env = np.array([0.3, 0.6, 0.05, 1.0, 0.0, 0.0, 0.0])
+    # how slow the stand-in is on this machine: stale_after_s is set to half of that (and the ticks come well
+    # inside it), so the model is slower than the staleness limit whatever the machine's speed
+    probe = PolicyRunner(load_policy(str(slow), prefer_gpu=False), stale_after_s=10.0, async_inference=False)
+    for k in range(3):
+        _tick(probe, robot.START_STATE, env, float(k))
+        probe.reset()
+    stale = probe.latency.summary()[0] / 1000 / 2
+    runner = PolicyRunner(load_policy(str(slow), prefer_gpu=False), stale_after_s=stale, async_inference=False)
     for _ in range(6):
         now = time.monotonic()
         assert _tick(runner, robot.START_STATE, env, now) is not None
-        time.sleep(0.02)
-    assert runner.latency.summary()[0] > 50  # the model did take longer than stale_after_s
+        time.sleep(stale / 4)
+    assert runner.latency.summary()[0] > 1000 * stale  # the model did take longer than stale_after_s
     assert runner.inferences == 1 and runner.queue_depth == 14  # one chunk, played on

@@ -84,7 +84,7 @@ def test_hot_reload_swaps_bundles_without_dropping_ticks_and_refuses_bad_ones(gr
     assert wait_until(lambda: len(g.actions) > 10, 20)
     second = make_bundle(g.tmp, "second", chunk=10, bias=0.02)
     before = len(g.actions)
-    resp = g.probe.call(LoadPolicy, "load_policy", LoadPolicy.Request(bundle_path=str(second)))
+    resp = g.probe.call(LoadPolicy, "policy_node/load_policy", LoadPolicy.Request(bundle_path=str(second)))
     assert resp.success and resp.policy_id.startswith("second-"), resp.message
     assert wait_until(lambda: abs(g.actions[-1].position[0] - (robot.START_STATE[0] + 0.02)) < 0.01, 5)
     assert wait_until(lambda: len(g.actions) > before + 25, 5)
@@ -98,9 +98,9 @@ def test_hot_reload_swaps_bundles_without_dropping_ticks_and_refuses_bad_ones(gr
     meta = json.loads((broken / "policy.json").read_text())
     meta["inputs"]["state"]["components"][1]["dim"] = 9  # disagrees with the graph
     (broken / "policy.json").write_text(json.dumps(meta))
-    resp = g.probe.call(LoadPolicy, "load_policy", LoadPolicy.Request(bundle_path=str(broken)))
+    resp = g.probe.call(LoadPolicy, "policy_node/load_policy", LoadPolicy.Request(bundle_path=str(broken)))
     assert not resp.success and "state dim 23" in resp.message and resp.policy_id.startswith("second-")
-    resp = g.probe.call(LoadPolicy, "load_policy", LoadPolicy.Request(bundle_path=str(g.tmp / "nowhere")))
+    resp = g.probe.call(LoadPolicy, "policy_node/load_policy", LoadPolicy.Request(bundle_path=str(g.tmp / "nowhere")))
     assert not resp.success and "not a bundle directory" in resp.message
     n = len(g.actions)
     assert wait_until(lambda: len(g.actions) > n + 10, 5)  # still driving
@@ -238,8 +238,9 @@ def _tiny_vla_bundle(tmp_path):
 
 
 def test_vla_il_train_hot_loads_the_bundle_it_exported_into_the_running_node(graph):
-    """`vla-il train dagger --dagger_mode human_gated ... --export_bundle B --load_policy_service /load_policy`:
-    training (which imports no ROS) writes the bundle, the vla-il command asks the running node to swap it in."""
+    """`vla-il train dagger --dagger_mode human_gated ... --export_bundle B --load_policy_service
+    /policy_node/load_policy`: training (which imports no ROS) writes the bundle, the vla-il command asks the
+    running node to swap it in."""
     from tests.test_hg_dagger import _write_recording
     from vla_il.cli import main
 
@@ -250,9 +251,26 @@ def test_vla_il_train_hot_loads_the_bundle_it_exported_into_the_running_node(gra
     assert main(["train", "dagger", "--dagger_mode", "human_gated", "--dataset", str(recording), "--bc_epochs", "2",
                  "--eval_episodes", "0", "--batch_size", "4", "--hidden_dim", "16",
                  "--output_dir", str(g.tmp / "hgrun"), "--export_bundle", str(bundle),
-                 "--load_policy_service", "/load_policy"]) == 0
+                 "--load_policy_service", "/policy_node/load_policy"]) == 0
     # the node now drives with it (a policy id names the training run: its output folder)
     assert wait_until(lambda: any(s.policy_id.startswith("hgrun-") for s in g.status[-5:]), 10), g.status[-1]
     # without a bundle to load, the command refuses before training
     assert main(["train", "dagger", "--dagger_mode", "human_gated", "--dataset", str(recording),
-                 "--load_policy_service", "/load_policy"]) == 2
+                 "--load_policy_service", "/policy_node/load_policy"]) == 2
+
+
+def test_one_node_per_name_and_its_services_under_it(probe, node_process, tmp_path):
+    """`ros2 launch ... name:=` renames every node of a process (`__node:=`): the policy node is one node, so
+    the renamed graph has it once, with load_policy and reset under its name (a second node for the loader
+    used to show the name twice and answer parameter calls at random)."""
+    bundle = make_bundle(tmp_path, "one", chunk=10, bias=0.0)
+    node = node_process("policy_node", params={"bundle": str(bundle)}, remaps={"__node": "arm_policy"})
+    assert node.wait_for_log("driving with", 20), node.log()
+    assert wait_until(lambda: "arm_policy" in probe.node.get_node_names(), 10)
+    time.sleep(0.5)  # discovery settles
+    names = probe.node.get_node_names()
+    assert names.count("arm_policy") == 1 and not any(n.startswith("policy_node") for n in names), names
+    services = {name for name, _ in probe.node.get_service_names_and_types()}
+    assert {"/arm_policy/load_policy", "/arm_policy/reset"} <= services, sorted(services)
+    resp = probe.call(LoadPolicy, "arm_policy/load_policy", LoadPolicy.Request(bundle_path=str(bundle)))
+    assert resp.success and resp.policy_id.startswith("one-"), resp.message

@@ -214,7 +214,7 @@ def driving(probe, node_process, exported, tmp_path):
 def _load(g, path: str, timeout: float = 10.0):
     from vla_il_msgs.srv import LoadPolicy
 
-    return g.probe.call(LoadPolicy, "load_policy", LoadPolicy.Request(bundle_path=path), timeout)
+    return g.probe.call(LoadPolicy, "policy_node/load_policy", LoadPolicy.Request(bundle_path=path), timeout)
 
 
 def _still_driving(g, position: float) -> bool:

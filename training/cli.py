@@ -32,8 +32,8 @@ def build_parser(method: str) -> argparse.ArgumentParser:
         g.add_argument("--export_bundle", type=output_dir, default=None,
                        help="export the trained policy to this bundle directory")
         g.add_argument("--load_policy_service", default=None,
-                       help="then ask the running policy node to load it (e.g. /load_policy; `vla-il train` only: "
-                            "it talks to the ROS graph)")
+                       help="then ask the running policy node to load it (e.g. /policy_node/load_policy; "
+                            "`vla-il train` only: it talks to the ROS graph)")
     add_dataclass_arguments(parser.add_argument_group("ILConfig (the trainers' hyperparameters)"), ILConfig)
     from training.il.vla_cli import add_vla_arguments
 

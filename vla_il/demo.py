@@ -361,7 +361,8 @@ class SimGraph:
 
         self._types = {"trigger": Trigger, "load": LoadPolicy, "reset": ResetSim, "start": StartEpisode,
                        "stop": StopEpisode}
-        for service in ("sim/reset", "load_policy", "teleop_sim_expert/reset", "dagger_recorder/start_episode"):
+        for service in ("sim/reset", "policy_node/load_policy", "teleop_sim_expert/reset",
+                        "dagger_recorder/start_episode"):
             client = self.probe.node.create_client(self._srv_type(service), service)
             if not client.wait_for_service(timeout_sec=60.0):
                 self._fail(f"service {service} did not come up in 60 s")
@@ -395,7 +396,7 @@ class SimGraph:
 
     def _srv_type(self, service: str):
         t = self._types
-        return {"sim/reset": t["reset"], "load_policy": t["load"], "teleop_sim_expert/reset": t["trigger"],
+        return {"sim/reset": t["reset"], "policy_node/load_policy": t["load"], "teleop_sim_expert/reset": t["trigger"],
                 "dagger_recorder/start_episode": t["start"], "dagger_recorder/stop_episode": t["stop"]}[service]
 
     def _call(self, service: str, request, timeout: float = 30.0):
@@ -460,7 +461,7 @@ class SimGraph:
         from vla_il.rosgraph import call_load_policy
 
         self._check_alive()
-        return call_load_policy("load_policy", str(bundle), timeout=30.0, probe=self.probe)
+        return call_load_policy("policy_node/load_policy", str(bundle), timeout=30.0, probe=self.probe)
 
     def stop(self) -> list[str]:
         problems = [f"{n} exited with {p.proc.returncode} (log: {p.log_path})"

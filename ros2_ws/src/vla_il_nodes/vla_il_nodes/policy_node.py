@@ -4,11 +4,11 @@ Subscribes  joint_states (JointState), sim/state (SimState) when the bundle read
             cameras/<name>/image_raw (Image rgb8, sensor-data QoS) for the bundle's cameras
 Publishes   policy/action (JointState: one action per tick, the bundle's joint names; never a non-finite one),
             policy/chunk (ActionChunk, after every good inference), policy/status (PolicyStatus)
-Services    load_policy (LoadPolicy): prove a new bundle aside (below), then swap it in atomically. A refused
-            one leaves the running one driving, and the reply and the log say why. The path is read relative
-            to `bundle_dir` and must resolve (symlinks followed) inside it, its policy files too: only
-            bundles put there can drive. Served by a second node (policy_node_loader) spun on its own
-            thread, so loading never delays a tick.
+Services    ~/load_policy (LoadPolicy; /policy_node/load_policy): prove a new bundle aside (below), then swap
+            it in atomically. A refused one leaves the running one driving, and the reply and the log say why.
+            The path is read relative to `bundle_dir` and must resolve (symlinks followed) inside it, its
+            policy files too: only bundles put there can drive. One node, one executor thread: the service
+            hands the load to a thread of its own and awaits it (a coroutine), so a load never delays a tick.
             ~/reset (Trigger): a new episode starts; forget the queued chunk / ensembled predictions.
 Proof       a bundle drives only once policy.json parses strictly (every field typed, fps 1..1000 Hz, an
             onnx.sha256), policy.onnx hashes to that sha256, the graph's inputs and output are exactly what the
@@ -28,11 +28,12 @@ Ticks       tick_source=timer: a timer at the bundle's fps (a robot); observatio
 Stopping    SIGINT or SIGTERM: exit 0. No thread may be inside rclpy's or ONNX Runtime's C++ when the
             interpreter finalizes (a daemon thread returning from it is ended by pthread_exit, whose forced
             unwind through the extension's frames calls std::terminate: "terminate called without an active
-            exception"); so the loader's thread is stopped and joined and an inference in flight awaited first.
+            exception"); so a load under way is joined and an inference in flight awaited first.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -40,9 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.task import Future
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -105,6 +108,10 @@ class PolicyNode(Node):
         self._sim_step: int | None = None  # the last sim/state step (a smaller one: the sim was reset)
         self.create_subscription(EpisodeEvent, "recorder/episode", self._on_episode_event, RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        # a group of its own: while a load is awaited, the ticks (the default group) go on
+        self.create_service(LoadPolicy, "~/load_policy", self._on_load,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+        self._loads: list[threading.Thread] = []  # loads under way (joined before the process exits)
         self._subscribe_inputs(policy)
         self._timer = None
         self._start_timer(policy.spec.fps)
@@ -283,8 +290,30 @@ class PolicyNode(Node):
             message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or waiting))
 
     # ------------------------------------------------------------------ hot reload
+    async def _on_load(self, req: LoadPolicy.Request, resp: LoadPolicy.Response) -> LoadPolicy.Response:
+        """The load runs on a thread of its own; this coroutine awaits it while the executor goes on ticking."""
+        done = Future(executor=self.executor)
+
+        def work() -> None:
+            try:
+                result = self.load(req.bundle_path)
+            except Exception as exc:  # load() refuses rather than raises; this is the service's last guard
+                result = (False, f"refused bundle {req.bundle_path}: {type(exc).__name__}: {exc}", "")
+            done.set_result(result)
+
+        self._loads = [t for t in self._loads if t.is_alive()]
+        thread = threading.Thread(target=work, name="policy_loader")
+        self._loads.append(thread)
+        thread.start()
+        resp.success, resp.message, resp.policy_id = await done
+        return resp
+
+    def join_loads(self, timeout_s: float) -> None:
+        for thread in self._loads:
+            thread.join(timeout_s)
+
     def load(self, path: str) -> tuple[bool, str, str]:
-        """Called from the loader thread: prove the bundle aside, then swap. Any failure at all is a refusal
+        """Called on a load's own thread: prove the bundle aside, then swap. Any failure at all is a refusal
         (the service must outlive every bundle); the running policy keeps driving."""
         old = self.runner.policy
         try:
@@ -308,57 +337,13 @@ class PolicyNode(Node):
         return True, f"loaded {policy.spec.policy_id} on {policy.provider}", policy.spec.policy_id
 
 
-class PolicyLoader(Node):
-    """Serves load_policy on its own thread, so a slow load never blocks the control loop."""
-
-    def __init__(self, target: PolicyNode) -> None:
-        super().__init__("policy_node_loader")
-        self.target = target
-        self.create_service(LoadPolicy, "load_policy", self._on_load)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(self)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, name="policy_loader")  # joined by stop()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set() and self.context.ok():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except ExternalShutdownException:
-                return
-            except Exception:
-                if self.context.ok() and not self._stop.is_set():
-                    raise
-                return  # SIGINT/SIGTERM shut the context down under us: the stop that was asked for
-
-    def stop(self, timeout_s: float = 1.5) -> None:
-        """End the loader's thread (a load under way is waited for, up to `timeout_s`)."""
-        self._stop.set()
-        self._executor.wake()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        self._executor.shutdown(timeout_sec=0)
-
-    def _on_load(self, req: LoadPolicy.Request, resp: LoadPolicy.Response) -> LoadPolicy.Response:
-        try:
-            resp.success, resp.message, resp.policy_id = self.target.load(req.bundle_path)
-        except Exception as exc:  # load() refuses rather than raises; this is the last guard of the service
-            resp.success, resp.message = False, f"refused bundle {req.bundle_path}: {type(exc).__name__}: {exc}"
-        return resp
-
-
 def main(args: list[str] | None = None) -> int:
     default_middleware()
     rclpy.init(args=args)
-    node = loader = None
+    node = None
     executor = SingleThreadedExecutor()
     try:
         node = PolicyNode()
-        loader = PolicyLoader(node)
-        loader.start()
         executor.add_node(node)
         executor.spin()
     except ParameterError as exc:
@@ -372,14 +357,13 @@ def main(args: list[str] | None = None) -> int:
         # SIGINT/SIGTERM shut the context down while a callback ran: the stop that was asked for
     finally:
         # Every thread out of rclpy's and ONNX Runtime's C++ before the interpreter finalizes (see Stopping).
-        if loader is not None:
-            loader.stop()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         if node is not None:
+            node.join_loads(2.0)
             node.runner.wait_idle(1.0)
         executor.shutdown(timeout_sec=0)
-        for n in (loader, node):
-            if n is not None:
-                n.destroy_node()
+        if node is not None:
+            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
     return 0

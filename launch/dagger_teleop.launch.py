@@ -61,7 +61,9 @@ def _graph(context):
     task = LaunchConfiguration("task").perform(context)
     mode = LaunchConfiguration("mode").perform(context)
     teleop = LaunchConfiguration("teleop").perform(context)
-    bundle = LaunchConfiguration("policy").perform(context)
+    bundle = os.path.expanduser(LaunchConfiguration("policy").perform(context))  # the nodes get no "~"
+    if mode not in ("realtime", "lockstep"):
+        raise RuntimeError(f"mode:={mode}: realtime or lockstep")
     if teleop not in TELEOPS:
         raise RuntimeError(f"teleop:={teleop}: one of {', '.join(TELEOPS)}")
     if teleop == "sim_expert" and not sim:
@@ -83,8 +85,12 @@ def _graph(context):
         "joint_upper": [float(j["upper"]) for j in joints],
         "max_step": [float(j["max_velocity"]) / rate for j in joints],
     }
-    recorder = {"record_dir": LaunchConfiguration("record_dir").perform(context), "joint_names": names,
-                "cameras": [c["name"] for c in cameras], "fps": int(rate)}
+    # a list parameter may not be empty in a launch file (it has no type): [""] is "none" to every node
+    camera_names = [c["name"] for c in cameras] or [""]
+    recorder = {"record_dir": os.path.expanduser(LaunchConfiguration("record_dir").perform(context)),
+                "joint_names": names, "cameras": camera_names, "fps": int(rate)}
+    # mode:=lockstep: the overrides `vla-il demo` applies too (config/lockstep.yaml)
+    lockstep = [config("lockstep.yaml")] if mode == "lockstep" else []
     if sim:
         recorder["sim_task"] = task  # the privileged object poses are recorded too
 
@@ -92,8 +98,7 @@ def _graph(context):
     if sim:
         nodes.append(Node(
             package="vla_il_nodes", executable="sim_bridge", name="sim_bridge",
-            parameters=[config("sim_aloha.yaml"), {"task": task, "mode": mode,
-                                                    "cameras": [c["name"] for c in cameras]}],
+            parameters=[config("sim_aloha.yaml"), {"task": task, "mode": mode, "cameras": camera_names}],
             output="screen",
         ))
     else:
@@ -114,15 +119,13 @@ def _graph(context):
     nodes += [
         Node(
             package="vla_il_nodes", executable="policy_node", name="policy_node",
-            parameters=[config("policy_node.yaml"),
-                        {"bundle": bundle, "tick_source": "observation" if mode == "lockstep" else "timer"}],
+            parameters=[config("policy_node.yaml"), {"bundle": bundle}, *lockstep],
             remappings=[("joint_states", joint_states), *camera_remaps],
             output="screen",
         ),
         Node(
             package="vla_il_nodes", executable="intervention_mux", name="intervention_mux",
-            parameters=[config("intervention_mux.yaml"),
-                        {**limits, "one_command_per_observation": mode == "lockstep"}],
+            parameters=[config("intervention_mux.yaml"), limits, *lockstep],
             remappings=[("command", command), ("joint_states", joint_states)],
             output="screen",
         ),
@@ -166,7 +169,7 @@ def _graph(context):
         nodes.append(Node(
             package="vla_il_nodes", executable="display_node", name="display_node",
             parameters=[config("display_node.yaml"),
-                        {"cameras": [c["name"] for c in cameras] or [""], "web_port": int(port)}],
+                        {"cameras": camera_names, "web_port": int(port)}],
             remappings=[("command", command), ("joint_states", joint_states), *camera_remaps],
             output="screen",
         ))

@@ -47,7 +47,7 @@ def _check_bundle(bundle: str, profile: dict) -> None:
 
 def _robot_graph(context):
     path, profile = _load_profile(context)
-    bundle = LaunchConfiguration("policy").perform(context)
+    bundle = os.path.expanduser(LaunchConfiguration("policy").perform(context))  # the nodes get no "~"
     _check_bundle(bundle, profile)
     joints, rate = profile["joints"], float(profile["control_rate_hz"])
     topics = {"joint_states": "/joint_states", "command": "/command", **(profile.get("topics") or {})}

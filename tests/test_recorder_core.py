@@ -389,3 +389,20 @@ def test_an_episode_stopped_but_not_encoded_when_the_recorder_died_is_encoded_by
     s1._encoder.join(10)
     assert open_dataset(s2.dataset_path).meta.total_episodes == 3
     assert not any((tmp_path / "rec/.staging").iterdir())
+
+
+def test_a_late_message_into_a_full_buffer_keeps_the_newest_in_order():
+    """Found under the real `ros2 launch` in lockstep: a policy action arriving out of order once the buffer
+    was full made the recorder die (a full deque cannot insert). The oldest goes instead; a message older than
+    everything kept is the one dropped."""
+    from vla_il_nodes.recorder_core import StampedBuffer
+
+    buf = StampedBuffer(4)
+    for t in (1.0, 2.0, 3.0, 4.0):
+        buf.add(t, f"v{t}")
+    buf.add(2.5, "late")
+    assert list(buf.stamps) == [2.0, 2.5, 3.0, 4.0] and list(buf.values) == ["v2.0", "late", "v3.0", "v4.0"]
+    buf.add(0.5, "too old")
+    assert list(buf.stamps) == [2.0, 2.5, 3.0, 4.0]
+    buf.add(5.0, "v5")
+    assert list(buf.stamps) == [2.5, 3.0, 4.0, 5.0] and buf.at_or_before(3.5) == (3.0, "v3.0")

@@ -113,7 +113,12 @@ class RoundResult:
         return self.success / self.episodes if self.episodes else 0.0
 
 
-LOCKSTEP_STALE_S = 2.0
+def lockstep_overrides(node: str) -> dict[str, Any]:
+    """What mode:=lockstep changes for `node` (config/lockstep.yaml: the launch file applies the same file)."""
+    import yaml
+
+    data = yaml.safe_load((CONFIG / "lockstep.yaml").read_text()) or {}
+    return dict((data.get(node) or {}).get("ros__parameters") or {})
 
 
 class DemoError(RuntimeError):
@@ -325,16 +330,9 @@ class SimGraph:
             "sim_bridge": (["sim_aloha.yaml"], {"task": self.task, "mode": "lockstep", **images,
                                                 **({"episode_length": self.episode_length}
                                                    if self.episode_length else {})}),
-            # Lockstep: sim time stands still between steps, and on a loaded 2-core machine a step through
-            # five processes can take longer than the wall-clock staleness limits meant for a 50 Hz robot;
-            # a stalled graph is caught by the episode timeout instead.
-            "policy_node": (["policy_node.yaml"], {"bundle": str(self.bundle), "tick_source": "observation",
-                                                   "stale_after_s": LOCKSTEP_STALE_S}),
-            # its watchdog at a tenth of the 2 s staleness: at the robot's 100 Hz, rclpy's timer alone took 17% of
-            # a core in the idle graph, taken from the training that runs beside it between rounds
-            "intervention_mux": (["intervention_mux.yaml"], {"stale_after_s": LOCKSTEP_STALE_S,
-                                                             "one_command_per_observation": True,
-                                                             "watchdog_rate_hz": 10.0 / LOCKSTEP_STALE_S}),
+            # lockstep: config/lockstep.yaml's overrides, as dagger_teleop.launch.py mode:=lockstep applies them
+            "policy_node": (["policy_node.yaml"], {"bundle": str(self.bundle), **lockstep_overrides("policy_node")}),
+            "intervention_mux": (["intervention_mux.yaml"], lockstep_overrides("intervention_mux")),
             "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task}),
             "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
                                                            **images}),

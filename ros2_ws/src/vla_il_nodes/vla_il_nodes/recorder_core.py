@@ -67,6 +67,12 @@ class StampedBuffer:
     def add(self, stamp: float, value: Any) -> None:
         if self.stamps and stamp < self.stamps[-1]:  # out of order (rare): insert in place
             i = bisect.bisect_right(list(self.stamps), stamp)
+            if len(self.stamps) == self.stamps.maxlen:  # full: the oldest goes (a deque cannot insert when full)
+                if i == 0:
+                    return  # older than everything kept: it would be the one to go
+                self.stamps.popleft()
+                self.values.popleft()
+                i -= 1
             self.stamps.insert(i, stamp)
             self.values.insert(i, value)
             return

@@ -87,24 +87,21 @@ def parse_bool(text: str) -> bool:
 
 def add_dataclass_arguments(parser, cls: type, fields: typing.Iterable[str] | None = None,
                             aliases: dict[str, list[str]] | None = None,
-                            types_: dict[str, Any] | None = None, helps: dict[str, str] | None = None) -> list[str]:
+                            types_: dict[str, Any] | None = None, helps: dict[str, str] | None = None) -> None:
     """A flag `--<field>` for each of `fields` (default: every field of scalar type) of the dataclass `cls`,
     typed from its annotation, default None (not given: the dataclass's default stands; the help names it).
-    A bool takes true/false, or nothing (= true); a tuple takes its values in a row. `aliases`: more option
-    strings per field (earlier names kept working); `types_`: an argument type per field instead of the
-    annotation's; `helps`: a help text per field instead of its default. Returns the fields added."""
+    A bool takes true/false, or nothing (= true). `aliases`: more option strings per field (earlier names
+    kept working); `types_`: an argument type per field instead of the annotation's; `helps`: a help text per
+    field instead of its default."""
     hints = typing.get_type_hints(cls)
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     names = list(fields) if fields is not None else [f.name for f in dataclasses.fields(cls)]
-    added = []
     for name in names:
-        kind, optional = _scalar(hints[name])
+        kind = _scalar(hints[name])
         kwargs: dict[str, Any] = {"default": None, "dest": name}
         default = defaults[name]
         shown = "none" if default is None else default
-        if kind is tuple:
-            kwargs.update(nargs="+", help=f"(default: {' '.join(map(str, default)) if default else shown})")
-        elif kind is bool:
+        if kind is bool:
             kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL", help=f"(default: {shown})")
         elif kind in (int, float, str):
             kwargs.update(type=kind, metavar=kind.__name__.upper(), help=f"(default: {shown})")
@@ -117,18 +114,11 @@ def add_dataclass_arguments(parser, cls: type, fields: typing.Iterable[str] | No
         if helps and name in helps:
             kwargs["help"] = helps[name]
         parser.add_argument(f"--{name}", *(aliases or {}).get(name, []), **kwargs)
-        added.append(name)
-    return added
 
 
-def _scalar(hint: Any) -> tuple[Any, bool]:
-    """(int | float | str | bool | tuple | None, optional?) of a field's type hint."""
-    args = typing.get_args(hint)
-    optional = type(None) in args
+def _scalar(hint: Any) -> type | None:
+    """int, float, str or bool for a field's type hint (`X | None` counts as X); None for anything else."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = rest[0] if len(rest) == 1 else hint
-    origin = typing.get_origin(hint) or hint
-    if origin in (int, float, str, bool, tuple):
-        return origin, optional
-    return None, optional
+    return hint if hint in (int, float, str, bool) else None

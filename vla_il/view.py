@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 
 from training.datasets import schema
-
-EXPERT_COLOUR = (230, 80, 40)
-POLICY_COLOUR = (60, 120, 230)
+from vla_il_nodes.display_core import EXPERT_COLOUR, POLICY_COLOUR  # the live view's colours for who drives
 
 
 class ViewError(ValueError):

@@ -59,7 +59,8 @@ class DAggerLoop:
         (counting expert_labels); the rollouts' mean_reward and/or success_rate."""
         raise NotImplementedError
 
-    def fit_data(self) -> Any:
+    def fit_data(self, iteration: int) -> Any:
+        """The aggregate as the BC trainer fits it in `iteration`."""
         raise NotImplementedError
 
     def dataset_size(self) -> int:
@@ -73,7 +74,7 @@ class DAggerLoop:
         for i in trange(c.dagger_iterations, desc="DAgger iterations", disable=not self.show_progress):
             beta = get_beta(i, c.dagger_beta_schedule, c.dagger_initial_beta, c.dagger_iterations)
             stats = self.collect(i, beta, c.seed + 1000 * (i + 1))
-            result = self.bc.fit(self.fit_data(), c.bc_epochs, extra_metrics={
+            result = self.bc.fit(self.fit_data(i), c.bc_epochs, extra_metrics={
                 "dagger/beta": beta, "dagger/iteration": i, "dagger/expert_labels": self.expert_labels,
                 "dagger/dataset_size": self.dataset_size(),
                 **{f"dagger/rollout_{k}": stats[k] for k in ("mean_reward", "success_rate") if k in stats},
@@ -138,7 +139,7 @@ class DAgger(DAggerLoop):
         self.expert_labels += len(new)
         return stats
 
-    def fit_data(self) -> Demonstrations:
+    def fit_data(self, iteration: int) -> Demonstrations:
         return self.data
 
     def dataset_size(self) -> int:
@@ -212,15 +213,14 @@ class VLADAgger(DAggerLoop):
         stats = collect_labelled_episodes(self._env, policy, self.expert, c.dagger_episodes_per_iter, beta, seed,
                                           self._rng, self.rollouts)
         self.expert_labels = len(self.rollouts)
-        self._iteration = iteration
         return stats
 
-    def fit_data(self) -> DataLoaders:
+    def fit_data(self, iteration: int) -> DataLoaders:
         from training.datasets.lerobot_dataset import create_lerobot_dataloader
 
         data = torch.utils.data.ConcatDataset(self._parts())
-        return DataLoaders(create_lerobot_dataloader(data, self.config.batch_size, seed=self.config.seed
-                                                     + self._iteration), self._val)
+        return DataLoaders(create_lerobot_dataloader(data, self.config.batch_size, seed=self.config.seed + iteration),
+                           self._val)
 
     def dataset_size(self) -> int:
         return sum(len(d) for d in self._parts())

@@ -111,6 +111,7 @@ class Rollout:
     terminated: torch.Tensor
     ended: torch.Tensor
     finished_returns: list[float] = field(default_factory=list)
+    pairs: tuple[torch.Tensor, torch.Tensor] | None = None  # the discriminator's inputs, once computed
 
     @property
     def size(self) -> int:
@@ -184,10 +185,6 @@ class GAILLoop:
     # ------------------------------------------------------------------ the loop
     def _start(self) -> None:
         c = self.config
-        self.output_dir = Path(c.output_dir)
-        if not hasattr(self, "logger"):
-            self.logger = MetricsLogger(self.output_dir, self.run_name, c.use_wandb, c.to_dict())
-        self.best_return = -math.inf
         self._obs, self._info = [], []
         for i, env in enumerate(self.envs):
             obs, info = env.reset(seed=c.seed + i)
@@ -240,11 +237,20 @@ class GAILLoop:
         return Rollout(self.concat(batches), torch.cat(raws), torch.cat(env_acts), torch.cat(logps).float(),
                        values_t, next_values, terminated.to(device), ended.to(device), finished)
 
+    def policy_pairs(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rollout's (state features, action) as the discriminator reads them: computed once per rollout
+        (for the VLA a pass of its vision tower over every frame), for the discriminator's updates and the
+        rewards alike."""
+        if rollout.pairs is None:
+            with torch.no_grad():
+                rollout.pairs = self.disc_inputs(rollout.obs, rollout.env_actions)
+        return rollout.pairs
+
     def advantages(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """GAIL rewards for the rollout and their GAE advantages (flat, in the rollout's order)."""
         c = self.config
+        s, a = self.policy_pairs(rollout)
         with torch.no_grad():
-            s, a = self.disc_inputs(rollout.obs, rollout.env_actions)
             rewards = (self.disc.get_reward(s, a) * c.gail_reward_scale).view_as(rollout.values)
         adv = gae(rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.ended,
                   c.ppo_gamma, c.ppo_gae_lambda)
@@ -253,8 +259,7 @@ class GAILLoop:
     def update_discriminator(self, rollout: Rollout, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """gail_disc_updates steps: expert pairs -> 1, the rollout's -> 0."""
         c = self.config
-        with torch.no_grad():
-            pol_s, pol_a = self.disc_inputs(rollout.obs, rollout.env_actions)
+        pol_s, pol_a = self.policy_pairs(rollout)
         bce = nn.functional.binary_cross_entropy_with_logits
         losses, acc_e, acc_p = [], 0.0, 0.0
         for _ in range(c.gail_disc_updates):
@@ -378,7 +383,7 @@ class GAIL(GAILLoop):
         self.warm_started = isinstance(policy, MLPPolicy)
         self.disc = Discriminator(obs_dim, self.action_dim, self.config.gail_disc_hidden_dim).to(self.device)
         self.output_dir = Path(self.config.output_dir)
-        self.logger = MetricsLogger(self.output_dir, "gail", self.config.use_wandb, self.config.to_dict())
+        self.logger = MetricsLogger(self.output_dir, self.run_name, self.config.use_wandb, self.config.to_dict())
         self.best_return = -math.inf
         self.envs = [self.env] + [self._copy_env() for _ in range(self.config.ppo_num_envs - 1)]
         self._eval_envs: list = []
@@ -534,6 +539,9 @@ class VLAGAIL(GAILLoop):
         self.disc = Discriminator(feat_dim + model.state_dim, model.action_dim,
                                   self.config.gail_disc_hidden_dim).to(self.device)
         self.provenance = {"dataset": dataset_name, "task": task, "policy": "vla", **(provenance or {})}
+        self.output_dir = Path(self.config.output_dir)
+        self.logger = MetricsLogger(self.output_dir, self.run_name, self.config.use_wandb, self.config.to_dict())
+        self.best_return = -math.inf
         self.envs: list = []
 
     @property

@@ -22,8 +22,6 @@ Synchronisation and drops: recorder_core.py; episodes and write errors: recorder
 from __future__ import annotations
 
 import gc
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from std_msgs.msg import Header
 from vla_il_msgs.msg import EpisodeEvent, InterventionEvent, SimState
 from vla_il_msgs.srv import StartEpisode, StopEpisode
 
+from training.progress import quiet_library_output
 from vla_il_nodes.intervention_mux_core import order_by_names
 from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
 from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
@@ -42,9 +41,7 @@ from vla_il_nodes.recorder_lock import RecordDirInUse
 from vla_il_nodes.recorder_session import DatasetSpec, EpisodeSummary, RecorderError, RecordingSession
 from vla_il_nodes.recorder_store import StoreError
 
-if not sys.stderr.isatty():  # a launch's pipe or a log file: lerobot's bars would be a frame per refresh there
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+quiet_library_output()  # a launch's pipe or a log file: lerobot's bars would be a frame per refresh there
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -96,6 +96,6 @@ def test_routine_limiting_is_logged_once_and_counted_at_exit(mux_graph):
                                    g.policy.publish(joint_state(list(g.commands[-1].position))))
                           and len(g.commands) > 1 and g.commands[-1].position == g.commands[-2].position, 5)
     assert g.mux.log().count("safety: max_step (policy)") == 1
-    assert g.mux.stop() == 0
+    assert g.mux.stop() == 0, g.mux.log()[-3000:]
     counted = re.search(r"safety rule onsets this run: .*max_step \(policy\) (\d+)", g.mux.log())
     assert counted and int(counted[1]) >= 3, g.mux.log()

@@ -110,41 +110,69 @@ def default_middleware() -> None:
     default_dds_profile()
 
 
+_stop_asked = False
+
+
+def _ask_stop(signum: int, _frame: Any) -> None:
+    """SIGINT/SIGTERM: remember that a stop was asked for, then stop as Ctrl-C does. The KeyboardInterrupt
+    can surface inside rclpy's C++ (e.g. while it converts a message it takes: pybind11 turns it into a
+    RuntimeError) with rclpy's context not yet shut down: the flag tells that apart from a fault."""
+    global _stop_asked
+    _stop_asked = True
+    raise KeyboardInterrupt
+
+
+def _stopping() -> bool:
+    return _stop_asked or not rclpy.ok()
+
+
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Init rclpy, build the node, spin until SIGINT/SIGTERM (exit 0); a bad parameter exits 2 with one line."""
+    """Init rclpy, build the node, spin until SIGINT/SIGTERM (exit 0); a bad parameter exits 2 with one line.
+
+    A node with work on threads of its own defines `stop_work()`: called once the spinning has stopped, before
+    the node is destroyed, so that no thread is inside rclpy's (or a library's) C++ when the interpreter ends."""
     default_middleware()
+    # before rclpy.init: rclpy's own handlers (which shut its context down) chain to these
+    signal.signal(signal.SIGINT, _ask_stop)
+    signal.signal(signal.SIGTERM, _ask_stop)
     try:
         rclpy.init(args=args)
     except RCLError as exc:  # e.g. security enabled but its keystore or enclave missing
         print(f"[{make_node.__name__}] cannot start: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     node = None
+    executor = rclpy.executors.SingleThreadedExecutor()
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except ParameterError as exc:
         print(f"[{make_node.__name__}] refusing to start: {exc}", file=sys.stderr)
         return 2
     except RCLError as exc:
-        if node is None and rclpy.ok():
+        if node is None and not _stopping():
             # the middleware refused the participant (e.g. SROS2 asked of a Fast DDS without DDS-Security)
             print(f"[{make_node.__name__}] cannot start: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
-        if rclpy.ok():
+        if not _stopping():
             raise
         # SIGINT/SIGTERM shut the context down while the executor built its wait set or a callback
         # published ("context is not valid"): the stop that was asked for
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     except Exception:
-        if rclpy.ok():
+        if not _stopping():
             raise  # a real fault: its traceback, and a non-zero exit
-        # SIGINT/SIGTERM shut the context down while a callback ran (its publish raised "context is
-        # invalid"): that is the stop that was asked for, not a crash
+        # SIGINT/SIGTERM arrived while a callback ran (its publish raised "context is invalid") or while
+        # rclpy took a message (pybind11's "Unable to convert call argument"): the stop asked for, not a crash
     finally:
         # stopping: a second Ctrl-C (or the parent's death signal) must not cut the clean-up short with a
         # KeyboardInterrupt traceback
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is not None and hasattr(node, "stop_work"):
+            node.stop_work()
+        executor.shutdown(timeout_sec=0)
         if node is not None:
             node.destroy_node()
         if rclpy.ok():

@@ -25,24 +25,21 @@ Episodes    the same reset happens on recorder/episode "started" and when sim/st
             the first ticks of the next one (a sim reset teleports the arms).
 Ticks       tick_source=timer: a timer at the bundle's fps (a robot); observation: one tick per
             joint state received (the sim in lockstep), inference inline, deterministic.
-Stopping    SIGINT or SIGTERM: exit 0. No thread may be inside rclpy's or ONNX Runtime's C++ when the
-            interpreter finalizes (a daemon thread returning from it is ended by pthread_exit, whose forced
-            unwind through the extension's frames calls std::terminate: "terminate called without an active
-            exception"); so a load under way is joined and an inference in flight awaited first.
+Stopping    SIGINT or SIGTERM: exit 0 (node_runtime.run, which calls stop_work). No thread may be inside
+            rclpy's or ONNX Runtime's C++ when the interpreter finalizes (a daemon thread returning from it is
+            ended by pthread_exit, whose forced unwind through the extension's frames calls std::terminate:
+            "terminate called without an active exception"); so a load under way is joined and an inference
+            in flight awaited first.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
@@ -53,7 +50,7 @@ from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
 from training.export.bundle import BundleError
-from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, default_middleware
+from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
 from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, TickWork, load_policy, resolve_bundle_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -308,9 +305,11 @@ class PolicyNode(Node):
         resp.success, resp.message, resp.policy_id = await done
         return resp
 
-    def join_loads(self, timeout_s: float) -> None:
+    def stop_work(self) -> None:
+        """node_runtime.run's hook on stopping: join a load under way, await an inference in flight."""
         for thread in self._loads:
-            thread.join(timeout_s)
+            thread.join(2.0)
+        self.runner.wait_idle(1.0)
 
     def load(self, path: str) -> tuple[bool, str, str]:
         """Called on a load's own thread: prove the bundle aside, then swap. Any failure at all is a refusal
@@ -338,35 +337,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    default_middleware()
-    rclpy.init(args=args)
-    node = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = PolicyNode()
-        executor.add_node(node)
-        executor.spin()
-    except ParameterError as exc:
-        print(f"[policy_node] refusing to start: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise  # a real fault: its traceback, and a non-zero exit
-        # SIGINT/SIGTERM shut the context down while a callback ran: the stop that was asked for
-    finally:
-        # Every thread out of rclpy's and ONNX Runtime's C++ before the interpreter finalizes (see Stopping).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        if node is not None:
-            node.join_loads(2.0)
-            node.runner.wait_idle(1.0)
-        executor.shutdown(timeout_sec=0)
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run(PolicyNode, args)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@
 
 `vla-il demo` runs HG-DAgger once, through the ROS graph; one training run of either method swings by
 10-20 points, so one demo cannot say whether HG-DAgger beats BC. This runs the demo's loop in one
-process, several times: the same gate (vla_il_nodes.teleop_core.ExpertGate, the teleop_sim_expert
+process, several times: the same gate (vla_il_core.teleop.ExpertGate, the teleop_sim_expert
 node's rule and parameters), the same safety core between the drivers and the sim
-(vla_il_nodes.intervention_mux_core.InterventionMux: joint limits, step limit), the same
+(vla_il_core.mux.InterventionMux: joint limits, step limit), the same
 learner and recipe as the demo (a state-based MLP, 5-step chunks, temporal ensembling; each round
 trains on the expert's segments of all rounds plus the demos: a new network, or with --continue the
 last one). Per training

@@ -114,7 +114,7 @@ def act_latency(tmp: Path, like: Path, size: tuple[int, int] = (480, 640), n: in
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
 
-    from training.export.bundle import file_sha256
+    from vla_il_core.bundle import file_sha256
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -92,10 +92,10 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
 
     from sim.evaluation import default_gate_config, default_mux_config
     from training.datasets.lerobot_dataset import AlohaDataset
-    from training.datasets.schema import EXPERT_ACTION
     from training.export.onnx_export import export_checkpoint
     from training.il.vla_rollouts import RolloutDataset
     from training.il.vla_trainers import fit_vla
+    from vla_il_core.schema import EXPERT_ACTION
 
     gate_config = dataclasses.replace(default_gate_config(), seed=seed)
     mux_config = default_mux_config()

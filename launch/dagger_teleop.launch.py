@@ -42,7 +42,7 @@ def _load_profile(context, share: str) -> tuple[str, dict]:
 
 
 def _check_bundle(bundle: str, profile: dict) -> None:
-    """The policy must drive exactly the profile's joints (vla_il.profiles.check_bundle, without its imports)."""
+    """The policy must drive exactly the profile's joints (vla_il_core.profiles.check_bundle, without its imports)."""
     with open(os.path.join(os.path.expanduser(bundle), "policy.json")) as f:
         joints = json.load(f)["joint_names"]
     expected = [j["name"] for j in profile["joints"]]

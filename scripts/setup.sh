@@ -126,7 +126,7 @@ if [ "$(cat "$WS/build/.vla-il-env" 2>/dev/null)" != "$KEY" ]; then
   rm -rf "$WS/build" "$WS/install"
 fi
 if [ "$(cat "$WS/install/.vla-il-stamp" 2>/dev/null)" != "$WS_KEY" ]; then
-  say "building the ROS 2 workspace (colcon): vla_il_msgs, vla_il_nodes, vla_il"
+  say "building the ROS 2 workspace (colcon): vla_il_msgs, vla_il_core, vla_il_nodes, vla_il"
   started=$(date +%s)
   rm -f "$WS/install/.vla-il-stamp"
   mkdir -p "$WS/log"

@@ -8,8 +8,8 @@ from pathlib import Path
 from sim.aloha import robot
 from sim.aloha.env import FPS, AlohaEnv
 from sim.experts import make_expert
-from training.datasets import schema
 from training.datasets.writer import EpisodeWriter
+from vla_il_core import schema
 
 
 @dataclass

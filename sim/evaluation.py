@@ -50,7 +50,7 @@ class BundlePolicy:
     temporal ensembling) on simulated time: what the robot would do, without ROS."""
 
     def __init__(self, path: str | Path, task: str | None = None) -> None:
-        from vla_il_nodes.policy_node_core import load_policy
+        from vla_il_core.runner import load_policy
 
         self.path = str(path)
         self.loaded = load_policy(self.path, prefer_gpu=False)
@@ -59,7 +59,7 @@ class BundlePolicy:
         self.tick = 0
 
     def reset(self) -> None:
-        from vla_il_nodes.policy_node_core import PolicyRunner
+        from vla_il_core.runner import PolicyRunner
 
         self.runner = PolicyRunner(self.loaded, async_inference=False)
         self.tick = 0
@@ -102,7 +102,7 @@ class BundleFactory:
         """The cameras and image size this bundle reads (from policy.json: no ONNX session opened); actions
         clamped to the joint limits, as the intervention mux does on the robot (a learned policy's gripper may
         overshoot 0..1 slightly)."""
-        from training.export.bundle import read_bundle
+        from vla_il_core.bundle import read_bundle
 
         spec = read_bundle(Path(self.path))
         if not spec.cameras:
@@ -174,7 +174,7 @@ class PerturbedPrefixFactory:
 
 class GatedPolicy:
     """A policy with the sim expert watching over it, as in `vla-il demo`'s HG-DAgger rounds: the gate
-    (vla_il_nodes.teleop_core.ExpertGate, the teleop_sim_expert node's rule) hands control to the scripted
+    (vla_il_core.teleop.ExpertGate, the teleop_sim_expert node's rule) hands control to the scripted
     expert when the policy drifts from it or stalls, and back after its hand-back ticks; every command
     passes the intervention mux's core (joint limits, step limit). Evaluated on
     held-out seeds, `episode_interventions` is the help the policy needs: takeovers per episode measured
@@ -184,8 +184,8 @@ class GatedPolicy:
 
     def __init__(self, base: Policy, task: str, gate_config=None, mux_config=None) -> None:
         from sim.experts import make_expert
-        from vla_il_nodes.intervention_mux_core import InterventionMux
-        from vla_il_nodes.teleop_core import ExpertGate, GateConfig
+        from vla_il_core.mux import InterventionMux
+        from vla_il_core.teleop import ExpertGate, GateConfig
 
         self.base = base
         self.expert = make_expert(task)
@@ -209,7 +209,7 @@ class GatedPolicy:
         self.episode_intervention_frames = 0
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
-        from vla_il_nodes.intervention_mux_core import EXPERT, POLICY
+        from vla_il_core.mux import EXPERT, POLICY
 
         self.now += 1.0 / FPS
         self.mux.on_observation(obs["agent_pos"].tolist(), self.now)
@@ -235,8 +235,8 @@ class GatedPolicy:
 
 def default_mux_config():
     """The intervention mux's limits for the simulated ALOHA (the aloha_sim profile), as the demo runs it."""
-    from vla_il.profiles import load_profile
-    from vla_il_nodes.intervention_mux_core import MuxConfig
+    from vla_il_core.mux import MuxConfig
+    from vla_il_core.profiles import load_profile
 
     return MuxConfig(**{k: tuple(v) for k, v in load_profile("aloha_sim").mux_parameters().items()})
 
@@ -249,10 +249,10 @@ def default_gate_config():
     import yaml
 
     from sim.aloha.robot import GRIPPER_INDICES
-    from vla_il.profiles import ROBOTS_DIR
-    from vla_il_nodes.teleop_core import GateConfig
+    from vla_il_core.paths import config_dir
+    from vla_il_core.teleop import GateConfig
 
-    params = yaml.safe_load((ROBOTS_DIR.parent / "teleop_sim_expert.yaml").read_text())["/**"]["ros__parameters"]
+    params = yaml.safe_load((config_dir() / "teleop_sim_expert.yaml").read_text())["/**"]["ros__parameters"]
     return GateConfig(**{f.name: params[f.name] for f in dataclasses.fields(GateConfig) if f.name in params},
                       gripper_joints=GRIPPER_INDICES)
 

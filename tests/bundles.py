@@ -55,7 +55,7 @@ def _save_graph(root: Path, name: str, meta: dict, graph) -> Path:
     import onnx
     from onnx import helper
 
-    from training.export.bundle import file_sha256
+    from vla_il_core.bundle import file_sha256
 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -12,12 +12,12 @@ from sim.aloha.robot import JOINT_NAMES
 from sim.bridge_core import SimBridgeCore
 from training.checkpoint import save_checkpoint
 from training.config import ILConfig
-from training.datasets import schema
 from training.datasets.lerobot_io import open_dataset
 from training.export.onnx_export import export_checkpoint
 from training.models.vla import VLAModel
 from vla_il.demo import SimGraph
-from vla_il.profiles import load_profile
+from vla_il_core import schema
+from vla_il_core.profiles import load_profile
 
 pytestmark = pytest.mark.ros
 

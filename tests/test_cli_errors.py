@@ -29,9 +29,9 @@ def files(tmp_path_factory) -> Path:
     from sim.aloha.tasks import TASKS
     from training.checkpoint import save_checkpoint
     from training.config import ILConfig
-    from training.datasets import schema
     from training.datasets.writer import EpisodeWriter
     from training.models.policies import MLPPolicy
+    from vla_il_core import schema
 
     root = tmp_path_factory.mktemp("inputs")
     for name in ("bad_weights", "cut_weights", "bad_spec"):  # CartPole's shape: `train bc` gets to the weights

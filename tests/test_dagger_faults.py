@@ -18,8 +18,8 @@ from vla_il_msgs.msg import EpisodeEvent, InterventionEvent, SafetyEvent
 from sim.aloha import robot
 from tests.ros_harness import CONFIG, LATCHED, wait_until
 from tests.test_recorder_node import NAMES, FakeRobot, stamp, start, start_recorder, stop
-from training.datasets import schema
 from training.datasets.lerobot_io import open_dataset
+from vla_il_core import schema
 
 pytestmark = pytest.mark.ros
 

@@ -10,9 +10,9 @@ import torch
 
 from training.checkpoint import save_checkpoint
 from training.config import ILConfig
-from training.export.bundle import BundleError, check_graph, read_bundle
 from training.export.onnx_export import export_checkpoint
 from training.models.policies import MLPPolicy
+from vla_il_core.bundle import BundleError, check_graph, read_bundle
 
 
 @pytest.fixture

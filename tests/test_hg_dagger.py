@@ -5,9 +5,9 @@ import pytest
 
 from sim.aloha import robot
 from training.config import ILConfig
-from training.datasets import schema
 from training.datasets.writer import EpisodeWriter
 from training.il.hg_dagger import HGDAgger, export_bundle, load_labelled, load_rounds
+from vla_il_core import schema
 
 ENV_DIM = 7
 
@@ -88,7 +88,7 @@ def test_no_expert_frames_is_a_clear_error(tmp_path):
 
 def test_a_round_trains_from_the_previous_policy_and_exports_a_bundle(recording, tmp_path):
     from training.checkpoint import load_checkpoint
-    from vla_il_nodes.policy_node_core import load_policy
+    from vla_il_core.runner import load_policy
 
     config = ILConfig.dagger(dagger_mode="human_gated", bc_epochs=3, eval_episodes=0, batch_size=4,
                              action_chunk_size=2, hidden_dim=32, output_dir=str(tmp_path / "r0"))

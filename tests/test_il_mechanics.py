@@ -9,8 +9,8 @@ import torch
 from training.demonstrations import Demonstrations
 from training.il.dagger import get_beta
 from training.il.gail import Discriminator, gae, ppo_loss
-from training.models.chunking import ChunkQueue, TemporalEnsembler, ensemble_weights
 from training.models.policies import MLPPolicy
+from vla_il_core.chunking import ChunkQueue, TemporalEnsembler, ensemble_weights
 
 
 def demos(episodes, length=5, returns=None):

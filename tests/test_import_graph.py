@@ -9,10 +9,12 @@ program, whose module is then `__main__`, never when it is imported) and `if TYP
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"training": ROOT, "sim": ROOT, "vla_il": ROOT, "vla_il_nodes": ROOT / "ros2_ws/src/vla_il_nodes"}
+PACKAGES = {"training": ROOT, "sim": ROOT, "vla_il": ROOT, "vla_il_nodes": ROOT / "ros2_ws/src/vla_il_nodes",
+            "vla_il_core": ROOT / "ros2_ws/src/vla_il_core"}
 ROS = {"rclpy", "rosidl_runtime_py", "vla_il_msgs", "sensor_msgs", "std_msgs", "builtin_interfaces",
        "rcl_interfaces", "lifecycle_msgs", "std_srvs", "geometry_msgs"}
 
@@ -136,16 +138,47 @@ def test_training_and_sim_never_reach_ros():
     graph, outside = import_graph()
     reached = {}
     for start in (m for m in graph if m.split(".")[0] in ("training", "sim")):
-        seen, todo = set(), [start]
-        while todo:
-            module = todo.pop()
-            if module not in seen:
-                seen.add(module)
-                todo.extend(graph[module])
+        seen = reach(graph, start)
         ros = {(m, p) for m in seen for p in outside.get(m, ()) if p in ROS}
         if ros:
             reached[start] = sorted(ros)
     assert reached == {}
+
+
+def reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    return seen
+
+
+def test_the_core_is_ros_free_and_light():
+    """vla_il_core installs on a robot without ROS's Python, PyTorch, lerobot, transformers or MuJoCo, and
+    without the rest of vla-il: what it reaches is NumPy, PyYAML, and (lazily, where used) ONNX Runtime, the
+    ament index and rerun."""
+    graph, outside = import_graph()
+    allowed = {"numpy", "yaml", "onnxruntime", "ament_index_python", "rerun"}
+    core = [m for m in graph if m.split(".")[0] == "vla_il_core"]
+    assert len(core) >= 10
+    bad = {}
+    for start in core:
+        seen = reach(graph, start)
+        ours = sorted(m for m in seen if m.split(".")[0] != "vla_il_core")
+        heavy = sorted({p for m in seen for p in outside.get(m, ()) if p not in allowed | sys.stdlib_module_names})
+        if ours or heavy:
+            bad[start] = ours + heavy
+    assert bad == {}
+
+
+def test_training_sim_and_the_cli_never_import_the_nodes():
+    """The nodes are ROS shells over vla_il_core; everything else shares the core, never a node module."""
+    graph, _ = import_graph()
+    bad = {m: sorted(t for t in targets if t.startswith("vla_il_nodes"))
+           for m, targets in graph.items() if m.split(".")[0] in ("training", "sim", "vla_il")}
+    assert {m: t for m, t in bad.items() if t} == {}
 
 
 def test_the_specifications_import_paths_and_script_commands(tmp_path):

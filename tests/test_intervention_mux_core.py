@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from vla_il_nodes.intervention_mux_core import EXPERT, POLICY, InterventionMux, MuxConfig, order_by_names
+from vla_il_core.mux import EXPERT, POLICY, InterventionMux, MuxConfig, order_by_names
 
 NAMES = ("a", "b", "c")
 

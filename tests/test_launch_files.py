@@ -89,7 +89,7 @@ def test_everything_a_launch_file_names_exists(path: Path):
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "config/robots").glob("*.yaml")))
 def test_every_robot_profile_fits_the_launch_files(name: str):
     """robot:=<profile>: what deploy.launch.py takes from a profile is there, and the nodes take it."""
-    from vla_il.profiles import load_profile
+    from vla_il_core.profiles import load_profile
 
     profile = load_profile(name)
     assert (INSTALL / "vla_il/share/vla_il/config/robots" / f"{name}.yaml").exists(), f"{name} is not installed"

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from vla_il_nodes.intervention_mux_core import EXPERT, POLICY, InterventionMux, MuxConfig
+from vla_il_core.mux import EXPERT, POLICY, InterventionMux, MuxConfig
 
 N = 4
 LOWER, UPPER = [-2.0, -1.0, -3.0, 0.0], [2.0, 1.0, 3.0, 1.0]

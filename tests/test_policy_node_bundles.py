@@ -17,7 +17,7 @@ import pytest
 from sim.aloha import robot
 from tests.bundles import copy_bundle, graph_bundle, make_bundle, read_meta, write_meta
 from tests.ros_harness import wait_until
-from training.export.bundle import BundleError, read_bundle
+from vla_il_core.bundle import BundleError, read_bundle
 
 ENV_STATE = np.array([0.1, 0.5, 0.02, 1.0, 0.0, 0.0, 0.0])
 
@@ -137,7 +137,7 @@ def test_read_bundle_refuses_a_mangled_field_with_its_name(exported, tmp_path, n
 
 @pytest.mark.parametrize("kind", ["float64_input", "extra_required_input", "nan_output", "bad_sha256"])
 def test_load_policy_proves_the_graph_before_it_drives(exported, tmp_path, kind):
-    from vla_il_nodes.policy_node_core import load_policy
+    from vla_il_core.runner import load_policy
 
     bundle = _faulty_bundle(tmp_path, exported["first"], kind)
     with pytest.raises(BundleError, match=re.escape(FAULTS[kind])) as refused:
@@ -149,14 +149,14 @@ def test_load_policy_proves_the_graph_before_it_drives(exported, tmp_path, kind)
 
 def test_a_hand_built_graph_that_matches_its_json_loads(exported, tmp_path):
     """The control for the faulty graphs above: the same builder without a fault is accepted."""
-    from vla_il_nodes.policy_node_core import load_policy
+    from vla_il_core.runner import load_policy
 
     policy = load_policy(str(graph_bundle(tmp_path, "plain", exported["first"], bias=0.01)), prefer_gpu=False)
     assert policy.spec.policy_id.startswith("plain-")
 
 
 def test_the_runner_holds_on_a_non_finite_output_and_says_why(exported, tmp_path):
-    from vla_il_nodes.policy_node_core import PolicyRunner, load_policy
+    from vla_il_core.runner import PolicyRunner, load_policy
 
     bundle = graph_bundle(tmp_path, "nan_off_neutral", exported["first"], nan="off_neutral")
     runner = PolicyRunner(load_policy(str(bundle), prefer_gpu=False), stale_after_s=10.0, async_inference=False)
@@ -172,7 +172,7 @@ def test_the_runner_holds_on_a_non_finite_output_and_says_why(exported, tmp_path
 
 
 def test_load_policy_paths_resolve_inside_bundle_dir(tmp_path):
-    from vla_il_nodes.policy_node_core import resolve_bundle_path
+    from vla_il_core.runner import resolve_bundle_path
 
     root = tmp_path / "bundles"
     (root / "round_1").mkdir(parents=True)

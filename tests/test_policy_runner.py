@@ -4,7 +4,7 @@ import numpy as np
 
 from sim.aloha import robot
 from tests.bundles import make_bundle
-from vla_il_nodes.policy_node_core import PolicyRunner, load_policy
+from vla_il_core.runner import PolicyRunner, load_policy
 
 
 def _runner(bundle):
@@ -81,7 +81,7 @@ def test_a_slow_model_is_asked_for_its_next_chunk_early_enough_to_cover_its_late
 def test_a_chunk_that_arrives_mid_chunk_is_faded_in_over_the_ticks_both_cover():
     from collections import deque
 
-    from vla_il_nodes.policy_node_core import blend_chunks
+    from vla_il_core.runner import blend_chunks
 
     old = deque((t, np.full(14, 0.0)) for t in range(10, 14))  # ticks 10-13 left of the last chunk
     new = deque((t, np.full(14, 1.0)) for t in range(10, 20))  # the next one, from tick 10 on

@@ -12,8 +12,8 @@ import yaml
 
 from sim.aloha import robot
 from tests.ros_harness import CONFIG
-from training.export.bundle import BundleSpec, StateComponent
-from vla_il.profiles import ProfileError, check_bundle, list_profiles, load_profile, parse_profile
+from vla_il_core.bundle import BundleSpec, StateComponent
+from vla_il_core.profiles import ProfileError, check_bundle, list_profiles, load_profile, parse_profile
 
 SHIPPED = list_profiles()
 

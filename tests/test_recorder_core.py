@@ -11,9 +11,9 @@ import resource
 import numpy as np
 import pytest
 
-from training.datasets import schema
 from training.datasets.lerobot_io import open_dataset
-from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
+from vla_il_core import schema
+from vla_il_core.recorder_sync import SyncConfig, TickSynchronizer
 from vla_il_nodes.recorder_session import DatasetSpec, RecorderError, RecordingSession
 from vla_il_nodes.recorder_store import RecordStore, StoreError
 
@@ -395,7 +395,7 @@ def test_a_late_message_into_a_full_buffer_keeps_the_newest_in_order():
     """Found under the real `ros2 launch` in lockstep: a policy action arriving out of order once the buffer
     was full made the recorder die (a full deque cannot insert). The oldest goes instead; a message older than
     everything kept is the one dropped."""
-    from vla_il_nodes.recorder_core import StampedBuffer
+    from vla_il_core.recorder_sync import StampedBuffer
 
     buf = StampedBuffer(4)
     for t in (1.0, 2.0, 3.0, 4.0):

@@ -16,8 +16,8 @@ from vla_il_msgs.srv import StartEpisode, StopEpisode
 
 from sim.aloha import robot
 from tests.ros_harness import CONFIG, LATCHED, RELIABLE, wait_until
-from training.datasets import schema
 from training.datasets.lerobot_io import open_dataset
+from vla_il_core import schema
 
 pytestmark = pytest.mark.ros
 

@@ -12,7 +12,7 @@ from std_msgs.msg import Float64MultiArray
 
 from sim.aloha import robot
 from tests.ros_harness import wait_until
-from vla_il.profiles import load_profile
+from vla_il_core.profiles import load_profile
 
 pytestmark = pytest.mark.ros
 ARM = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]

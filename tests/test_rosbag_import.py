@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from tests.ros_harness import ROOT, wait_until
-from training.datasets import schema
 from training.datasets.rosbag_import import BagImportError, ImportOptions, import_bag
-from vla_il.profiles import load_profile
+from vla_il_core import schema
+from vla_il_core.profiles import load_profile
 
 TOPICS = {
     "/joint_states": "sensor_msgs/msg/JointState",

@@ -5,8 +5,8 @@ import pytest
 
 from sim.aloha import robot
 from sim.collect import collect, load
-from training.datasets import schema
 from training.datasets.writer import DatasetExistsError
+from vla_il_core import schema
 
 
 @pytest.mark.parametrize("storage", ["auto", "video"])

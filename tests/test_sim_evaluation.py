@@ -16,7 +16,7 @@ from sim.evaluation import (
     wilson_interval,
     write_report,
 )
-from vla_il_nodes.teleop_core import GateConfig
+from vla_il_core.teleop import GateConfig
 
 
 class HoldStill:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sim.aloha import robot
-from vla_il_nodes.teleop_core import ExpertGate, GateConfig, JoyConfig, JoyTeleop, LeaderArm
+from vla_il_core.teleop import ExpertGate, GateConfig, JoyConfig, JoyTeleop, LeaderArm
 
 EXPERT = np.zeros(14)
 

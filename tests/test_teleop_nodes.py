@@ -18,8 +18,8 @@ from sim.aloha import robot
 from tests.bundles import make_bundle
 from tests.ros_harness import CONFIG, LATCHED, wait_until
 from tests.test_recorder_node import start, stop
-from training.datasets import schema
 from training.datasets.lerobot_io import open_dataset
+from vla_il_core import schema
 
 pytestmark = pytest.mark.ros
 NAMES = list(robot.JOINT_NAMES)

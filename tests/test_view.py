@@ -8,10 +8,10 @@ import pytest
 
 from tests.test_hg_dagger import _write_recording
 from tests.vla_fixtures import aloha_dataset
-from training.datasets import schema
 from training.datasets.frame_cache import read_table
 from vla_il.cli import main
 from vla_il.view import summarise
+from vla_il_core import schema
 
 FLAGS = [[False, False, True, True, True, False, True, True], [False, True, True, False, False, False, False, False]]
 

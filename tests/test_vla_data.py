@@ -100,8 +100,8 @@ def test_pusht_recorded_from_gym_pusht_loads_as_pusht_dataset(tmp_path_factory, 
 def _mixed_dataset(root, image_size=(24, 32), storage="auto", recorder_flags=False):
     """Two episodes written through lerobot's API: who drove changes mid-episode (as the recorder writes);
     with `recorder_flags`, every frame carries the expert's label (as the sim expert gives)."""
-    from training.datasets import schema
     from training.datasets.writer import EpisodeWriter
+    from vla_il_core import schema
 
     features = schema.features([f"j{i}" for i in range(14)], ("top",), image_size, 0, image_storage=storage,
                                recorder_flags=recorder_flags)

@@ -9,9 +9,9 @@ import torch
 
 from training.checkpoint import save_checkpoint
 from training.config import ILConfig
-from training.export.bundle import BundleError, read_bundle
 from training.export.onnx_export import export_checkpoint
 from training.models.vla import VLAModel
+from vla_il_core.bundle import BundleError, read_bundle
 
 
 @pytest.mark.parametrize("state_dropout", [0.0, 1.0], ids=["with-state", "vision-only"])

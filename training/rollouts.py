@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from training.demonstrations import Demonstrations, label_segments
-from training.models.chunking import ChunkQueue, TemporalEnsembler
 from training.models.policies import ILPolicy
+from vla_il_core.chunking import ChunkQueue, TemporalEnsembler
 
 Act = Callable[[np.ndarray], np.ndarray | int]
 

@@ -34,13 +34,13 @@ class UsageError(Exception):
 # imported only (an error type whose module was never imported cannot have been raised), so the command
 # line stays fast to start.
 _USER_ERRORS = (
-    ("training.export.bundle", "BundleError"),
+    ("vla_il_core.bundle", "BundleError"),
     ("training.checkpoint", "CheckpointError"),
     ("training.datasets.rosbag_import", "BagImportError"),
     ("training.datasets.lerobot_dataset", "DatasetError"),
     ("training.datasets.writer", "DatasetExistsError"),
     ("training.il.behavioral_cloning", "TrainingError"),
-    ("vla_il.profiles", "ProfileError"),
+    ("vla_il_core.profiles", "ProfileError"),
     ("vla_il.view", "ViewError"),
 )
 
@@ -52,7 +52,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _build_parser() -> argparse.ArgumentParser:
     from sim.aloha.tasks import TASKS
-    from training.datasets.schema import IMAGE_STORAGES
+    from vla_il_core.schema import IMAGE_STORAGES
 
     tasks = sorted(TASKS)
 
@@ -436,7 +436,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _import_bag(args: argparse.Namespace) -> int:
     from training.datasets.rosbag_import import ImportOptions, import_bag
-    from vla_il.profiles import load_profile
+    from vla_il_core.profiles import load_profile
 
     profile = load_profile(args.profile)
     options = ImportOptions(

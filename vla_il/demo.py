@@ -254,8 +254,8 @@ def _train_vla(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path 
     import torch
 
     from training.datasets.lerobot_dataset import AlohaDataset
-    from training.datasets.schema import EXPERT_ACTION
     from training.il.vla_trainers import fit_vla
+    from vla_il_core.schema import EXPERT_ACTION
 
     parts = [AlohaDataset(d, split="all", chunk_size=cfg.chunk_size, cameras=(cfg.camera,), labels=cfg.labels,
                           action_key=EXPERT_ACTION) for d in datasets]

@@ -19,9 +19,11 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from vla_il_core.paths import config_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL = ROOT / "ros2_ws" / "install"
-CONFIG = ROOT / "config"
+INSTALL = ROOT / "ros2_ws" / "install"  # this checkout's colcon workspace (the tests check what it installs)
+CONFIG = config_dir()  # the installed share/vla_il/config (vla_il_core.paths)
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # For latched topics (the mux's driver, the bundle in use): late subscribers get the last value.
 LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -138,6 +140,19 @@ class Probe:
         self._thread.join(timeout=2.0)
 
 
+def node_executable(package: str, executable: str) -> Path:
+    """lib/<package>/<executable> of the installed package, as `ros2 run` finds it (the ament index)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        exe = Path(get_package_prefix(package)) / "lib" / package / executable
+    except PackageNotFoundError:
+        exe = INSTALL / package / "lib" / package / executable
+    if not exe.exists():
+        raise FileNotFoundError(f"{exe} is not installed: run scripts/setup.sh")
+    return exe
+
+
 class NodeProcess:
     """One of our nodes as a real process, started from the colcon install space."""
 
@@ -152,9 +167,7 @@ class NodeProcess:
         env: dict[str, str | None] | None = None,
     ) -> None:
         """`env`: changes to this process's environment for the node (None: unset that variable)."""
-        exe = INSTALL / package / "lib" / package / executable
-        if not exe.exists():
-            raise FileNotFoundError(f"{exe} is not installed: run scripts/setup.sh")
+        exe = node_executable(package, executable)
         cmd = [str(exe), "--ros-args"]
         for f in params_files or []:
             cmd += ["--params-file", str(f)]

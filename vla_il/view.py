@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from training.datasets import schema
-from vla_il_nodes.display_core import EXPERT_COLOUR, POLICY_COLOUR  # the live view's colours for who drives
+from vla_il_core import schema
+from vla_il_core.display import EXPERT_COLOUR, POLICY_COLOUR  # the live view's colours for who drives
 
 
 class ViewError(ValueError):

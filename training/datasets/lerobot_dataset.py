@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.datasets import schema
 from training.demonstrations import label_segments
 from training.models.policies import binary_actions
+from vla_il_core import schema
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "all")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets import schema
 from training.demonstrations import Demonstrations
+from vla_il_core import schema
 
 
 def open_dataset(root: Path):

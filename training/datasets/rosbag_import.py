@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets import schema
-from vla_il.profiles import RobotProfile, StateSource
+from vla_il_core import schema
+from vla_il_core.profiles import RobotProfile, StateSource
 
 SYNC_MODES = ("nearest", "interpolate")
 ACTION_SOURCES = ("command", "next_state")
@@ -239,7 +239,7 @@ class _Plan:
 
 
 def _plan(profile: RobotProfile, options: ImportOptions, topics: dict[str, str], bag: Path) -> _Plan:
-    from vla_il.profiles import CommandTarget, JointMap
+    from vla_il_core.profiles import CommandTarget, JointMap
 
     identity = {n: JointMap(n) for n in profile.joint_names}
     sources = list(profile.state_sources) or [StateSource(profile.topics["joint_states"], identity)]

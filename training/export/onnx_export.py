@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from training.checkpoint import load_checkpoint, read_provenance
-from training.export.bundle import SCHEMA_VERSION, BundleError, BundleSpec, check_graph, file_sha256, read_bundle
 from training.models.policies import MLPPolicy
+from vla_il_core.bundle import SCHEMA_VERSION, BundleError, BundleSpec, check_graph, file_sha256, read_bundle
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 17

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from training.config import ILConfig
-from training.datasets import schema
 from training.demonstrations import Demonstrations, label_segments
+from vla_il_core import schema
 
 
 @dataclass

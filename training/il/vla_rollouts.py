@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.datasets import schema
-from training.models.chunking import ChunkQueue, TemporalEnsembler
 from training.models.vla import VLAModel
+from vla_il_core import schema
+from vla_il_core.chunking import ChunkQueue, TemporalEnsembler
 
 
 def observation_batch(model: VLAModel, obs: dict[str, Any], instruction: str) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def export_vla(
     import onnxruntime as ort
 
     from sim.aloha.robot import JOINT_NAMES
-    from training.export.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
+    from vla_il_core.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
 
     provenance = provenance or {}
     if policy.config.action_head != "regression":
@@ -166,7 +166,7 @@ def export_vla_checkpoint(
 ):
     """Load a VLA checkpoint and export it (atomic: a temporary folder renamed into place)."""
     from training.checkpoint import load_checkpoint, read_provenance
-    from training.export.bundle import BundleError, read_bundle
+    from vla_il_core.bundle import BundleError, read_bundle
 
     policy, config, metrics = load_checkpoint(checkpoint)
     provenance = read_provenance(checkpoint)

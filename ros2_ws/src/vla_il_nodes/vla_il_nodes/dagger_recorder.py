@@ -16,7 +16,7 @@ Services    ~/start_episode (StartEpisode), ~/stop_episode (StopEpisode: save wi
 Output      <record_dir>/dataset: all saved episodes as one LeRobot dataset (see recorder_store.py)
 Parameters  read-only, except min_free_mb: a SetParameters call applies it at once, to an episode in
             progress too. One recorder per record_dir: a second one refuses to start (recorder_lock.py).
-Synchronisation and drops: recorder_core.py; episodes and write errors: recorder_session.py.
+Synchronisation and drops: vla_il_core.recorder_sync; episodes and write errors: recorder_session.py.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from vla_il_msgs.msg import EpisodeEvent, InterventionEvent, SimState
 from vla_il_msgs.srv import StartEpisode, StopEpisode
 
 from training.progress import quiet_library_output
-from vla_il_nodes.intervention_mux_core import order_by_names
+from vla_il_core.mux import order_by_names
+from vla_il_core.recorder_sync import SyncConfig, TickSynchronizer
 from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
-from vla_il_nodes.recorder_core import SyncConfig, TickSynchronizer
 from vla_il_nodes.recorder_lock import RecordDirInUse
 from vla_il_nodes.recorder_session import DatasetSpec, EpisodeSummary, RecorderError, RecordingSession
 from vla_il_nodes.recorder_store import StoreError

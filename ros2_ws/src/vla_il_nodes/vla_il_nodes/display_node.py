@@ -4,7 +4,7 @@ Subscribes  cameras/<name>/image_raw (Image rgb8/bgr8/mono8, sensor-data QoS, de
             joint_states, policy/action, teleop/action, command (JointState), intervention
             (InterventionEvent), policy/status (PolicyStatus)
 Shows       every camera, the measured joints, the policy's and the expert's proposals, the command sent,
-            who drives (a colour band), takeovers so far, the policy's latency (display_core.py)
+            who drives (a colour band), takeovers so far, the policy's latency (vla_il_core.display)
 Parameters  cameras, sink (web | save | connect | spawn), save_path, web_port, grpc_port, connect_url,
             max_image_rate_hz
 The recorder and the policy node never wait for it: it is a process of its own, its image subscriptions
@@ -77,7 +77,7 @@ class DisplayNode(Node):
             import rerun as rr
         except ImportError as exc:
             raise ParameterError(f"the live view needs rerun-sdk ({exc}): pip install rerun-sdk") from exc
-        from vla_il_nodes.display_core import LiveView
+        from vla_il_core.display import LiveView
 
         self.recording = rr.RecordingStream("vla_il_live")
         if sink == "save":

@@ -8,7 +8,7 @@ Services    ~/hold, ~/resume (std_srvs/Trigger): the operator freezes the robot,
             who can reach this node on the DDS domain may call them (see the README: discovery range, SROS2).
 Parameters  joint_lower, joint_upper, max_step, stale_after_s, reanchor_steps change at once (the next
             command obeys them) or are refused with the reason; the others are read-only.
-The rules are in intervention_mux_core.py; this node only converts messages and calls them.
+The rules are in vla_il_core.mux; this node only converts messages and calls them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
 from vla_il_msgs.msg import InterventionEvent, SafetyEvent
 
-from vla_il_nodes.intervention_mux_core import (
+from vla_il_core.mux import (
     EXPERT,
     POLICY,
     InterventionMux,

@@ -49,9 +49,9 @@ from std_srvs.srv import Trigger
 from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
-from training.export.bundle import BundleError
+from vla_il_core.bundle import BundleError
+from vla_il_core.runner import LoadedPolicy, PolicyRunner, TickWork, load_policy, resolve_bundle_path
 from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
-from vla_il_nodes.policy_node_core import LoadedPolicy, PolicyRunner, TickWork, load_policy, resolve_bundle_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TICK_SOURCES = ("timer", "observation")

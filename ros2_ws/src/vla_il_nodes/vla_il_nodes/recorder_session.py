@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from training.datasets import schema
-from vla_il_nodes.recorder_core import SyncResult
+from vla_il_core import schema
+from vla_il_core.recorder_sync import SyncResult
 from vla_il_nodes.recorder_lock import RecordDirLock
 from vla_il_nodes.recorder_store import SPOOL_DONE, SPOOL_SUFFIX, RecordStore, free_mb
 

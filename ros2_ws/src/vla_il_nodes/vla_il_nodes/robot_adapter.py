@@ -7,7 +7,7 @@ Publishes   topics.joint_states (sensor_msgs/JointState: the profile's joints, i
             std_msgs/Float64MultiArray (ros2_control forward controllers), or
             interbotix_xs_msgs/JointGroupCommand / JointSingleCommand (ALOHA's drivers)
 The joined state is published when the first state source updates and every other source is
-fresher than stale_after_s. The mapping itself (names, gripper units) is vla_il/profiles.py.
+fresher than stale_after_s. The mapping itself (names, gripper units) is vla_il_core.profiles.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, Header
 
-from vla_il.profiles import CommandTarget, ProfileError, load_profile
+from vla_il_core.profiles import CommandTarget, ProfileError, load_profile
 from vla_il_nodes.node_runtime import ParameterError, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -26,7 +26,7 @@ from vla_il_msgs.srv import ResetSim
 
 from sim.aloha.robot import JOINT_NAMES
 from sim.bridge_core import SimBridgeCore, SimStep
-from vla_il.profiles import ProfileError, load_profile
+from vla_il_core.profiles import ProfileError, load_profile
 from vla_il_nodes.node_runtime import ParameterError, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

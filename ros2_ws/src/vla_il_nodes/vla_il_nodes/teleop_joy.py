@@ -3,7 +3,7 @@
 Subscribes  joy (sensor_msgs/Joy, from the joy driver), joint_states (JointState: where to start from)
 Publishes   teleop/action (JointState: the target, while engaged), teleop/engaged (Bool, every message)
 The sticks move the selected arm's six joints, two buttons open and close its gripper, one switches
-arm (teleop_core.JoyTeleop). Release the deadman button and the policy drives again.
+arm (vla_il_core.teleop.JoyTeleop). Release the deadman button and the policy drives again.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Bool, Header
 
-from vla_il_nodes.intervention_mux_core import order_by_names
+from vla_il_core.mux import order_by_names
+from vla_il_core.teleop import JoyConfig, JoyTeleop
 from vla_il_nodes.node_runtime import ParameterError, declare, run
-from vla_il_nodes.teleop_core import JoyConfig, JoyTeleop
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -1,6 +1,6 @@
 """teleop_keyboard: the operator's keyboard: engage / hand back, and start / end episodes.
 
-Keys (teleop_core.KEYMAP): e engage (the robot holds where it is while engaged), h hand back,
+Keys (vla_il_core.teleop.KEYMAP): e engage (the robot holds where it is while engaged), h hand back,
 n start recording, s end the episode as a success, f as a failure, d discard it.
 Keys come from this node's terminal when it has one, and from teleop/key (std_msgs/String) always
 (another terminal: `ros2 topic pub --once /teleop/key std_msgs/String "{data: s}"`).
@@ -20,8 +20,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header, String
 from vla_il_msgs.srv import StartEpisode, StopEpisode
 
+from vla_il_core.teleop import KEYMAP
 from vla_il_nodes.node_runtime import ParameterError, declare, run
-from vla_il_nodes.teleop_core import KEYMAP
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -5,7 +5,7 @@ Subscribes  leader/joint_states (JointState: the leader's joints; remap to its d
 Publishes   teleop/action (JointState: the leader's pose in the follower's joint names, grippers
             normalised 0..1, while engaged), teleop/engaged (Bool, on every leader message)
 Services    ~/engage (std_srvs/SetBool): engage or hand back without a pedal
-Name mapping and gripper scaling: teleop_core.LeaderArm.
+Name mapping and gripper scaling: vla_il_core.teleop.LeaderArm.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header
 from std_srvs.srv import SetBool
 
+from vla_il_core.teleop import LeaderArm
 from vla_il_nodes.node_runtime import ParameterError, declare, run
-from vla_il_nodes.teleop_core import LeaderArm
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

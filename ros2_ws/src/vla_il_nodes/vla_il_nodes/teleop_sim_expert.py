@@ -5,7 +5,7 @@ Subscribes  sim/state (SimState: the privileged object poses; each one is a cont
 Publishes   teleop/action (JointState: the expert's action for every state, stamped with the state's
             stamp, so it is also the label of every frame), teleop/engaged (Bool, every tick)
 Services    ~/reset (std_srvs/Trigger): a new episode for the gate (also when the sim's step restarts)
-The expert is sim.experts.make_expert(task); the gating rule is teleop_core.ExpertGate.
+The expert is sim.experts.make_expert(task); the gating rule is vla_il_core.teleop.ExpertGate.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from std_srvs.srv import Trigger
 from vla_il_msgs.msg import SimState
 
 from sim.aloha.robot import GRIPPER_INDICES, JOINT_NAMES
-from vla_il_nodes.intervention_mux_core import order_by_names
+from vla_il_core.mux import order_by_names
+from vla_il_core.teleop import ExpertGate, GateConfig
 from vla_il_nodes.node_runtime import ParameterError, declare, run
-from vla_il_nodes.teleop_core import ExpertGate, GateConfig
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

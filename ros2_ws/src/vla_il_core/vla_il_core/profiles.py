@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-ROBOTS_DIR = Path(__file__).resolve().parents[1] / "config" / "robots"
+from vla_il_core.paths import config_dir
+
 CAMERA_DRIVERS = ("camera_node", "sim", "external")
 COMMAND_TYPES = (
     "sensor_msgs/JointState",
@@ -153,8 +154,8 @@ class RobotProfile:
         }
 
     def features(self, image_size: tuple[int, int] = (480, 640), env_state_dim: int = 0) -> dict[str, dict]:
-        """The LeRobot features of a dataset recorded on this robot (training/datasets/schema.py)."""
-        from training.datasets import schema
+        """The LeRobot features of a dataset recorded on this robot (vla_il_core.schema)."""
+        from vla_il_core import schema
 
         return schema.features(self.joint_names, self.camera_names, image_size, env_state_dim)
 
@@ -172,7 +173,7 @@ class RobotProfile:
 
 
 def check_bundle(profile: RobotProfile, spec) -> None:
-    """A policy bundle (training.export.bundle.BundleSpec) may only drive a robot with its joints and cameras."""
+    """A policy bundle (vla_il_core.bundle.BundleSpec) may only drive a robot with its joints and cameras."""
     profile.check_joint_names(spec.joint_names, f"bundle {spec.path}")
     missing = [c for c in spec.cameras if c not in profile.camera_names]
     if missing:
@@ -182,11 +183,16 @@ def check_bundle(profile: RobotProfile, spec) -> None:
         )
 
 
-def list_profiles(directory: Path = ROBOTS_DIR) -> list[str]:
-    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+def robots_dir() -> Path:
+    """The installed robot profiles (config/robots of the vla_il bringup package; see vla_il_core.paths)."""
+    return config_dir() / "robots"
 
 
-def profile_path(name_or_path: str | Path, directory: Path = ROBOTS_DIR) -> Path:
+def list_profiles(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in Path(directory or robots_dir()).glob("*.yaml"))
+
+
+def profile_path(name_or_path: str | Path, directory: Path | None = None) -> Path:
     """A shipped profile's name (aloha) or a path to a profile file."""
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or "/" in text:
@@ -194,13 +200,14 @@ def profile_path(name_or_path: str | Path, directory: Path = ROBOTS_DIR) -> Path
         if not path.is_file():
             raise ProfileError(f"robot profile file {path} does not exist")
         return path
-    path = Path(directory) / f"{text}.yaml"
+    directory = Path(directory or robots_dir())
+    path = directory / f"{text}.yaml"
     if not path.is_file():
         raise ProfileError(f"no robot profile '{text}' in {directory} (have: {', '.join(list_profiles(directory))})")
     return path
 
 
-def load_profile(name_or_path: str | Path, directory: Path = ROBOTS_DIR) -> RobotProfile:
+def load_profile(name_or_path: str | Path, directory: Path | None = None) -> RobotProfile:
     """Read and validate a profile; ProfileError names the file and the field that is wrong."""
     path = profile_path(name_or_path, directory)
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from training.datasets import schema
+from vla_il_core import schema
 
 EXPERT = "expert"
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.export.bundle import BundleError, BundleSpec, check_graph, read_bundle, read_onnx
-from training.models.chunking import TemporalEnsembler
+from vla_il_core.bundle import BundleError, BundleSpec, check_graph, read_bundle, read_onnx
+from vla_il_core.chunking import TemporalEnsembler
 
 
 @dataclass
@@ -41,7 +41,11 @@ class LoadedPolicy:
 
 def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
     """Read, verify, open and try a bundle; BundleError (with the reason) when it must not drive."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BundleError(f"ONNX Runtime is not installed here ({exc}): pip install onnxruntime "
+                          "(or onnxruntime-gpu on a machine with CUDA 12)") from exc
 
     spec = read_bundle(path)
     model = read_onnx(spec)  # the bytes whose sha256 policy.json names: ONNX Runtime runs exactly these

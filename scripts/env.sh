@@ -2,12 +2,20 @@
 # (./vla-il and ./run-tests do it for you). It activates ./.venv (made by scripts/setup.sh), the
 # ROS 2 it contains (or the sourced system ROS 2) and the colcon workspace ros2_ws/install.
 # Option --no-workspace: leave out ros2_ws/install (used by setup.sh before the first build).
+# Option --deploy: the robot's install instead (scripts/setup.sh --deploy): ./.venv-deploy and
+# ros2_ws/deploy/install, and not this checkout's Python (training/, sim/, vla_il/ are not importable).
 
 # ROS's and colcon's scripts read unset variables: relax nounset while sourcing them.
 case $- in *u*) _vla_nounset=1; set +u ;; *) _vla_nounset= ;; esac
 _vla_root=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
-if [ ! -e "$_vla_root/.venv/bin/python" ]; then
-  echo "[env] no environment yet: run scripts/setup.sh (or ./run-tests) first" >&2
+_vla_deploy= _vla_workspace=1
+for _a in "$@"; do
+  case "$_a" in --deploy) _vla_deploy=1 ;; --no-workspace) _vla_workspace= ;; esac
+done
+_vla_venv="$_vla_root/.venv" _vla_ws="$_vla_root/ros2_ws/install"
+if [ -n "$_vla_deploy" ]; then _vla_venv="$_vla_root/.venv-deploy" _vla_ws="$_vla_root/ros2_ws/deploy/install"; fi
+if [ ! -e "$_vla_venv/bin/python" ]; then
+  echo "[env] no environment yet: run scripts/setup.sh${_vla_deploy:+ --deploy} (or ./run-tests) first" >&2
   [ -n "$_vla_nounset" ] && set -u
   return 1 2>/dev/null || exit 1
 fi
@@ -17,7 +25,7 @@ if [ -n "${ROS_DISTRO:-}" ] && [ "${VLA_IL_USE_SYSTEM_ROS:-1}" != "0" ] && [ -f 
 fi
 
 export VIRTUAL_ENV
-VIRTUAL_ENV=$(cd "$_vla_root/.venv" && pwd -P)
+VIRTUAL_ENV=$(cd "$_vla_venv" && pwd -P)
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 _vla_site="$VIRTUAL_ENV/lib/python$("$VIRTUAL_ENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')/site-packages"
 
@@ -40,23 +48,24 @@ if [ -z "${ROS_AUTOMATIC_DISCOVERY_RANGE:-}" ] && [ -z "${ROS_LOCALHOST_ONLY:-}"
 fi
 # Camera images through shared memory without lost frames (config/fastdds.xml says why). A profile of your
 # own (FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE) is kept.
-if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+if [ -z "$_vla_deploy" ] && [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]; then
+  # (the deploy install's nodes find the installed copy themselves: node_runtime.default_dds_profile)
   export FASTDDS_DEFAULT_PROFILES_FILE="$_vla_root/config/fastdds.xml"
 fi
 
-if [ "${1:-}" != "--no-workspace" ] && [ -f "$_vla_root/ros2_ws/install/local_setup.bash" ]; then
+if [ -n "$_vla_workspace" ] && [ -f "$_vla_ws/local_setup.bash" ]; then
   # colcon's generated script; it only prepends this workspace's paths.
   # shellcheck disable=SC1091
-  COLCON_CURRENT_PREFIX="$_vla_root/ros2_ws/install" source "$_vla_root/ros2_ws/install/local_setup.bash"
+  COLCON_CURRENT_PREFIX="$_vla_ws" source "$_vla_ws/local_setup.bash"
 fi
 
-export PYTHONPATH="$_vla_root${PYTHONPATH:+:$PYTHONPATH}"
+[ -z "$_vla_deploy" ] && export PYTHONPATH="$_vla_root${PYTHONPATH:+:$PYTHONPATH}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 # Models and datasets are local here: never wait on a hub (set HF_HUB_OFFLINE=0 to allow downloads).
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export VLA_IL_ROOT="$_vla_root"
 [ -n "$_vla_nounset" ] && set -u
-unset _vla_root _vla_site _vla_ld _d _vla_nounset
+unset _vla_root _vla_site _vla_ld _d _vla_nounset _vla_deploy _vla_workspace _vla_venv _vla_ws _a
 # Byte-code caches: imports of torch, transformers and lerobot compile thousands of modules; without
 # a cache every process pays that again (~40 s for lerobot on 2 busy cores). Some shells disable
 # writing them (PYTHONDONTWRITEBYTECODE); we keep them, outside the clone, beside the venv.

@@ -9,18 +9,34 @@
 #   3. repairs the wheels' CMake files that name the build machine's include paths;
 #   4. links it as ./.venv and builds ros2_ws with colcon when its sources changed.
 # An interrupted run is recovered by the next one: nothing is marked done before it is complete.
+#
+#   scripts/setup.sh --deploy   a robot's install instead: the deploy graph (camera_node, robot_adapter,
+#       policy_node, intervention_mux) with ONNX Runtime, NumPy, OpenCV and PyYAML only (env/deploy.lock: no
+#       PyTorch, lerobot, transformers or MuJoCo), linked as ./.venv-deploy, the ROS packages installed (copied,
+#       not linked to the sources) into ros2_ws/deploy/install. Use it with: source scripts/env.sh --deploy
 set -euo pipefail
+
+DEPLOY=""
+for arg in "$@"; do
+  case "$arg" in
+    --deploy) DEPLOY=1 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) printf '[setup] error: unknown option %s (see --help)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 UV_VERSION=0.13.8
 SETUP_REVISION=1   # bump when this script changes how the environment is built
 MIN_FREE_GB=15     # the environment is about 9 GB (CUDA builds of torch), plus the download cache
+[ -n "$DEPLOY" ] && MIN_FREE_GB=2   # the deploy environment: a few hundred MB
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 CACHE=${VLA_IL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vla-il}
 LOCK="$ROOT/env/requirements.lock"
+[ -n "$DEPLOY" ] && LOCK="$ROOT/env/deploy.lock"
 [ -f "$LOCK" ] || die "missing $LOCK (is this a complete clone of vla-il?)"
 
 # --- which ROS 2: a sourced system install, or the PyPI wheels --------------------------------
@@ -45,7 +61,7 @@ fi
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || die "no C++ compiler (needed by colcon to build ros2_ws/src/vla_il_msgs): install g++ (Debian/Ubuntu: apt-get install g++)"
 # ldconfig lives in /sbin, which a normal user's PATH often lacks
 LDCONFIG=$(command -v ldconfig || echo /sbin/ldconfig)
-if [ "${MUJOCO_GL:-egl}" = "egl" ] && ! { "$LDCONFIG" -p 2>/dev/null | grep -q 'libEGL.so.1'; }; then
+if [ -z "$DEPLOY" ] && [ "${MUJOCO_GL:-egl}" = "egl" ] && ! { "$LDCONFIG" -p 2>/dev/null | grep -q 'libEGL.so.1'; }; then
   die "no libEGL.so.1: MuJoCo renders headless through EGL (MUJOCO_GL=egl). Install Mesa (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri) or set MUJOCO_GL=osmesa"
 fi
 
@@ -59,6 +75,7 @@ else
   REQS=$(cat "$LOCK")
   ENV_KIND="rosw"
 fi
+[ -n "$DEPLOY" ] && ENV_KIND="deploy-$ENV_KIND"
 KEY=$(printf '%s\n%s\n%s\n%s\n' "$REQS" "$SETUP_REVISION" "$PY_VERSION" "$ENV_KIND" | hash_of)
 VENV="$CACHE/venvs/py$PY_VERSION-$ENV_KIND-$KEY"
 READY="$VENV/.vla-il-ready"
@@ -94,6 +111,8 @@ if [ ! -f "$READY" ]; then
   say "creating the Python $PY_VERSION environment $VENV"
   say "installing $(printf '%s\n' "$REQS" | grep -c '==') pinned packages from env/requirements.lock (first time: several GB of downloads)"
   export UV_CACHE_DIR="${UV_CACHE_DIR:-$CACHE/uv}"
+  # the machine's own certificate store, as pip and curl use it (a company's TLS proxy adds its CA there)
+  export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}"
   "$UV" venv --quiet --python "$PYTHON" "$VENV" || die "could not create $VENV"
   # --no-deps: the lock is complete; letting the installer re-resolve would bring back packages the
   # lock leaves out on purpose (see env/overrides.txt). `install`, not `sync`: the ROS wheels carry a
@@ -109,16 +128,26 @@ if [ ! -f "$READY" ]; then
 fi
 flock -u 9
 
-if [ "$(readlink "$ROOT/.venv" 2>/dev/null)" != "$VENV" ]; then
-  [ -e "$ROOT/.venv" ] && [ ! -L "$ROOT/.venv" ] && die "$ROOT/.venv exists and is not the link setup manages; move it away"
-  ln -sfn "$VENV" "$ROOT/.venv"
-  say "linked .venv -> $VENV"
+LINK=".venv"
+[ -n "$DEPLOY" ] && LINK=".venv-deploy"
+if [ "$(readlink "$ROOT/$LINK" 2>/dev/null)" != "$VENV" ]; then
+  [ -e "$ROOT/$LINK" ] && [ ! -L "$ROOT/$LINK" ] && die "$ROOT/$LINK exists and is not the link setup manages; move it away"
+  ln -sfn "$VENV" "$ROOT/$LINK"
+  say "linked $LINK -> $VENV"
 fi
 
 # --- the ROS 2 workspace -----------------------------------------------------------------------
-# shellcheck source=env.sh
-source "$ROOT/scripts/env.sh" --no-workspace
-WS="$ROOT/ros2_ws"
+if [ -n "$DEPLOY" ]; then
+  # shellcheck source=env.sh
+  source "$ROOT/scripts/env.sh" --deploy --no-workspace
+  WS="$ROOT/ros2_ws/deploy"
+  BUILD_ARGS=(--base-paths "$ROOT/ros2_ws/src" --packages-select vla_il_msgs vla_il_core vla_il_nodes vla_il)
+else
+  # shellcheck source=env.sh
+  source "$ROOT/scripts/env.sh" --no-workspace
+  WS="$ROOT/ros2_ws"
+  BUILD_ARGS=(--symlink-install)
+fi
 WS_KEY=$( { echo "$KEY"; cd "$ROOT" && find ros2_ws/src launch config -type f -not -name '*.pyc' -print0 2>/dev/null \
   | sort -z | xargs -0 sha256sum; } | hash_of)
 if [ "$(cat "$WS/build/.vla-il-env" 2>/dev/null)" != "$KEY" ]; then
@@ -126,17 +155,22 @@ if [ "$(cat "$WS/build/.vla-il-env" 2>/dev/null)" != "$KEY" ]; then
   rm -rf "$WS/build" "$WS/install"
 fi
 if [ "$(cat "$WS/install/.vla-il-stamp" 2>/dev/null)" != "$WS_KEY" ]; then
-  say "building the ROS 2 workspace (colcon): vla_il_msgs, vla_il_core, vla_il_nodes, vla_il"
+  say "building the ROS 2 workspace (colcon): vla_il_msgs, vla_il_core, vla_il_nodes, vla_il${DEPLOY:+ (deploy install: $WS/install)}"
   started=$(date +%s)
   rm -f "$WS/install/.vla-il-stamp"
+  [ -n "$DEPLOY" ] && rm -rf "$WS/install"   # copies, not links: a file the sources dropped must go too
   mkdir -p "$WS/log"
-  if ! (cd "$WS" && colcon --log-base log build --symlink-install --event-handlers console_cohesion+ \
+  [ -n "$DEPLOY" ] && touch "$WS/COLCON_IGNORE"   # the development workspace's build must not crawl into it
+  if ! (cd "$WS" && colcon --log-base log build "${BUILD_ARGS[@]}" --event-handlers console_cohesion+ \
         --cmake-args -DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF \
         > "$WS/log/colcon-build.txt" 2>&1); then
     tail -n 40 "$WS/log/colcon-build.txt" >&2 || true
-    die "colcon build failed; full log: ros2_ws/log/colcon-build.txt"
+    die "colcon build failed; full log: ${WS#"$ROOT"/}/log/colcon-build.txt"
   fi
   echo "$KEY" > "$WS/build/.vla-il-env"
   echo "$WS_KEY" > "$WS/install/.vla-il-stamp"
   say "workspace built in $(( $(date +%s) - started )) s"
+  if [ -n "$DEPLOY" ]; then
+    say "deploy install: $(du -shL "$VENV" | cut -f1) environment + $(du -sh "$WS/install" | cut -f1) ROS packages; use it with: source scripts/env.sh --deploy"
+  fi
 fi

@@ -140,17 +140,38 @@ class Probe:
         self._thread.join(timeout=2.0)
 
 
-def node_executable(package: str, executable: str) -> Path:
-    """lib/<package>/<executable> of the installed package, as `ros2 run` finds it (the ament index)."""
+DEPLOY_INSTALL = ROOT / "ros2_ws" / "deploy" / "install"
+
+
+def node_executable(package: str, executable: str, install: Path | None = None) -> Path:
+    """lib/<package>/<executable> of the installed package, as `ros2 run` finds it (the ament index), or of the
+    colcon install space `install`."""
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-    try:
-        exe = Path(get_package_prefix(package)) / "lib" / package / executable
-    except PackageNotFoundError:
-        exe = INSTALL / package / "lib" / package / executable
+    if install is not None:
+        exe = install / package / "lib" / package / executable
+    else:
+        try:
+            exe = Path(get_package_prefix(package)) / "lib" / package / executable
+        except PackageNotFoundError:
+            exe = INSTALL / package / "lib" / package / executable
     if not exe.exists():
-        raise FileNotFoundError(f"{exe} is not installed: run scripts/setup.sh")
+        raise FileNotFoundError(f"{exe} is not installed: run scripts/setup.sh{' --deploy' if install else ''}")
     return exe
+
+
+def deploy_environ(keep: tuple[str, ...] = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")) -> dict[str, str]:
+    """The environment of the robot install (scripts/setup.sh --deploy), as `source scripts/env.sh --deploy` makes
+    it in a clean shell, with the variables `keep` of this process: no PyTorch, lerobot, transformers or MuJoCo,
+    and none of this checkout's Python. FileNotFoundError (saying how to build it) when it is not built."""
+    if not (ROOT / ".venv-deploy" / "bin" / "python").exists() or not DEPLOY_INSTALL.is_dir():
+        raise FileNotFoundError("the deploy install is not built: run scripts/setup.sh --deploy")
+    clean = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": "/usr/bin:/bin"}
+    clean.update({k: os.environ[k] for k in keep if k in os.environ})
+    done = subprocess.run(["bash", "-c", 'source scripts/env.sh --deploy >/dev/null && env -0'], cwd=ROOT, env=clean,
+                          capture_output=True, timeout=60, check=True)
+    pairs = (item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+    return dict(pairs)
 
 
 class NodeProcess:
@@ -165,9 +186,12 @@ class NodeProcess:
         remaps: dict[str, str] | None = None,
         package: str = "vla_il_nodes",
         env: dict[str, str | None] | None = None,
+        install: Path | None = None,
+        base_env: dict[str, str] | None = None,
     ) -> None:
-        """`env`: changes to this process's environment for the node (None: unset that variable)."""
-        exe = node_executable(package, executable)
+        """`env`: changes to the node's environment (None: unset that variable), which is `base_env` (default: this
+        process's); `install`: the colcon install space to start it from (default: where the ament index says)."""
+        exe = node_executable(package, executable, install)
         cmd = [str(exe), "--ros-args"]
         for f in params_files or []:
             cmd += ["--params-file", str(f)]
@@ -179,8 +203,8 @@ class NodeProcess:
         self.log_path = log_dir / f"{executable}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         # Unbuffered, uncoloured logs: a test reads them while the node runs.
-        environ = dict(os.environ, RCUTILS_LOGGING_BUFFERED_STREAM="0", RCUTILS_COLORIZED_OUTPUT="0",
-                       PYTHONUNBUFFERED="1")
+        environ = dict(os.environ if base_env is None else base_env, RCUTILS_LOGGING_BUFFERED_STREAM="0",
+                       RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
         for key, value in (env or {}).items():
             if value is None:
                 environ.pop(key, None)

@@ -1,0 +1,129 @@
+"""The robot install (`scripts/setup.sh --deploy`, ./run-tests builds it): the deploy graph runs from its own
+environment, which has ONNX Runtime, NumPy, OpenCV and PyYAML and no PyTorch, lerobot, transformers or MuJoCo, and
+none of this checkout's Python (training/, sim/, vla_il/).
+
+The graph is the one deploy.launch.py describes for a robot profile with an adapter (its nodes, parameters and
+remappings, read through test_launch_graphs' stand-in for the launch system), each node a real process started
+from ros2_ws/deploy/install. The robot is a stand-in (there is no robot here): a probe that publishes the joint
+states of an arm which goes where its ros2_control forward position controller is told, and takes its commands.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.bundles import make_bundle
+from tests.ros_harness import INSTALL, ROOT, wait_until
+from tests.test_launch_graphs import _params, _run
+from vla_il.rosgraph import DEPLOY_INSTALL, NodeProcess, deploy_environ
+
+pytestmark = pytest.mark.ros
+
+ABSENT = ("torch", "lerobot", "transformers", "mujoco", "gymnasium", "training", "sim", "vla_il")
+PRESENT = ("rclpy", "vla_il_msgs", "vla_il_core", "vla_il_nodes", "onnxruntime", "numpy", "cv2", "yaml")
+
+
+@pytest.fixture(scope="module")
+def deploy_env() -> dict[str, str]:
+    try:
+        return deploy_environ()
+    except FileNotFoundError as exc:  # ./run-tests builds it: its absence is a set-up fault, not a skip
+        pytest.fail(str(exc))
+
+
+def test_the_deploy_install_has_the_nodes_and_not_the_training_stack(deploy_env, tmp_path):
+    code = ("import importlib.util, json; "
+            f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {list(ABSENT + PRESENT)}}}))")
+    done = subprocess.run(["python", "-c", code], cwd=tmp_path, env=deploy_env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert {m for m in ABSENT if found[m]} == set()
+    assert {m for m in PRESENT if not found[m]} == set()
+    for package in ("vla_il_core", "vla_il_nodes", "vla_il"):  # installed, not linked to this checkout
+        assert (DEPLOY_INSTALL / package).is_dir() and not (DEPLOY_INSTALL / package).is_symlink()
+    assert not any(p.is_symlink() for p in (DEPLOY_INSTALL / "vla_il_core").rglob("*.py"))
+
+
+def test_a_missing_onnx_runtime_is_named_with_its_install_command(deploy_env, tmp_path):
+    """A deploy install without ONNX Runtime: the policy node says which package is missing and how to get it."""
+    bundle = make_bundle(tmp_path, "b", chunk=5, obs_dim=14)
+    blocker = tmp_path / "no_ort"
+    blocker.mkdir()
+    (blocker / "onnxruntime.py").write_text("raise ImportError(\"No module named 'onnxruntime'\")\n")
+    env = dict(deploy_env, PYTHONPATH=f"{blocker}:{deploy_env['PYTHONPATH']}")
+    node = NodeProcess("policy_node", tmp_path, params={"bundle": str(bundle)}, install=DEPLOY_INSTALL,
+                       base_env=env)
+    try:
+        assert wait_until(lambda: node.proc.poll() is not None, 60), node.log()
+    finally:
+        code = node.stop()
+    assert code == 2, node.log()
+    assert "pip install onnxruntime" in node.log() and "Traceback" not in node.log()
+
+
+def _arm_profile(tmp_path) -> tuple[object, list[str]]:
+    """ALOHA's joints behind a ros2_control forward position controller: state on /robot/joint_states, commands
+    as a Float64MultiArray on /robot/commands (so the robot_adapter runs)."""
+    profile = yaml.safe_load((INSTALL / "vla_il/share/vla_il/config/robots/aloha_sim.yaml").read_text())
+    names = [j["name"] for j in profile["joints"]]
+    profile.update(name="test_arm", cameras=[], topics={"joint_states": "/robot/joint_states",
+                                                         "command": "/vla_il/command"},
+                   adapter={"command": [{"topic": "/robot/commands", "type": "std_msgs/Float64MultiArray",
+                                         "joints": names}]})
+    path = tmp_path / "test_arm.yaml"
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    return path, names
+
+
+def test_the_deploy_graph_drives_a_robot_from_the_deploy_install(deploy_env, tmp_path, probe):
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from sim.aloha.robot import START_STATE
+
+    profile, names = _arm_profile(tmp_path)
+    bundle = make_bundle(tmp_path, "b", chunk=5, obs_dim=14, bias=0.02)
+    nodes = _run("deploy.launch.py", robot=str(profile), policy=str(bundle))
+    assert set(nodes) == {"robot_adapter", "policy_node", "intervention_mux"}
+
+    # the robot stand-in: it is where it was last told to go, and says so at 50 Hz
+    position = [START_STATE.astype(float).copy()]
+    commands = probe.collect(Float64MultiArray, "/robot/commands")
+    state = probe.publisher(JointState, "/robot/joint_states")
+
+    def publish_state() -> None:
+        if commands:
+            position[0] = np.asarray(commands[-1].data, dtype=float)
+        msg = JointState(name=names, position=position[0].tolist())
+        msg.header.stamp = probe.node.get_clock().now().to_msg()
+        state.publish(msg)
+
+    probe.node.create_timer(0.02, publish_state)
+
+    started = []
+    try:
+        for executable, node in nodes.items():
+            files = [str(p).replace(str(INSTALL), str(DEPLOY_INSTALL)) for p in node.kwargs.get("parameters", [])
+                     if isinstance(p, str)]
+            inline = {k: v for k, v in _params(node).items()
+                      if any(isinstance(p, dict) and k in p for p in node.kwargs.get("parameters", []))}
+            started.append(NodeProcess(executable, tmp_path, params_files=files, params=inline,
+                                       remaps=dict(node.kwargs.get("remappings", [])), install=DEPLOY_INSTALL,
+                                       base_env=deploy_env))
+        target = START_STATE + 0.02
+        assert wait_until(lambda: len(commands) > 100 and np.allclose(commands[-1].data, target, atol=0.01), 60), (
+            "\n".join(p.log()[-1500:] for p in started))
+        for proc in started:
+            assert proc.proc.poll() is None, proc.log()
+        assert "driving with" in started[[*nodes].index("policy_node")].log()
+    finally:
+        codes = {p.cmd[0].rsplit("/", 1)[-1]: p.stop() for p in started}
+    assert codes == {name: 0 for name in nodes}, "\n".join(p.log()[-1500:] for p in started)
+    assert all(len(c.data) == len(names) and np.isfinite(c.data).all() for c in commands)
+    assert str(ROOT / "training") not in "".join(p.log() for p in started)  # nothing ran from the checkout

@@ -468,6 +468,7 @@ _BENCHMARKS = {
     "camera": "benchmarks.camera_rate",
     "recorder": "benchmarks.recorder_throughput",
     "graph": "benchmarks.graph_cameras",
+    "deploy": "benchmarks.deploy_install",
 }
 
 

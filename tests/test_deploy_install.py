@@ -67,6 +67,32 @@ def test_a_missing_onnx_runtime_is_named_with_its_install_command(deploy_env, tm
     assert "pip install onnxruntime" in node.log() and "Traceback" not in node.log()
 
 
+def start_launch_nodes(nodes: dict, log_dir, install=DEPLOY_INSTALL, env: dict | None = None) -> dict[str, NodeProcess]:
+    """Each node a launch description starts (test_launch_graphs._run), as a process from `install`, with its
+    parameter files (the copies `install` holds), its inline parameters and its remappings."""
+    started = {}
+    try:
+        for executable, node in nodes.items():
+            parameters = node.kwargs.get("parameters", [])
+            files = [str(p).replace(str(INSTALL), str(install)) for p in parameters if isinstance(p, str)]
+            inline = {k: v for k, v in _params(node).items() if any(isinstance(p, dict) and k in p for p in parameters)}
+            started[executable] = NodeProcess(executable, log_dir, params_files=files, params=inline,
+                                              remaps=dict(node.kwargs.get("remappings", [])), install=install,
+                                              base_env=env)
+    except Exception:
+        stop_all(started)
+        raise
+    return started
+
+
+def stop_all(started: dict[str, NodeProcess]) -> dict[str, int | None]:
+    return {name: proc.stop() for name, proc in started.items()}
+
+
+def logs(started: dict[str, NodeProcess]) -> str:
+    return "\n".join(f"--- {name}\n{proc.log()[-1500:]}" for name, proc in started.items())
+
+
 def _arm_profile(tmp_path) -> tuple[object, list[str]]:
     """ALOHA's joints behind a ros2_control forward position controller: state on /robot/joint_states, commands
     as a Float64MultiArray on /robot/commands (so the robot_adapter runs)."""
@@ -106,24 +132,16 @@ def test_the_deploy_graph_drives_a_robot_from_the_deploy_install(deploy_env, tmp
 
     probe.node.create_timer(0.02, publish_state)
 
-    started = []
+    started = start_launch_nodes(nodes, tmp_path, env=deploy_env)
     try:
-        for executable, node in nodes.items():
-            files = [str(p).replace(str(INSTALL), str(DEPLOY_INSTALL)) for p in node.kwargs.get("parameters", [])
-                     if isinstance(p, str)]
-            inline = {k: v for k, v in _params(node).items()
-                      if any(isinstance(p, dict) and k in p for p in node.kwargs.get("parameters", []))}
-            started.append(NodeProcess(executable, tmp_path, params_files=files, params=inline,
-                                       remaps=dict(node.kwargs.get("remappings", [])), install=DEPLOY_INSTALL,
-                                       base_env=deploy_env))
         target = START_STATE + 0.02
         assert wait_until(lambda: len(commands) > 100 and np.allclose(commands[-1].data, target, atol=0.01), 60), (
-            "\n".join(p.log()[-1500:] for p in started))
-        for proc in started:
+            logs(started))
+        for proc in started.values():
             assert proc.proc.poll() is None, proc.log()
-        assert "driving with" in started[[*nodes].index("policy_node")].log()
+        assert "driving with" in started["policy_node"].log()
     finally:
-        codes = {p.cmd[0].rsplit("/", 1)[-1]: p.stop() for p in started}
-    assert codes == {name: 0 for name in nodes}, "\n".join(p.log()[-1500:] for p in started)
+        codes = stop_all(started)
+    assert codes == {name: 0 for name in nodes}, logs(started)
     assert all(len(c.data) == len(names) and np.isfinite(c.data).all() for c in commands)
-    assert str(ROOT / "training") not in "".join(p.log() for p in started)  # nothing ran from the checkout
+    assert str(ROOT / "training") not in logs(started)  # nothing ran from the checkout

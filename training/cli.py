@@ -21,8 +21,9 @@ _CONSTRUCTORS = {"bc": ILConfig.behavioral_cloning, "dagger": ILConfig.dagger, "
 
 def build_parser(method: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"vla-il train {method}", description=f"Train a policy with {method}.")
-    parser.add_argument("--env", default=None, help="gymnasium id, or aloha:transfer_cube / aloha:insertion "
-                        "(default: CartPole-v1)")
+    parser.add_argument("--env", default=None, help="gymnasium id, or aloha:transfer_cube / aloha:insertion: "
+                        "where the policy is evaluated (DAgger and GAIL also collect there); default CartPole-v1, "
+                        "none with --dataset (BC on a robot's dataset: its joints and rate come from the dataset)")
     parser.add_argument("--dataset", type=Path, default=None, help="a local LeRobot dataset of demonstrations")
     parser.add_argument("--model_path", type=Path, default=None, help="start from this checkpoint (or output dir)")
     if method == "dagger":
@@ -72,24 +73,41 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     # what the run trains on, saved beside its checkpoints (provenance.json)
     provenance = {"dataset": str(args.dataset) if args.dataset else None,
                   "model_path": str(args.model_path) if args.model_path else None}
+    if args.dataset is not None:  # what the policy drives (its joints, rate, cameras): no robot is assumed
+        from training.datasets.lerobot_io import robot_of_dataset
+
+        provenance["robot"] = robot_of_dataset(args.dataset)
     if method == "dagger" and config.dagger_mode == "human_gated":
         return _run_hg_dagger(args, config, provenance)
     from training.il.vla_cli import run_vla, wants_vla
 
     if wants_vla(args):  # images + instruction + state: the VLA's data path
         return run_vla(method, args, config, provenance)
-    env_name = args.env or "CartPole-v1"
-    env = make_env(env_name)
+    # --env: the env to evaluate in (and, for DAgger/GAIL, to collect in); the specification's CartPole
+    # without a dataset; none with one (a robot's dataset has no env: BC trains and validates on it alone)
+    env_name = args.env or (None if args.dataset is not None else "CartPole-v1")
+    if env_name is None and method != "bc":
+        raise ValueError(f"{method} collects in an env: give --env (e.g. aloha:transfer_cube); on a robot, "
+                         "use --dagger_mode human_gated with the recorded datasets")
+    env = make_env(env_name) if env_name else None
     policy = None
-    if args.model_path is not None:
-        discrete, action_dim = action_info(env)
-        policy, _, _ = load_checkpoint(args.model_path, expect={"obs_dim": env.observation_space.shape[0],
-                                                                 "action_dim": action_dim, "discrete": discrete})
     demos = None
     if args.dataset is not None:
         from training.datasets.lerobot_io import load_demonstrations
 
         demos = load_demonstrations(args.dataset)
+    if args.model_path is not None:
+        if env is not None:
+            discrete, action_dim = action_info(env)
+            obs_dim = env.observation_space.shape[0]
+        else:
+            discrete, action_dim, obs_dim = False, demos.actions.shape[1], demos.obs.shape[1]
+        policy, _, _ = load_checkpoint(args.model_path, expect={"obs_dim": obs_dim, "action_dim": action_dim,
+                                                                 "discrete": discrete})
+    elif env is None:
+        from training.il.behavioral_cloning import new_policy
+
+        policy = new_policy(config, demos.obs.shape[1], demos.actions.shape[1], discrete=False)
     expert = None if (demos is not None and method == "bc") else expert_for(env_name)
 
     if method == "bc":

@@ -244,10 +244,20 @@ def _stop_with_parent() -> None:
 
 
 def _param_text(value: Any) -> str:
+    """A value as `-p name:=<text>` reads it (YAML): a string that YAML would read as another type ("0", "true")
+    is quoted, as launch_ros keeps a string parameter a string."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_param_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            plain = yaml.safe_load(value) == value
+        except yaml.YAMLError:
+            plain = False
+        return value if plain else "'" + value.replace("'", "''") + "'"
     return str(value)
 
 

@@ -20,6 +20,40 @@ def open_dataset(root: Path):
     return LeRobotDataset(f"local/{root.name}", root=root, video_backend="pyav")
 
 
+def robot_of_dataset(root: Path) -> dict:
+    """What a policy trained on this dataset drives, from the dataset itself (meta/info.json, meta/tasks): the joint
+    names of observation.state/action, the recording's fps, its cameras, the size of its object poses (0 on a robot)
+    and its task string (the instruction, where the dataset has one task). Saved in the checkpoint's provenance, it
+    is what the exporters write into the bundle: no robot's joint names are assumed."""
+    import json
+
+    root = Path(root)
+    try:
+        info = json.loads((root / "meta" / "info.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FileNotFoundError(f"{root} is not a readable LeRobot dataset (meta/info.json: {exc})") from exc
+    features = info.get("features", {})
+    state = features.get(schema.STATE) or {}
+    names = state.get("names")
+    if isinstance(names, dict):  # lerobot also writes {"motors": [...]}
+        names = next(iter(names.values()), None)
+    dim = int(state.get("shape", [0])[0]) if state else 0
+    if not names or len(names) != dim:
+        names = [f"joint_{i}" for i in range(dim)]
+    instruction = None
+    tasks = root / "meta" / "tasks.parquet"
+    if tasks.is_file():
+        import pandas as pd
+
+        frame = pd.read_parquet(tasks)
+        texts = [str(t) for t in (frame["task"] if "task" in frame.columns else frame.index)]
+        instruction = texts[0] if len(texts) == 1 else None
+    env_state = features.get(schema.ENV_STATE)
+    return {"joint_names": [str(n) for n in names], "fps": float(info.get("fps") or 50.0),
+            "cameras": schema.cameras_of(features), "env_state_dim": int(env_state["shape"][0]) if env_state else 0,
+            "instruction": instruction}
+
+
 def load_demonstrations(root: Path, label: str = schema.ACTION, use_env_state: bool = True) -> Demonstrations:
     """(state [+ object poses], label) pairs per episode; an episode's return is its success (0/1).
 

@@ -26,18 +26,29 @@ PARITY_TOLERANCE = 1e-4
 OPSET = 17
 
 
-def _robot_io(env_name: str | None, obs_dim: int, action_dim: int) -> tuple[list[dict], list[str], float]:
-    """State components (with their topics), joint names and fps, from the env the policy was trained on."""
-    if env_name and env_name.startswith("aloha:"):
-        from sim.aloha.robot import JOINT_NAMES
+def robot_io(provenance: dict[str, Any], state_dim: int, action_dim: int) -> tuple[list[dict], list[str], float]:
+    """State components (with their topics), joint names and fps of what the policy drives: the robot of the
+    dataset it was trained on (provenance["robot"], training.datasets.lerobot_io.robot_of_dataset), else the
+    simulated ALOHA's profile for a policy trained in the sim (env aloha:<task>), else a gymnasium env's vectors."""
+    robot = provenance.get("robot")
+    env_name = provenance.get("env") or ""
+    if robot:
+        joints, fps = list(robot["joint_names"]), float(robot["fps"])
+    elif env_name.startswith("aloha:"):
+        from vla_il_core.profiles import load_profile
 
-        env_dim = obs_dim - len(JOINT_NAMES)
-        components = [{"name": "joint_positions", "dim": len(JOINT_NAMES), "source": "joint_states"}]
-        if env_dim:
-            components.append({"name": "env_state", "dim": env_dim, "source": "sim/state"})
-        return components, list(JOINT_NAMES), 50.0
-    return ([{"name": "observation", "dim": obs_dim, "source": "observation"}],
-            [f"action_{i}" for i in range(action_dim)], 50.0)
+        sim = load_profile("aloha_sim")
+        joints, fps = list(sim.joint_names), float(sim.control_rate_hz)
+    else:
+        return ([{"name": "observation", "dim": state_dim, "source": "observation"}],
+                [f"action_{i}" for i in range(action_dim)], 50.0)
+    if action_dim != len(joints) or state_dim < len(joints):
+        raise BundleError(f"the policy's state ({state_dim}) and actions ({action_dim}) do not fit the "
+                          f"{len(joints)} joints it was trained for ({', '.join(joints)})")
+    components = [{"name": "joint_positions", "dim": len(joints), "source": "joint_states"}]
+    if state_dim > len(joints):  # the sim's object poses (privileged: a robot has none)
+        components.append({"name": "env_state", "dim": state_dim - len(joints), "source": "sim/state"})
+    return components, joints, fps
 
 
 def _git_commit() -> str | None:
@@ -67,7 +78,7 @@ def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, over
         raise BundleError(f"{out} exists and is not empty (choose another --out, or overwrite)")
     policy.eval()
     provenance = read_provenance(checkpoint)
-    components, joint_names, fps = _robot_io(provenance.get("env"), policy.obs_dim, policy.action_dim)
+    components, joint_names, fps = robot_io(provenance, policy.obs_dim, policy.action_dim)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

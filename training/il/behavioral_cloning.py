@@ -41,6 +41,12 @@ def resolve_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
+def new_policy(config: ILConfig, obs_dim: int, action_dim: int, discrete: bool) -> MLPPolicy:
+    """A fresh MLP policy of `config`'s shape (hidden size, chunk, residual, ensemble)."""
+    return MLPPolicy(obs_dim, action_dim, discrete, config.hidden_dim, config.action_chunk_size,
+                     residual=config.action_residual, members=config.ensemble_size)
+
+
 class BehavioralCloning:
     """BC on an env (expert rollouts or given demonstrations), for any ILPolicy."""
 
@@ -61,9 +67,7 @@ class BehavioralCloning:
             if self.env is None:
                 raise ValueError("BehavioralCloning needs an env or a policy")
             discrete, action_dim = action_info(self.env)
-            policy = MLPPolicy(int(np.prod(self.env.observation_space.shape)), action_dim, discrete,
-                               self.config.hidden_dim, self.config.action_chunk_size,
-                               residual=self.config.action_residual, members=self.config.ensemble_size)
+            policy = new_policy(self.config, int(np.prod(self.env.observation_space.shape)), action_dim, discrete)
         self.policy = policy.to(self.device)
         self.output_dir = Path(self.config.output_dir)
         self.logger: MetricsLogger | None = None

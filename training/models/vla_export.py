@@ -62,17 +62,20 @@ def export_vla(
     `provenance`: the checkpoint's (its task names the instruction baked in, unless `instruction` is given)."""
     import onnxruntime as ort
 
-    from sim.aloha.robot import JOINT_NAMES
+    from training.export.onnx_export import robot_io
     from vla_il_core.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
 
     provenance = provenance or {}
     if policy.config.action_head != "regression":
         raise BundleError("only the regression head exports to ONNX (flow matching samples noise at inference)")
-    if policy.action_dim != len(JOINT_NAMES) or policy.state_dim != len(JOINT_NAMES):
-        raise BundleError(
-            f"bundles drive the ALOHA's {len(JOINT_NAMES)} joints; this VLA has state "
-            f"{policy.state_dim}, action {policy.action_dim}"
-        )
+    if not provenance.get("robot") and not provenance.get("env"):
+        provenance = {**provenance, "env": "aloha:" + (provenance.get("task") or "transfer_cube")}  # the sim's VLA
+    _, joint_names, fps = robot_io(provenance, policy.action_dim, policy.action_dim)
+    if policy.state_dim != len(joint_names):
+        raise BundleError(f"the VLA's state has {policy.state_dim} values; the {len(joint_names)} joints it drives "
+                          f"({', '.join(joint_names)}) are what the policy node feeds it")
+    if instruction is None:
+        instruction = (provenance.get("robot") or {}).get("instruction")
     if instruction is None:
         from sim.aloha.tasks import get_task
 
@@ -129,8 +132,8 @@ def export_vla(
             "instruction": {"text": instruction, "baked": True},
         },
         "outputs": {"name": "actions", "chunk_size": policy.chunk_size, "action_dim": policy.action_dim},
-        "joint_names": list(JOINT_NAMES),
-        "fps": 50.0,
+        "joint_names": list(joint_names),
+        "fps": fps,
         "recommended": {
             "n_action_steps": policy.chunk_size if not config.temporal_aggregation else 1,
             "temporal_ensembling": bool(config.temporal_aggregation),

@@ -7,130 +7,70 @@ The profile (config/robots/<robot>.yaml) is the only thing that changes between 
 the mux's joint names, limits and largest step per command come from it; one camera_node per
 camera it drives (driver: camera_node) is started in cameras/<name>; our `joint_states`, `command`
 and camera topics are remapped to its topics; when it has an adapter section (the robot's state on
-several topics, other units or command types) the robot_adapter node runs it. A bundle whose joint
-names are not the profile's is refused before anything starts. command_topic:= / joint_states_topic:=
-override the profile's topics.
+several topics, other units or command types) the robot_adapter node runs it. A bundle whose joints,
+cameras or rate are not the profile's is refused before anything starts (one line, non-zero exit); a node
+that fails stops the whole graph, with a non-zero exit. command_topic:= / joint_states_topic:= override the
+profile's topics. The checks and arguments shared by the launch files: vla_il_launch (the vla_il package).
 """
 
-import json
-import os
-
-import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import LaunchConfigurationNotEquals
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-
-def _load_profile(context) -> tuple[str, dict]:
-    robot = LaunchConfiguration("robot").perform(context)
-    share = FindPackageShare("vla_il").perform(context)
-    is_file = robot.rsplit(".", 1)[-1] in ("yaml", "yml")  # else a profile's name
-    path = robot if is_file else os.path.join(share, "config", "robots", robot) + os.extsep + "yaml"
-    if not os.path.isfile(path):
-        raise RuntimeError(f"robot:={robot}: no robot profile at {path}")
-    with open(path) as f:
-        return path, yaml.safe_load(f)
-
-
-def _check_bundle(bundle: str, profile: dict) -> None:
-    """The policy must drive exactly the profile's joints (vla_il_core.profiles.check_bundle, without its imports)."""
-    with open(os.path.join(os.path.expanduser(bundle), "policy.json")) as f:
-        joints = json.load(f)["joint_names"]
-    expected = [j["name"] for j in profile["joints"]]
-    if joints != expected:
-        raise RuntimeError(f"refusing bundle {bundle}: it drives joints {joints}, robot profile "
-                           f"'{profile['name']}' has {expected}")
+import vla_il_launch as vl
 
 
 def _robot_graph(context):
-    path, profile = _load_profile(context)
-    bundle = os.path.expanduser(LaunchConfiguration("policy").perform(context))  # the nodes get no "~"
-    _check_bundle(bundle, profile)
-    joints, rate = profile["joints"], float(profile["control_rate_hz"])
-    topics = {"joint_states": "/joint_states", "command": "/command", **(profile.get("topics") or {})}
-    joint_states = LaunchConfiguration("joint_states_topic").perform(context) or topics["joint_states"]
-    command = LaunchConfiguration("command_topic").perform(context) or topics["command"]
-    cameras = profile.get("cameras") or []
-    limits = {
-        "joint_names": [j["name"] for j in joints],
-        "joint_lower": [float(j["lower"]) for j in joints],
-        "joint_upper": [float(j["upper"]) for j in joints],
-        "max_step": [float(j["max_velocity"]) / rate for j in joints],
-    }
-    camera_remaps = [(f"cameras/{c['name']}/image_raw", c["topic"]) for c in cameras]
-    config = FindPackageShare("vla_il").perform(context)
+    profile = vl.robot_profile(context)
+    bundle = vl.checked_bundle(context, profile)  # joints, cameras and rate: the profile's, or nothing starts
+    topics = profile.topics
+    joint_states = vl.argument(context, "joint_states_topic") or topics["joint_states"]
+    command = vl.argument(context, "command_topic") or topics["command"]
     nodes = [
         Node(
             package="vla_il_nodes",
             executable="camera_node",
             name="camera_node",
-            namespace=f"cameras/{cam['name']}",
-            parameters=[
-                os.path.join(config, "config", "camera_node.yaml"),
-                {**cam["settings"], "source": str(cam["settings"]["source"]), "camera_name": cam["name"]},
-            ],
+            namespace=f"cameras/{cam.name}",
+            parameters=[vl.config_file(context, "camera_node.yaml"), vl.camera_parameters(cam)],
             output="screen",
+            on_exit=vl.required(f"camera_node ({cam.name})"),
         )
-        for cam in cameras
-        if cam.get("driver") == "camera_node"
+        for cam in profile.cameras
+        if cam.driver == "camera_node"
     ]
-    if profile.get("adapter"):
+    if profile.has_adapter:
         nodes.append(Node(
             package="vla_il_nodes",
             executable="robot_adapter",
             name="robot_adapter",
-            parameters=[{"profile": path}],
+            parameters=[{"profile": str(profile.path)}],
             output="screen",
+            on_exit=vl.required("robot_adapter"),
         ))
     nodes += [
         Node(
             package="vla_il_nodes",
             executable="policy_node",
             name="policy_node",
-            parameters=[os.path.join(config, "config", "policy_node.yaml"), {"bundle": bundle}],
-            remappings=[("joint_states", joint_states), *camera_remaps],
+            parameters=[vl.config_file(context, "policy_node.yaml"), {"bundle": bundle}],
+            remappings=[("joint_states", joint_states), *vl.camera_remaps(profile)],
             output="screen",
+            on_exit=vl.required("policy_node"),
         ),
         Node(
             package="vla_il_nodes",
             executable="intervention_mux",
             name="intervention_mux",
-            parameters=[LaunchConfiguration("mux_params").perform(context), limits],
+            parameters=[vl.path_argument(context, "mux_params"), profile.mux_parameters()],
             remappings=[("command", command), ("joint_states", joint_states)],
             output="screen",
+            on_exit=vl.required("intervention_mux"),
         ),
     ]
     return nodes
-
-def _exposure() -> list:
-    """Who can reach the graph: localhost discovery unless discovery_range:= says otherwise; with keystore:=
-    (SROS2) every node runs in enclave:= of that keystore, security enforced (a node without its
-    certificates does not start)."""
-    secure = LaunchConfigurationNotEquals("keystore", "")
-    return [
-        DeclareLaunchArgument("discovery_range", description="LOCALHOST (default) | SUBNET: reach a robot's "
-                              "drivers on another machine | SYSTEM_DEFAULT | OFF.",
-                              default_value=EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE",
-                                                                default_value="LOCALHOST")),
-        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", LaunchConfiguration("discovery_range")),
-        DeclareLaunchArgument("keystore", default_value=EnvironmentVariable("ROS_SECURITY_KEYSTORE", default_value=""),
-                              description="SROS2 keystore directory (empty: security off)."),
-        DeclareLaunchArgument("enclave", default_value="/vla_il", description="The keystore's enclave of the graph."),
-        SetEnvironmentVariable("ROS_SECURITY_KEYSTORE", LaunchConfiguration("keystore"), condition=secure),
-        SetEnvironmentVariable("ROS_SECURITY_ENABLE", "true", condition=secure),
-        SetEnvironmentVariable("ROS_SECURITY_STRATEGY", "Enforce", condition=secure),
-        SetEnvironmentVariable("ROS_SECURITY_ENCLAVE_OVERRIDE", LaunchConfiguration("enclave"), condition=secure),
-        # camera images through shared memory without lost frames (config/fastdds.xml says why)
-        DeclareLaunchArgument("fastdds_profile", description="Fast DDS XML profile of every process launched here.",
-                              default_value=EnvironmentVariable(
-                                  "FASTDDS_DEFAULT_PROFILES_FILE", default_value=EnvironmentVariable(
-                                      "FASTRTPS_DEFAULT_PROFILES_FILE", default_value=PathJoinSubstitution(
-                                          [FindPackageShare("vla_il"), "config", "fastdds.xml"])))),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
-    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -146,6 +86,6 @@ def generate_launch_description() -> LaunchDescription:
                               description="Override the profile's joint-state topic (empty: the profile's)."),
         DeclareLaunchArgument("mux_params", default_value=default_mux_params,
                               description="The mux's timing parameters (its joint limits come from the profile)."),
-        *_exposure(),
+        *vl.exposure_arguments(),
         OpaqueFunction(function=_robot_graph),
     ])

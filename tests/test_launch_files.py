@@ -18,7 +18,8 @@ from tests.ros_harness import INSTALL, ROOT
 
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 NODES_SRC = ROOT / "ros2_ws/src/vla_il_nodes"
-ALLOWED_IMPORTS = {"launch", "launch_ros", "os", "pathlib", "yaml", "json", "__future__"}
+# vla_il_launch: the launch files' shared checks, installed by the vla_il package beside them
+ALLOWED_IMPORTS = {"launch", "launch_ros", "os", "pathlib", "yaml", "json", "__future__", "vla_il_launch"}
 
 
 def _str(node: ast.AST | None) -> str | None:
@@ -59,12 +60,25 @@ def test_launch_file_is_standard_launch_ros_python(path: Path):
     assert (INSTALL / "vla_il/share/vla_il/launch" / path.name).exists(), f"{path.name} is not installed by vla_il"
 
 
+def test_the_launch_helper_is_installed_and_needs_only_launch_and_the_core():
+    helper = INSTALL / "vla_il/lib/python3.11/site-packages/vla_il_launch/__init__.py"
+    assert helper.exists(), "vla_il_launch is not installed by the vla_il package"
+    for node in ast.walk(ast.parse(helper.read_text())):
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            assert all(m.split(".")[0] in {"launch", "launch_ros", "os", "__future__", "vla_il_core"} for m in modules)
+
+
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_everything_a_launch_file_names_exists(path: Path):
     tree = ast.parse(path.read_text(), filename=str(path))
     entry_points = _entry_points()
-    for call in _calls(tree, "Node"):
-        package, executable = _str(_kwarg(call, "package")), _str(_kwarg(call, "executable"))
+    # Node(package=..., executable="x", ...), or a launch file's own shorthand node("x", ...) for our package
+    starts = [(c, _str(_kwarg(c, "package")), _str(_kwarg(c, "executable"))) for c in _calls(tree, "Node")
+              if _str(_kwarg(c, "executable")) is not None]
+    starts += [(c, "vla_il_nodes", _str(c.args[0])) for c in _calls(tree, "node") if c.args]
+    assert starts, f"{path.name} starts no node"
+    for call, package, executable in starts:
         assert package == "vla_il_nodes", f"{path.name}: Node of unknown package {package!r}"
         assert executable in entry_points, f"{path.name}: {executable!r} is not an entry point of vla_il_nodes"
         assert (INSTALL / package / "lib" / package / executable).exists(), f"{executable} not installed"
@@ -84,6 +98,12 @@ def test_everything_a_launch_file_names_exists(path: Path):
     declared = {_str(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
     for call in _calls(tree, "LaunchConfiguration"):
         assert _str(call.args[0]) in declared, f"{path.name}: LaunchConfiguration {_str(call.args[0])!r} not declared"
+    for reader in ("argument", "choice", "flag", "whole_number", "path_argument"):  # vla_il_launch's readers
+        for call in _calls(tree, reader):
+            assert _str(call.args[1]) in declared, f"{path.name}: argument {_str(call.args[1])!r} not declared"
+    # vla_il_launch.robot_profile / checked_bundle read robot:= and policy:=
+    if _calls(tree, "robot_profile"):
+        assert {"robot", "policy"} <= declared
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "config/robots").glob("*.yaml")))
@@ -118,6 +138,7 @@ def test_dagger_teleop_launch_takes_the_documented_arguments():
     declared = {_str(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
     assert {"sim", "robot", "task", "policy", "teleop", "record_dir", "mode"} <= declared
     executables = {_str(_kwarg(c, "executable")) for c in _calls(tree, "Node")}
+    executables |= {_str(c.args[0]) for c in _calls(tree, "node") if c.args}  # its node("x", ...) shorthand
     assert {"teleop_sim_expert", "teleop_joy", "teleop_keyboard", "teleop_leader", "dagger_recorder"} <= executables
     # on a robot (sim:=false) it starts the profile's cameras and adapter, as deploy.launch.py does
     assert {"camera_node", "robot_adapter", "policy_node", "intervention_mux", "sim_bridge"} <= executables

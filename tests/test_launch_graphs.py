@@ -73,12 +73,25 @@ class _SetEnv:
         self.name, self.value, self.condition = name, value, condition
 
 
+class _Shutdown:
+    def __init__(self, reason=""):
+        self.reason = reason
+
+
 class _NotEquals:
-    def __init__(self, name, value):
-        self.name, self.value = name, value
+    def __init__(self, left, right):
+        self.left, self.right = left, right
 
     def holds(self, args):
-        return args[self.name] != self.value
+        return args[self.left.name] != self.right
+
+
+class _If:
+    def __init__(self, predicate):
+        self.predicate = predicate
+
+    def holds(self, args):
+        return self.predicate.holds(args)
 
 
 def _stand_in_modules():
@@ -89,7 +102,9 @@ def _stand_in_modules():
     mods["launch.actions"].DeclareLaunchArgument = _Arg
     mods["launch.actions"].OpaqueFunction = lambda function: function
     mods["launch.actions"].SetEnvironmentVariable = _SetEnv
-    mods["launch.conditions"].LaunchConfigurationNotEquals = _NotEquals
+    mods["launch.actions"].Shutdown = _Shutdown
+    mods["launch.conditions"].IfCondition = _If
+    mods["launch.substitutions"].NotEqualsSubstitution = _NotEquals
     mods["launch.substitutions"].EnvironmentVariable = _EnvVar
     mods["launch.substitutions"].LaunchConfiguration = _Config
     mods["launch.substitutions"].PathJoinSubstitution = _Join
@@ -103,11 +118,12 @@ def _describe(launch_file: str, environ: dict, args: dict) -> tuple[list, dict]:
     with pytest.MonkeyPatch.context() as mp:
         for name, mod in _stand_in_modules().items():
             mp.setitem(sys.modules, name, mod)
+        mp.delitem(sys.modules, "vla_il_launch", raising=False)  # the launch files' helper, on the stand-in
         spec = importlib.util.spec_from_file_location(launch_file.replace(".", "_"), ROOT / "launch" / launch_file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         description = module.generate_launch_description()
-    declared = {a.name: (a.default.perform(environ) if isinstance(a.default, _EnvVar) else a.default)
+    declared = {a.name: (a.default.perform(environ) if isinstance(a.default, (_EnvVar, _Join)) else a.default)
                 for a in description if isinstance(a, _Arg)}
     return description, {k: v for k, v in declared.items() if v is not None} | args
 
@@ -204,6 +220,31 @@ def test_dagger_teleop_refuses_what_cannot_work(tmp_path, args, message):
     bundle = make_bundle(tmp_path, "b", chunk=5)
     with pytest.raises(RuntimeError, match=message.replace("(", r"\(")):
         _run("dagger_teleop.launch.py", policy=str(bundle), record_dir=str(tmp_path / "rec"), **args)
+
+
+def test_a_bundle_trained_at_another_rate_is_refused_before_anything_starts(tmp_path):
+    from tests.bundles import read_meta, write_meta
+
+    bundle = make_bundle(tmp_path, "b", chunk=5)
+    write_meta(bundle, {**read_meta(bundle), "fps": 30.0})
+    for launch_file in ("deploy.launch.py", "dagger_teleop.launch.py"):
+        with pytest.raises(RuntimeError, match="trained at 30 Hz, robot profile 'aloha_sim' runs at 50 Hz"):
+            _run(launch_file, policy=str(bundle), record_dir=str(tmp_path / "rec"))
+
+
+@pytest.mark.parametrize("launch_file", ["deploy.launch.py", "dagger_teleop.launch.py", "sim_aloha.launch.py"])
+def test_every_node_is_required(tmp_path, launch_file):
+    """A node that fails stops the launch with one line naming it (launch exits 1 when a handler raises); a clean
+    exit (Ctrl-C) shuts the launch down."""
+    bundle = make_bundle(tmp_path, "b", chunk=5)
+    nodes = _run(launch_file, policy=str(bundle), record_dir=str(tmp_path / "rec"))
+    assert nodes
+    for name, node in nodes.items():
+        on_exit = node.kwargs["on_exit"]
+        with pytest.raises(RuntimeError, match=f"{name} exited with code 2: stopping the graph"):
+            on_exit(types.SimpleNamespace(returncode=2), None)
+        (shutdown,) = on_exit(types.SimpleNamespace(returncode=0), None)
+        assert type(shutdown).__name__ == "_Shutdown"
 
 
 def test_deploy_on_the_sim_profile(tmp_path):

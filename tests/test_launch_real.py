@@ -112,3 +112,34 @@ def test_deploy_beside_the_sim_drives_at_the_bundle_rate(probe, tmp_path):
     assert codes == (0, 0), deploy.text()[-2000:] + sim.text()[-2000:]
     for log in (deploy.text(), sim.text()):
         assert "Traceback" not in log, log[-3000:]
+
+
+@requires_launch
+def test_a_bundle_for_another_rate_stops_the_launch_before_any_node(tmp_path):
+    from tests.bundles import read_meta, write_meta
+
+    bundle = make_bundle(tmp_path, "r30", chunk=10)
+    write_meta(bundle, {**read_meta(bundle), "fps": 30.0})
+    done = subprocess.run(["ros2", "launch", "vla_il", "deploy.launch.py", f"policy:={bundle}"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0
+    assert "trained at 30 Hz, robot profile 'aloha_sim' runs at 50 Hz" in done.stdout + done.stderr
+    assert "process started" not in done.stdout + done.stderr
+
+
+@requires_launch
+def test_a_required_node_that_fails_stops_the_graph_with_a_non_zero_exit(tmp_path):
+    """The recorder cannot write its record_dir: it says so in one line, and every other node is stopped."""
+    bundle = make_bundle(tmp_path, "rq", chunk=10)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    launch = Launch(["dagger_teleop.launch.py", "mode:=lockstep", f"policy:={bundle}",
+                     f"record_dir:={blocked / 'rec'}"], tmp_path / "launch.log")
+    try:
+        assert wait_until(lambda: launch.proc.poll() is not None, 90), launch.text()[-3000:]
+    finally:
+        code = launch.ctrl_c()
+    log = launch.text()
+    assert code != 0, log[-3000:]
+    assert "dagger_recorder exited with code 2: stopping the graph" in log, log[-3000:]
+    assert log.count("process has finished cleanly") == 4, log[-3000:]

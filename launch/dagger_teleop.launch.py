@@ -6,8 +6,9 @@
 
 Nodes: sim_bridge (sim:=true), policy_node, intervention_mux, one teleop node (teleop:=sim_expert |
 joy | keyboard | leader) and dagger_recorder. Episodes: call /dagger_recorder/start_episode and
-/dagger_recorder/stop_episode (the keyboard does it with n / s / f / d; in the sim an episode also
-ends, and is saved, when the sim says it is done). mode:=lockstep steps the sim once per command.
+/dagger_recorder/stop_episode (the keyboard does it with n / s / f / d). In the sim (episodes:=auto, the
+default) the sim runs episodes back to back, each recorded from its first step and saved when the sim says
+it is done; episodes:=manual: start_episode, then /sim/reset. mode:=lockstep steps the sim once per command.
 
 On a robot (sim:=false) the robot profile (robot:=<name in config/robots/> or a profile YAML, as in
 deploy.launch.py) says everything robot-specific: the joint-state, command and camera topics every
@@ -36,6 +37,7 @@ def _graph(context):
     task = vl.choice(context, "task", TASKS)
     mode = vl.choice(context, "mode", MODES)
     teleop = vl.choice(context, "teleop", TELEOPS)
+    episodes = vl.choice(context, "episodes", ("auto", "manual"))
     display = vl.flag(context, "display")
     port = vl.whole_number(context, "display_port")
     if teleop == "sim_expert" and not sim:
@@ -63,8 +65,10 @@ def _graph(context):
 
     nodes = []
     if sim:
-        nodes.append(node("sim_bridge", parameters=[config("sim_aloha.yaml"),
-                                                    {"task": task, "mode": mode, "cameras": camera_names}]))
+        # episodes:=auto: the sim has the recorder start each episode, then starts it (none runs unrecorded)
+        nodes.append(node("sim_bridge", parameters=[config("sim_aloha.yaml"), {
+            "task": task, "mode": mode, "cameras": camera_names, "auto_episodes": episodes == "auto",
+            "recorder_service": "/dagger_recorder/start_episode" if episodes == "auto" else ""}]))
     else:
         nodes += [
             node("camera_node", namespace=f"cameras/{cam.name}", label=f"camera_node ({cam.name})",
@@ -111,6 +115,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("teleop", default_value="sim_expert", description="sim_expert | joy | keyboard | leader"),
         DeclareLaunchArgument("record_dir", default_value="~/vla_il_recordings/dagger",
                               description="Where episodes are recorded (appended to what is there)."),
+        DeclareLaunchArgument("episodes", default_value="auto",
+                              description="In the sim: auto (episodes back to back, each recorded) | manual "
+                                          "(call /dagger_recorder/start_episode, then /sim/reset)."),
         DeclareLaunchArgument("mode", default_value="realtime",
                               description="realtime (50 Hz, like a robot) | lockstep (the sim steps per command)."),
         DeclareLaunchArgument("display", default_value="false",

@@ -21,11 +21,13 @@ def _sim(context):
     task = vl.choice(context, "task", TASKS)
     mode = vl.choice(context, "mode", MODES)
     seed = vl.whole_number(context, "seed")
+    episodes = vl.choice(context, "episodes", ("auto", "manual"))
     return [Node(
         package="vla_il_nodes",
         executable="sim_bridge",
         name="sim_bridge",
-        parameters=[vl.config_file(context, "sim_aloha.yaml"), {"task": task, "mode": mode, "seed": seed}],
+        parameters=[vl.config_file(context, "sim_aloha.yaml"), {"task": task, "mode": mode, "seed": seed,
+                                                                   "auto_episodes": episodes == "auto"}],
         output="screen",
         on_exit=vl.required("sim_bridge"),
     )]
@@ -36,5 +38,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("task", default_value="transfer_cube", description="transfer_cube | insertion"),
         DeclareLaunchArgument("mode", default_value="realtime", description="realtime | lockstep"),
         DeclareLaunchArgument("seed", default_value="0", description="Seed of the first episode."),
+        DeclareLaunchArgument("episodes", default_value="auto",
+                              description="auto: episodes back to back (seed, seed+1, ...) | manual: each ends "
+                                          "holding still until /sim/reset."),
         OpaqueFunction(function=_sim),
     ])

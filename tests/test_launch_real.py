@@ -72,19 +72,29 @@ def test_a_bad_argument_is_one_line_and_a_non_zero_exit(tmp_path):
 
 
 @requires_launch
-def test_dagger_teleop_in_lockstep_without_cameras_runs_an_episode_and_stops_cleanly(probe, tmp_path):
+def test_dagger_teleop_in_lockstep_without_cameras_records_episodes_and_stops_cleanly(probe, tmp_path):
+    from vla_il_msgs.msg import EpisodeEvent
+
+    from tests.ros_harness import LATCHED
+
     bundle = make_bundle(tmp_path, "lb", chunk=10)
     profile = tmp_path / "nocam.yaml"
     text = (ROOT / "config/robots/aloha_sim.yaml").read_text()
     profile.write_text(text.split("cameras:")[0] + "cameras: []\n")  # a robot without cameras
     commands = probe.collect(JointState, "/command")
+    events = probe.collect(EpisodeEvent, "/recorder/episode", qos=LATCHED)
     launch = Launch(["dagger_teleop.launch.py", "mode:=lockstep", f"policy:={bundle}", f"robot:={profile}",
                      f"record_dir:={tmp_path / 'rec'}"], tmp_path / "launch.log")
     try:
         nodes = {"sim_bridge", "policy_node", "intervention_mux", "teleop_sim_expert", "dagger_recorder"}
         assert wait_until(lambda: nodes <= set(probe.node.get_node_names()), 60), launch.text()[-3000:]
-        # the sim's first episode (it ends on success, or at 400 steps), the policy and the expert driving
-        assert wait_until(lambda: len(commands) >= 100, 90), (len(commands), launch.text()[-3000:])
+        # episodes:=auto: the sim waits for the recorder, which records its first episode from the first step
+        # (it ends on success, or at 400 steps), the policy and the expert driving; then the next one starts
+        assert wait_until(lambda: any(e.event == "saved" for e in events), 180), launch.text()[-3000:]
+        first = next(e for e in events if e.event == "saved")
+        assert first.episode_index == 0 and 0 < first.num_frames <= 400 and not first.dropped_frames
+        n = len(commands)
+        assert wait_until(lambda: len(commands) > n + 20, 60), launch.text()[-3000:]  # the next episode runs
         names = probe.node.get_node_names()
         assert all(names.count(n) == 1 for n in nodes), names
     finally:

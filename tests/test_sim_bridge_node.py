@@ -10,7 +10,7 @@ from vla_il_msgs.msg import EpisodeEvent, SimState
 from vla_il_msgs.srv import ResetSim
 
 from sim.aloha import robot
-from tests.ros_harness import wait_until
+from tests.ros_harness import LATCHED, RELIABLE, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -112,3 +112,29 @@ def test_a_rogue_command_cannot_move_a_joint_faster_than_the_robot_could(bridge)
         assert abs(waist[k] - waist[0]) <= 0.1 * k + 0.05, waist
     assert waist[-1] > 0.4, waist  # it does move toward the command, at the limit
     assert g.proc.wait_for_log("velocity limits: moving at the limit")
+
+
+def test_auto_episodes_are_each_recorded_from_their_first_step(probe, node_process, tmp_path):
+    """episodes:=auto, as dagger_teleop.launch.py runs the sim: the sim waits for the (real) recorder, has it
+    start each episode, then starts it; every episode is recorded whole, and between episodes the arms' state
+    keeps coming (a policy node would otherwise wait on stale joint states for ever)."""
+    from tests.test_recorder_node import start_recorder
+
+    rec = start_recorder(node_process, tmp_path / "rec", cameras=[], sim_task="transfer_cube")
+    events = probe.collect(EpisodeEvent, "recorder/episode", qos=LATCHED)
+    states = probe.collect(JointState, "joint_states")
+    command = probe.publisher(JointState, "command")
+    # the controller of a lockstep graph: a command (hold where the arms are) after every observation
+    probe.node.create_subscription(JointState, "joint_states", lambda m: command.publish(
+        JointState(header=m.header, name=list(m.name), position=list(m.position))), RELIABLE)
+    sim = node_process("sim_bridge", params={
+        "mode": "lockstep", "cameras": [""], "episode_length": 20, "auto_episodes": True,
+        "recorder_service": "/dagger_recorder/start_episode", "episode_gap_s": 0.2})
+    saved = lambda: [e for e in events if e.event == "saved"]  # noqa: E731
+    assert wait_until(lambda: len(saved()) >= 2, 240), sim.log()[-2000:] + rec.log()[-2000:]
+    assert [e.num_frames for e in saved()[:2]] == [20, 20]
+    assert sim.log().count("ended at step 20: time limit (20 steps) without success; the next starts by itself") >= 2
+    assert "waiting for /dagger_recorder/start_episode" in sim.log()  # the first episode waited for the recorder
+    n = len(states)
+    command.publish(JointState())  # nothing else: between (or after) episodes the state still comes
+    assert wait_until(lambda: len(states) > n, 5)

@@ -164,6 +164,11 @@ class TickSynchronizer:
     def on_command(self, stamp: float, arrival: float, action: Sequence[float]) -> None:
         self.pending.append(Tick(stamp, arrival, [float(x) for x in action]))
 
+    def drop_newest_pending(self, n: int) -> None:
+        """Forget the `n` newest commands not yet assembled (commands past an episode's end, never executed)."""
+        for _ in range(min(n, len(self.pending))):
+            self.pending.pop()
+
     def clear_pending(self) -> None:
         """A new episode: forget unassembled ticks; its first tick waits for the proposal streams."""
         self.pending.clear()

@@ -258,6 +258,9 @@ class DaggerRecorderNode(Node):
             return
         seen = ep.frames + ep.dropped_frames + len(self.sync.pending)
         if seen >= msg.num_frames or self._now() >= deadline:
+            # a controller answers the sim's last observation too: that command was never executed (the episode
+            # had ended), so it is no frame of it
+            self.sync.drop_newest_pending(seen - msg.num_frames)
             self._sim_done = None
             self._finish(lambda: self.session.stop(task_success=msg.success, background=True))
 

@@ -180,6 +180,26 @@ def run(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
     return 0
 
 
+AUTOSTART = "Configure and activate at start (false: wait for ros2 lifecycle)."
+
+
+def autostart(node, enabled: bool) -> None:
+    """A managed (lifecycle) node brings itself to active unless its parameter `autostart` is false (declared by the
+    node with the others, before apply_on_set, with the description AUTOSTART): `ros2 run`,
+    the launch files and the demo get a driving node, and `ros2 lifecycle set <node> deactivate|activate|...`
+    works on it afterwards. With autostart false it waits unconfigured for `ros2 lifecycle set <node> configure`.
+    A configure or activate that fails at start is a refusal to start (ParameterError, its one line): the node's
+    on_configure/on_activate leave the reason in `node.transition_error`."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    if not enabled:
+        node.get_logger().info("unconfigured: waiting for `ros2 lifecycle set` (autostart is false)")
+        return
+    for step in (node.trigger_configure, node.trigger_activate):
+        if step() != TransitionCallbackReturn.SUCCESS:
+            raise ParameterError(getattr(node, "transition_error", None) or f"{step.__name__} failed")
+
+
 def exit_line(node: Node, text: str) -> None:
     """A last log line from destroy_node: straight to stderr in the console format (after a signal the
     context is gone, and the node's logger would add a "failed to publish to rosout" line of its own)."""

@@ -18,8 +18,12 @@ Proof       a bundle drives only once policy.json parses strictly (every field t
 Holding     a non-finite (or misshapen) output at run time is not acted on: no action, status `error` with the
             reason in its message, one log line (throttled). It drives again once an inference is good (a
             different observation) or another bundle is loaded.
+Lifecycle   a managed node (`ros2 lifecycle get|set /policy_node`): configure proves the bundle (a refused one
+            leaves it unconfigured, with the reason logged), activate starts the ticks, deactivate stops them
+            (no actions: the mux holds the robot on its last safe command), cleanup lets the bundle go.
+            autostart (default true) goes to active at start; a bundle refused then is exit 2.
 Parameters  bundle, bundle_dir (empty: the start-up bundle's parent directory), tick_source, prefer_gpu,
-            status_rate_hz are read-only; stale_after_s is live (a finite number > 0, applied at once).
+            status_rate_hz, autostart are read-only; stale_after_s is live (a finite number > 0, applied at once).
 Episodes    the same reset happens on recorder/episode "started" and when sim/state's step goes back
             (the sim was reset): chunks predicted on the last episode's final states must not drive
             the first ticks of the next one (a sim reset teleports the arms).
@@ -40,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
 from sensor_msgs.msg import Image, JointState
@@ -51,52 +55,49 @@ from vla_il_msgs.srv import LoadPolicy
 
 from vla_il_core.bundle import BundleError
 from vla_il_core.runner import LoadedPolicy, PolicyRunner, TickWork, load_policy, resolve_bundle_path
-from vla_il_nodes.node_runtime import ParameterError, apply_on_set, declare, run
+from vla_il_nodes.node_runtime import AUTOSTART, ParameterError, apply_on_set, autostart, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TICK_SOURCES = ("timer", "observation")
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
+    """A managed node: configure reads, checks, opens and tries the bundle (a refused one leaves the node
+    unconfigured, with the reason); activate starts the ticks; deactivate stops them (no actions: the mux holds
+    the robot on its last safe command); cleanup lets the bundle go. `autostart` (default) goes to active at once."""
+
     def __init__(self) -> None:
         super().__init__("policy_node")
-        bundle = declare(self, "bundle", "", "Policy bundle directory (policy.onnx + policy.json).")
+        self.bundle = declare(self, "bundle", "", "Policy bundle directory (policy.onnx + policy.json).")
         bundle_dir = declare(self, "bundle_dir", "", "load_policy reads bundles only inside this directory "
                              "(relative paths: from it); empty: the start-up bundle's parent directory.")
         self.tick_source = declare(self, "tick_source", "timer", "timer (bundle fps) | observation (lockstep).")
-        stale_after_s = declare(self, "stale_after_s", 0.2, "Stop acting when an input is older than this (s).",
-                                live=True)
+        self.stale_after_s = declare(self, "stale_after_s", 0.2, "Stop acting when an input is older than this (s).",
+                                     live=True)
         self.prefer_gpu = declare(self, "prefer_gpu", True, "Use the CUDA execution provider when present.")
-        blend = declare(self, "chunk_blending", True, "Timer ticks: cross-fade a chunk that arrives mid-chunk "
-                        "into the last one over their common ticks (false: switch at once).")
-        status_hz = declare(self, "status_rate_hz", 2.0, "Rate of policy/status (Hz).")
-        if not bundle:
+        self.blend = declare(self, "chunk_blending", True, "Timer ticks: cross-fade a chunk that arrives mid-chunk "
+                             "into the last one over their common ticks (false: switch at once).")
+        self.status_hz = declare(self, "status_rate_hz", 2.0, "Rate of policy/status (Hz).")
+        start = declare(self, "autostart", True, AUTOSTART)
+        if not self.bundle:
             raise ParameterError("parameter 'bundle': a policy bundle directory is required")
         if self.tick_source not in TICK_SOURCES:
             raise ParameterError(f"parameter 'tick_source': one of {', '.join(TICK_SOURCES)}, got {self.tick_source!r}")
-        if not status_hz > 0:
-            raise ParameterError(f"parameter 'status_rate_hz': must be > 0, got {status_hz}")
-        self.bundle_dir = Path(bundle_dir or Path(bundle).resolve().parent).resolve()
+        if not self.status_hz > 0:
+            raise ParameterError(f"parameter 'status_rate_hz': must be > 0, got {self.status_hz}")
+        self.bundle_dir = Path(bundle_dir or Path(self.bundle).resolve().parent).resolve()
         if not self.bundle_dir.is_dir():
             raise ParameterError(f"parameter 'bundle_dir': {self.bundle_dir} is not a directory")
-        try:
-            policy = load_policy(bundle, self.prefer_gpu)
-        except BundleError as exc:
-            raise ParameterError(f"parameter 'bundle': refused: {exc}") from exc
-        try:
-            self.runner = PolicyRunner(policy, stale_after_s, async_inference=self.tick_source == "timer",
-                                       blend=blend)
-        except ValueError as exc:
-            raise ParameterError(f"parameter 'stale_after_s': {exc}") from exc
-        self.runner.on_chunk = self._publish_chunk
+        self.runner: PolicyRunner | None = None  # configured
+        self.active = False
+        self.transition_error: str | None = None
         self.work = TickWork()
         self._images_s = 0.0  # image callbacks since the last tick (s)
-        self._action_msg = JointState(name=list(policy.spec.joint_names))
         self._joint_error: str | None = None
         self.state = PolicyStatus.STATE_WAITING
-
-        self.action_pub = self.create_publisher(JointState, "policy/action", RELIABLE)
-        self.chunk_pub = self.create_publisher(ActionChunk, "policy/chunk", RELIABLE)
+        # actions only while active (lifecycle publishers); the status says what the node is doing in any state
+        self.action_pub = self.create_lifecycle_publisher(JointState, "policy/action", RELIABLE)
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "policy/chunk", RELIABLE)
         self.status_pub = self.create_publisher(PolicyStatus, "policy/status", RELIABLE)
         self.create_subscription(JointState, "joint_states", self._on_joint_states, RELIABLE)
         self._subscribed: set[str] = set()
@@ -109,24 +110,83 @@ class PolicyNode(Node):
         self.create_service(LoadPolicy, "~/load_policy", self._on_load,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self._loads: list[threading.Thread] = []  # loads under way (joined before the process exits)
-        self._subscribe_inputs(policy)
         self._timer = None
-        self._start_timer(policy.spec.fps)
-        self.create_timer(1.0 / status_hz, self._publish_status)
+        self._status_timer = None
         apply_on_set(self, self._apply_parameters)
+        autostart(self, start)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            policy = load_policy(self.bundle, self.prefer_gpu)
+        except BundleError as exc:
+            self.transition_error = f"parameter 'bundle': refused: {exc}"
+            self.get_logger().error(f"cannot configure: {self.transition_error}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            runner = PolicyRunner(policy, self.stale_after_s, async_inference=self.tick_source == "timer",
+                                  blend=self.blend)
+        except ValueError as exc:
+            self.transition_error = f"parameter 'stale_after_s': {exc}"
+            self.get_logger().error(f"cannot configure: {self.transition_error}")
+            return TransitionCallbackReturn.FAILURE
+        runner.on_chunk = self._publish_chunk
+        self.runner = runner
+        self._action_msg = JointState(name=list(policy.spec.joint_names))
+        self._subscribe_inputs(policy)
+        self._status_timer = self.create_timer(1.0 / self.status_hz, self._publish_status)
         self.get_logger().info(
-            f"driving with {policy.spec.policy_id} on {policy.provider} "
-            f"({policy.spec.chunk_size}-step chunks, {policy.spec.fps:g} Hz, ticks from {self.tick_source})"
-        )
+            f"configured: {policy.spec.policy_id} on {policy.provider} ({policy.spec.chunk_size}-step chunks, "
+            f"{policy.spec.fps:g} Hz)")
         if self.prefer_gpu and policy.provider != "CUDAExecutionProvider":
             self.get_logger().info("no CUDA execution provider here: running on the CPU")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        spec = self.runner.policy.spec
+        self.runner.reset()  # no chunk predicted before a pause drives after it
+        self._start_timer(spec.fps)
+        self.active = True
+        self.get_logger().info(f"driving with {spec.policy_id} on {self.runner.policy.provider} "
+                               f"({spec.chunk_size}-step chunks, {spec.fps:g} Hz, ticks from {self.tick_source})")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._stop_timer()
+        self.state = PolicyStatus.STATE_WAITING
+        self.get_logger().info("inactive: no actions (the mux holds the robot on its last safe command)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: the bundle is let go")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._stop_timer()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self._status_timer is not None:
+            self.destroy_timer(self._status_timer)
+            self._status_timer = None
+        if self.runner is not None:
+            self.runner.wait_idle(1.0)
+        self.runner = None
 
     def _apply_parameters(self, changes: dict) -> None:
         """stale_after_s is the one live parameter (rclpy refuses the read-only ones before this is called)."""
         for name, value in changes.items():
             if name != "stale_after_s":
                 raise ValueError(f"{name} cannot change while the node runs")
-            self.runner.stale_after_s = value  # ValueError with the reason unless a finite number > 0
+            if self.runner is not None:
+                self.runner.stale_after_s = value  # ValueError with the reason unless a finite number > 0
+            elif not (isinstance(value, float) and 0 < value < float("inf")):
+                raise ValueError(f"stale_after_s must be a finite number > 0, got {value!r}")
+            self.stale_after_s = value
 
     # ------------------------------------------------------------------ inputs
     def _subscribe_inputs(self, policy: LoadedPolicy) -> None:
@@ -141,6 +201,8 @@ class PolicyNode(Node):
                 self._subscribed.add(topic)
 
     def _on_joint_states(self, msg: JointState) -> None:
+        if self.runner is None:
+            return  # unconfigured: no bundle to observe for
         names = self.runner.policy.spec.joint_names
         index = {n: i for i, n in enumerate(msg.name)}
         missing = [n for n in names if n not in index]
@@ -152,12 +214,16 @@ class PolicyNode(Node):
         self._observe("joint_positions", np.array([msg.position[index[n]] for n in names]), msg.header.stamp)
 
     def _on_sim_state(self, msg: SimState) -> None:
+        if self.runner is None:
+            return
         if self._sim_step is not None and msg.step < self._sim_step:
             self._reset_episode(f"the sim was reset (step {self._sim_step} -> {msg.step})")
         self._sim_step = msg.step
         self._observe("env_state", np.asarray(msg.env_state), msg.header.stamp)
 
     def _on_image(self, camera: str, msg: Image) -> None:
+        if self.runner is None:
+            return
         spec = self.runner.policy.spec
         h, w = spec.image_size if spec.image_size else (msg.height, msg.width)
         if msg.encoding != "rgb8" or (msg.height, msg.width) != (h, w):
@@ -200,12 +266,12 @@ class PolicyNode(Node):
             self._stamps[name] = ns
             spec = self.runner.policy.spec
             needed = [c.name for c in spec.state_components] + [f"image_{c}" for c in spec.cameras]
-            if ns != self._ticked_stamp and all(self._stamps.get(n) == ns for n in needed):
+            if self.active and ns != self._ticked_stamp and all(self._stamps.get(n) == ns for n in needed):
                 self._ticked_stamp = ns
                 self._tick()
 
     def _on_episode_event(self, msg: EpisodeEvent) -> None:
-        if msg.event == EpisodeEvent.EVENT_STARTED:
+        if msg.event == EpisodeEvent.EVENT_STARTED and self.runner is not None:
             self._reset_episode(f"the recorder started episode {msg.episode_index}")
 
     def _on_reset(self, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
@@ -214,6 +280,8 @@ class PolicyNode(Node):
         return resp
 
     def _reset_episode(self, why: str) -> None:
+        if self.runner is None:
+            return
         self.runner.reset()
         self.get_logger().info(f"{why}: starting from a clean chunk history")
 
@@ -225,7 +293,14 @@ class PolicyNode(Node):
             if old is not None:
                 self.destroy_timer(old)
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+
     def _tick(self) -> None:
+        if not self.active or self.runner is None:
+            return
         if self._joint_error is not None:
             self.state = PolicyStatus.STATE_ERROR
             return
@@ -269,6 +344,8 @@ class PolicyNode(Node):
                                            inference_latency_ms=float(latency_ms)))
 
     def _publish_status(self) -> None:
+        if self.runner is None:
+            return
         r, p = self.runner, self.runner.policy
         waiting = ""
         missing = r.missing_or_stale(time.monotonic())
@@ -309,23 +386,27 @@ class PolicyNode(Node):
         """node_runtime.run's hook on stopping: join a load under way, await an inference in flight."""
         for thread in self._loads:
             thread.join(2.0)
-        self.runner.wait_idle(1.0)
+        if self.runner is not None:
+            self.runner.wait_idle(1.0)
 
     def load(self, path: str) -> tuple[bool, str, str]:
         """Called on a load's own thread: prove the bundle aside, then swap. Any failure at all is a refusal
         (the service must outlive every bundle); the running policy keeps driving."""
-        old = self.runner.policy
+        runner = self.runner
+        if runner is None:
+            return False, f"refused bundle {path}: the node is not configured (ros2 lifecycle set ... configure)", ""
+        old = runner.policy
         try:
             policy = load_policy(str(resolve_bundle_path(path, self.bundle_dir)), self.prefer_gpu)
             if policy.spec.joint_names != old.spec.joint_names:
                 raise BundleError("the new bundle drives other joints than the running one")
             self._subscribe_inputs(policy)
-            self.runner.swap(policy)
+            runner.swap(policy)
             try:
-                if policy.spec.fps != old.spec.fps:
+                if policy.spec.fps != old.spec.fps and self.active:
                     self._start_timer(policy.spec.fps)
             except Exception:
-                self.runner.swap(old)
+                runner.swap(old)
                 raise
         except Exception as exc:
             reason = str(exc) if isinstance(exc, BundleError) else f"{type(exc).__name__}: {exc}"

@@ -94,7 +94,10 @@ def _graph(context):
         nodes.append(node("teleop_keyboard", parameters=[config("teleop_keyboard.yaml")],
                           remappings=[("joint_states", joint_states)], emulate_tty=True))
     else:
-        nodes.append(node("teleop_leader", parameters=[config("teleop_leader.yaml")]))
+        # the profile's leader arms (aloha: one per side, each on its own topic); else one on leader/joint_states
+        leader = {"profile": str(profile.path)} if profile.leader_sources else {}
+        nodes.append(node("teleop_leader", parameters=[config("teleop_leader.yaml"), leader],
+                          remappings=[("joint_states", joint_states)]))
     nodes.append(node("dagger_recorder", parameters=[config("dagger_recorder.yaml"), recorder],
                       remappings=[("command", command), ("joint_states", joint_states), *camera_remaps]))
     if display:  # the live view: one more subscriber, off the control path

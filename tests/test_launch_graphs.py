@@ -208,6 +208,9 @@ def test_dagger_teleop_on_a_real_aloha_is_remapped_to_its_profile(tmp_path):
     mux = _params(nodes["intervention_mux"])
     assert len(mux["max_step"]) == 14 and mux["joint_names"][0] == "left_waist"
     assert _params(nodes["policy_node"])["tick_source"] == "timer"
+    leader = nodes["teleop_leader"]  # ALOHA's two leader arms, each on its own topic, through the profile
+    assert _params(leader)["profile"].endswith("config/robots/aloha.yaml")
+    assert dict(leader.kwargs["remappings"])["joint_states"] == "/vla_il/joint_states"  # the followers, to follow
 
 
 @pytest.mark.parametrize("args, message", [

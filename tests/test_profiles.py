@@ -109,6 +109,10 @@ def _raw(name: str = "aloha") -> dict:
         (lambda r: r["cameras"][0].update(driver="usb"), "cameras.cam_high.driver: one of"),
         (lambda r: r["cameras"][1]["settings"].pop("source"), "cam_low: driver camera_node needs settings.source"),
         (lambda r: r["adapter"]["command"][0].update(type="trajectory_msgs/JointTrajectory"), r"adapter.command\[0\]"),
+        (lambda r: r["leader"]["state"][1]["joints"].pop("right_wrist_rotate"),
+         "leader.state: joint.s. right_wrist_rotate come from nowhere"),
+        (lambda r: r["leader"].pop("state"), "leader: a state section is needed"),
+        (lambda r: r["leader"].update(arms=[]), r"leader: unknown section\(s\) \['arms'\]"),
     ],
 )
 def test_broken_profiles_are_refused_with_the_field_named(edit, message):

@@ -125,6 +125,10 @@ class RobotProfile:
     cameras: tuple[Camera, ...]
     state_sources: tuple[StateSource, ...] = ()
     command_targets: tuple[CommandTarget, ...] = ()
+    # leader arms (teleop_leader): where their joint states are, and (optional) where to send the followers'
+    # pose so that they follow while the policy drives (a takeover then starts where the robot is)
+    leader_sources: tuple[StateSource, ...] = ()
+    leader_targets: tuple[CommandTarget, ...] = ()
     path: Path | None = None
 
     @property
@@ -170,6 +174,31 @@ class RobotProfile:
                 f"{what} has joints {list(names)}, robot profile '{self.name}' has {list(self.joint_names)}"
                 f" ({detail or 'same joints in another order'})"
             )
+
+
+class StateJoiner:
+    """Our joints, in the profile's order and units, from several JointState sources (an arm each): joined when
+    the first source (it paces) updates and every other one is fresher than `stale_after_s`."""
+
+    def __init__(self, sources: Sequence[StateSource], names: Sequence[str], stale_after_s: float) -> None:
+        self.sources, self.names, self.stale_after_s = tuple(sources), tuple(names), stale_after_s
+        self.latest: dict[str, tuple[float, np.ndarray]] = {}
+
+    def update(self, source: StateSource, names: Sequence[str], positions: Sequence[float],
+               now: float) -> np.ndarray | None:
+        """Take one message of `source` (ValueError: what it lacks); the joined state when this update completes
+        one, else None (not the pacing source, or `stale()` says which source is missing)."""
+        self.latest[source.topic] = (now, source.extract(names, positions))
+        if source is not self.sources[0] or self.stale(now):
+            return None
+        by_name: dict[str, float] = {}
+        for s in self.sources:
+            by_name.update(zip(s.joints, self.latest[s.topic][1]))
+        return np.array([by_name[n] for n in self.names])
+
+    def stale(self, now: float) -> list[str]:
+        return [s.topic for s in self.sources
+                if s.topic not in self.latest or now - self.latest[s.topic][0] > self.stale_after_s]
 
 
 def check_bundle(profile: RobotProfile, spec) -> None:
@@ -253,6 +282,18 @@ def parse_profile(raw: Any, path: Path | None = None) -> RobotProfile:
         _covers([j for t in targets for j in t.joints], names, "adapter.command")
         if any(t.topic == topics["command"] for t in targets):
             raise ProfileError("adapter.command writes the topic it reads (topics.command)")
+    leader = raw.get("leader") or {}
+    unknown = set(leader) - {"state", "command"}
+    if unknown:
+        raise ProfileError(f"leader: unknown section(s) {sorted(unknown)} (known: state, command)")
+    leader_sources = tuple(_state_source(s, i, names, "leader") for i, s in enumerate(leader.get("state") or []))
+    leader_targets = tuple(_command_target(t, i, names, "leader") for i, t in enumerate(leader.get("command") or []))
+    if raw.get("leader") is not None and not leader_sources:
+        raise ProfileError("leader: a state section is needed (the leader arms' joint-state topics)")
+    if leader_sources:
+        _covers([j for s in leader_sources for j in s.joints], names, "leader.state")
+    if leader_targets:
+        _covers([j for t in leader_targets for j in t.joints], names, "leader.command")
     return RobotProfile(
         name=str(raw["name"]),
         description=str(raw.get("description", "")).strip(),
@@ -263,6 +304,8 @@ def parse_profile(raw: Any, path: Path | None = None) -> RobotProfile:
         cameras=cameras,
         state_sources=sources,
         command_targets=targets,
+        leader_sources=leader_sources,
+        leader_targets=leader_targets,
         path=path,
     )
 
@@ -351,16 +394,16 @@ def _joint_maps(raw: Any, where: str, names: list[str]) -> dict[str, JointMap]:
     return out
 
 
-def _state_source(raw: Any, i: int, names: list[str]) -> StateSource:
-    where = f"adapter.state[{i}]"
+def _state_source(raw: Any, i: int, names: list[str], section: str = "adapter") -> StateSource:
+    where = f"{section}.state[{i}]"
     if not isinstance(raw, dict) or "topic" not in raw:
         raise ProfileError(f"{where}: expected a mapping with topic and joints")
     joints = _joint_maps(raw.get("joints", names), where, names)
     return StateSource(_topic(raw["topic"], f"{where}.topic"), joints)
 
 
-def _command_target(raw: Any, i: int, names: list[str]) -> CommandTarget:
-    where = f"adapter.command[{i}]"
+def _command_target(raw: Any, i: int, names: list[str], section: str = "adapter") -> CommandTarget:
+    where = f"{section}.command[{i}]"
     if not isinstance(raw, dict) or "topic" not in raw:
         raise ProfileError(f"{where}: expected a mapping with topic, type and joints")
     kind = raw.get("type", "sensor_msgs/JointState")

@@ -12,31 +12,20 @@ fresher than stale_after_s. The mapping itself (names, gripper units) is vla_il_
 
 from __future__ import annotations
 
-import importlib
 import time
 
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, Header
+from std_msgs.msg import Header
 
-from vla_il_core.profiles import CommandTarget, ProfileError, load_profile
+from vla_il_core.profiles import CommandTarget, ProfileError, StateJoiner, load_profile
 from vla_il_nodes.node_runtime import ParameterError, declare, run
+from vla_il_nodes.robot_io import command_message, message_type
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Drivers publish joint states reliable or best effort; a best-effort subscription hears both.
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-
-
-def _message_type(kind: str):
-    package, name = kind.split("/")
-    try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
-    except (ImportError, AttributeError) as exc:
-        raise ParameterError(
-            f"parameter 'profile': a command target needs {kind}, which is not installed here "
-            f"(source the workspace that provides {package})"
-        ) from exc
 
 
 class RobotAdapterNode(Node):
@@ -51,7 +40,7 @@ class RobotAdapterNode(Node):
         p = self.profile
         if not p.has_adapter:
             raise ParameterError(f"parameter 'profile': '{p.name}' has no adapter section: remapping is enough")
-        self.latest: dict[str, tuple[float, list[float], object]] = {}
+        self.joiner = StateJoiner(p.state_sources, p.joint_names, self.stale_after_s)
         self.state_pub = None
         if p.state_sources:
             self.state_pub = self.create_publisher(JointState, p.topics["joint_states"], RELIABLE)
@@ -60,7 +49,7 @@ class RobotAdapterNode(Node):
         self.targets: list[tuple[CommandTarget, object, object]] = []
         if p.command_targets:
             for target in p.command_targets:
-                kind = _message_type(target.type)
+                kind = message_type(target.type)
                 self.targets.append((target, kind, self.create_publisher(kind, target.topic, RELIABLE)))
             self.create_subscription(JointState, p.topics["command"], self._on_command, RELIABLE)
         self.get_logger().info(
@@ -69,32 +58,21 @@ class RobotAdapterNode(Node):
         )
 
     def _on_state(self, source, msg: JointState) -> None:
+        now = time.monotonic()
         try:
-            values = source.extract(list(msg.name), list(msg.position))
+            joined = self.joiner.update(source, list(msg.name), list(msg.position), now)
         except ValueError as exc:
             self.get_logger().warning(f"dropping state: {exc}", throttle_duration_sec=2.0)
             return
-        now = time.monotonic()
-        self.latest[source.topic] = (now, values.tolist(), msg.header.stamp)
-        if source is not self.profile.state_sources[0]:
-            return  # the first source paces the joined state
-        stale = [
-            s.topic
-            for s in self.profile.state_sources
-            if s.topic not in self.latest or now - self.latest[s.topic][0] > self.stale_after_s
-        ]
-        if stale:
-            self.get_logger().warning(
-                f"not publishing joint states: no fresh {', '.join(stale)}", throttle_duration_sec=2.0
-            )
+        if joined is None:
+            stale = self.joiner.stale(now) if source is self.profile.state_sources[0] else []
+            if stale:
+                self.get_logger().warning(
+                    f"not publishing joint states: no fresh {', '.join(stale)}", throttle_duration_sec=2.0
+                )
             return
-        by_name: dict[str, float] = {}
-        for s in self.profile.state_sources:
-            by_name.update(zip(s.joints, self.latest[s.topic][1]))
-        names = list(self.profile.joint_names)
-        self.state_pub.publish(
-            JointState(header=Header(stamp=msg.header.stamp), name=names, position=[by_name[n] for n in names])
-        )
+        self.state_pub.publish(JointState(header=Header(stamp=msg.header.stamp), name=list(self.profile.joint_names),
+                                          position=joined.tolist()))
 
     def _on_command(self, msg: JointState) -> None:
         command = dict(zip(msg.name, msg.position))
@@ -105,16 +83,7 @@ class RobotAdapterNode(Node):
             )
             return
         for target, kind, pub in self.targets:
-            values = [float(v) for v in target.values(command)]
-            if target.type == "sensor_msgs/JointState":
-                out = JointState(header=msg.header, name=[m.joint for m in target.joints.values()], position=values)
-            elif target.type == "std_msgs/Float64MultiArray":
-                out = Float64MultiArray(data=values)
-            elif target.type.endswith("JointGroupCommand"):
-                out = kind(name=target.group, cmd=values)
-            else:  # JointSingleCommand
-                out = kind(name=next(iter(target.joints.values())).joint, cmd=values[0])
-            pub.publish(out)
+            pub.publish(command_message(target, kind, command, msg.header))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="start-ups per environment")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/deploy_install")
     args = parser.parse_args(argv)
-    from tests.bundles import make_bundle  # a real bundle through the real exporter
+    from training.export.sample_bundles import make_bundle  # a real bundle through the real exporter
 
     deploy_env = deploy_environ()
     sizes = {

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="vla_il_bench_graph_") as tmp:
         tmp = Path(tmp)
-        from tests.bundles import make_bundle
+        from training.export.sample_bundles import make_bundle
 
         print("baseline: the graph without cameras, a state MLP bundle ...", flush=True)
         rows.append(("no cameras, state MLP (baseline)",

@@ -55,7 +55,7 @@ def _ort_session(onnx_path: Path):
 def inference_latency(tmp: Path, chunk: int, hidden: int, n: int = 2000) -> dict:
     import torch
 
-    from tests.bundles import make_bundle
+    from training.export.sample_bundles import make_bundle
 
     bundle = make_bundle(tmp, "bench", chunk=chunk)
     from training.checkpoint import load_checkpoint
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print("MLP bundle: latency, then the node ...", flush=True)
         lat = inference_latency(tmp, args.chunk, hidden=16)
         jit = tick_jitter(lat["bundle"], args.seconds, tmp)
-        from tests.bundles import make_bundle, slow_follower_bundle
+        from training.export.sample_bundles import make_bundle, slow_follower_bundle
 
         like = make_bundle(tmp, "like20", chunk=20)
         slow = slow_follower_bundle(tmp, "slow_follower", like, matmuls=16)

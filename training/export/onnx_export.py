@@ -19,36 +19,12 @@ import numpy as np
 import torch
 
 from training.checkpoint import load_checkpoint, read_provenance
+from training.export.joints import robot_io
 from training.models.policies import MLPPolicy
 from vla_il_core.bundle import SCHEMA_VERSION, BundleError, BundleSpec, check_graph, file_sha256, read_bundle
 
 PARITY_TOLERANCE = 1e-4
 OPSET = 17
-
-
-def robot_io(provenance: dict[str, Any], state_dim: int, action_dim: int) -> tuple[list[dict], list[str], float]:
-    """State components (with their topics), joint names and fps of what the policy drives: the robot of the
-    dataset it was trained on (provenance["robot"], training.datasets.lerobot_io.robot_of_dataset), else the
-    simulated ALOHA's profile for a policy trained in the sim (env aloha:<task>), else a gymnasium env's vectors."""
-    robot = provenance.get("robot")
-    env_name = provenance.get("env") or ""
-    if robot:
-        joints, fps = list(robot["joint_names"]), float(robot["fps"])
-    elif env_name.startswith("aloha:"):
-        from vla_il_core.profiles import load_profile
-
-        sim = load_profile("aloha_sim")
-        joints, fps = list(sim.joint_names), float(sim.control_rate_hz)
-    else:
-        return ([{"name": "observation", "dim": state_dim, "source": "observation"}],
-                [f"action_{i}" for i in range(action_dim)], 50.0)
-    if action_dim != len(joints) or state_dim < len(joints):
-        raise BundleError(f"the policy's state ({state_dim}) and actions ({action_dim}) do not fit the "
-                          f"{len(joints)} joints it was trained for ({', '.join(joints)})")
-    components = [{"name": "joint_positions", "dim": len(joints), "source": "joint_states"}]
-    if state_dim > len(joints):  # the sim's object poses (privileged: a robot has none)
-        components.append({"name": "env_state", "dim": state_dim - len(joints), "source": "sim/state"})
-    return components, joints, fps
 
 
 def _git_commit() -> str | None:

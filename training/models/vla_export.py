@@ -62,7 +62,7 @@ def export_vla(
     `provenance`: the checkpoint's (its task names the instruction baked in, unless `instruction` is given)."""
     import onnxruntime as ort
 
-    from training.export.onnx_export import robot_io
+    from training.export.joints import robot_io
     from vla_il_core.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
 
     provenance = provenance or {}

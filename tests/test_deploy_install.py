@@ -50,21 +50,26 @@ def test_the_deploy_install_has_the_nodes_and_not_the_training_stack(deploy_env,
     assert not any(p.is_symlink() for p in (DEPLOY_INSTALL / "vla_il_core").rglob("*.py"))
 
 
-def test_a_missing_onnx_runtime_is_named_with_its_install_command(deploy_env, tmp_path):
-    """A deploy install without ONNX Runtime: the policy node says which package is missing and how to get it."""
+@pytest.mark.parametrize("executable, module, hint, code", [
+    ("policy_node", "onnxruntime", "pip install onnxruntime", 2),
+    ("camera_node", "cv2", "pip install opencv-python-headless", 1),
+])
+def test_a_missing_dependency_is_named_with_its_install_command(deploy_env, tmp_path, executable, module, hint, code):
+    """A deploy install without ONNX Runtime (or OpenCV): the node says which package is missing and how to get it,
+    in one line."""
     bundle = make_bundle(tmp_path, "b", chunk=5, obs_dim=14)
-    blocker = tmp_path / "no_ort"
+    blocker = tmp_path / "blocked"
     blocker.mkdir()
-    (blocker / "onnxruntime.py").write_text("raise ImportError(\"No module named 'onnxruntime'\")\n")
+    (blocker / f"{module}.py").write_text(f"raise ImportError(\"No module named '{module}'\")\n")
     env = dict(deploy_env, PYTHONPATH=f"{blocker}:{deploy_env['PYTHONPATH']}")
-    node = NodeProcess("policy_node", tmp_path, params={"bundle": str(bundle)}, install=DEPLOY_INSTALL,
-                       base_env=env)
+    node = NodeProcess(executable, tmp_path, params={"bundle": str(bundle)} if executable == "policy_node" else {},
+                       install=DEPLOY_INSTALL, base_env=env)
     try:
         assert wait_until(lambda: node.proc.poll() is not None, 60), node.log()
     finally:
-        code = node.stop()
-    assert code == 2, node.log()
-    assert "pip install onnxruntime" in node.log() and "Traceback" not in node.log()
+        exit_code = node.stop()
+    assert exit_code == code, node.log()
+    assert hint in node.log() and "Traceback" not in node.log()
 
 
 def start_launch_nodes(nodes: dict, log_dir, install=DEPLOY_INSTALL, env: dict | None = None) -> dict[str, NodeProcess]:

@@ -2,8 +2,8 @@
 
 The recording: sim_bridge in real time (50 Hz, one 48x64 camera) plays two episodes while a
 commander sends joint commands at 50 Hz; a recorder node in this process takes every message as
-serialized on the wire (raw subscriptions) and writes them with their receive time into a sqlite3
-and an MCAP rosbag2 with rosbags' writer, as `ros2 bag record` does.
+serialized on the wire (raw subscriptions), paused between episodes, and writes them with their receive
+time into a sqlite3 and an MCAP rosbag2 with rosbags' writer, as `ros2 bag record` does.
 """
 
 from __future__ import annotations
@@ -147,11 +147,15 @@ def recording(tmp_path_factory):
         thread.start()
         for seed in (0, 1, 2):  # episode 0 plays before recording: the bag starts between episodes
             n = len(done_events)
+            if seed:
+                recording_on.set()  # the recorder runs while an episode plays ...
             assert probe.call(ResetSim, "/sim/reset", ResetSim.Request(task="", seed=seed), timeout=120).success
             assert wait_until(lambda n=n: len(done_events) > n, 10), bridge.log()
-            time.sleep(0.3)  # the robot holds still after an episode: a gap in the streams
-            recording_on.set()
-        recording_on.clear()
+            time.sleep(0.05)  # (the episode's last messages in)
+            # ... and is paused between episodes, as `ros2 bag record` can be: the sim holds still and goes on
+            # publishing, as a robot's drivers do, but the bag has a gap in its streams
+            recording_on.clear()
+            time.sleep(0.3)
         stop.set()
         thread.join(2)
     finally:

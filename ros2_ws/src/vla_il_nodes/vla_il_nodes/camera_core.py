@@ -23,8 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+try:
+    import cv2
+except ImportError as _exc:  # a robot install without OpenCV: one line saying what to install, no traceback
+    raise SystemExit(f"[camera_node] cannot start: OpenCV is not installed here ({_exc}): "
+                     "pip install opencv-python-headless (or: apt install python3-opencv)") from None
 
 DEVICE, STREAM, PIPELINE, FILE = "device", "stream", "gstreamer", "file"
 

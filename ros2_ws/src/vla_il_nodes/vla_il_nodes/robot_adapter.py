@@ -12,8 +12,6 @@ fresher than stale_after_s. The mapping itself (names, gripper units) is vla_il_
 
 from __future__ import annotations
 
-import time
-
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -21,7 +19,7 @@ from std_msgs.msg import Header
 
 from vla_il_core.profiles import CommandTarget, ProfileError, StateJoiner, load_profile
 from vla_il_nodes.node_runtime import ParameterError, declare, run
-from vla_il_nodes.robot_io import command_message, message_type
+from vla_il_nodes.robot_io import command_message, joined_state, message_type
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Drivers publish joint states reliable or best effort; a best-effort subscription hears both.
@@ -58,21 +56,10 @@ class RobotAdapterNode(Node):
         )
 
     def _on_state(self, source, msg: JointState) -> None:
-        now = time.monotonic()
-        try:
-            joined = self.joiner.update(source, list(msg.name), list(msg.position), now)
-        except ValueError as exc:
-            self.get_logger().warning(f"dropping state: {exc}", throttle_duration_sec=2.0)
-            return
-        if joined is None:
-            stale = self.joiner.stale(now) if source is self.profile.state_sources[0] else []
-            if stale:
-                self.get_logger().warning(
-                    f"not publishing joint states: no fresh {', '.join(stale)}", throttle_duration_sec=2.0
-                )
-            return
-        self.state_pub.publish(JointState(header=Header(stamp=msg.header.stamp), name=list(self.profile.joint_names),
-                                          position=joined.tolist()))
+        joined = joined_state(self, self.joiner, source, msg, "not publishing joint states")
+        if joined is not None:
+            self.state_pub.publish(JointState(header=Header(stamp=msg.header.stamp),
+                                              name=list(self.profile.joint_names), position=joined.tolist()))
 
     def _on_command(self, msg: JointState) -> None:
         command = dict(zip(msg.name, msg.position))

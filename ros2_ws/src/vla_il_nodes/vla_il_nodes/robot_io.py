@@ -5,11 +5,12 @@ interbotix_xs_msgs/JointGroupCommand / JointSingleCommand (ALOHA's drivers, impo
 from __future__ import annotations
 
 import importlib
+import time
 
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, Header
 
-from vla_il_core.profiles import CommandTarget
+from vla_il_core.profiles import CommandTarget, StateJoiner
 from vla_il_nodes.node_runtime import ParameterError
 
 
@@ -35,3 +36,17 @@ def command_message(target: CommandTarget, kind, command: dict[str, float], head
     if target.type.endswith("JointGroupCommand"):
         return kind(name=target.group, cmd=values)
     return kind(name=next(iter(target.joints.values())).joint, cmd=values[0])  # JointSingleCommand
+
+
+def joined_state(node, joiner: StateJoiner, source, msg: JointState, what: str):
+    """One message of `source` into `joiner`: the joined state (our joints, in order), or None. A message that lacks
+    a joint, or another source gone stale, is logged (throttled) as `what`."""
+    now = time.monotonic()
+    try:
+        joined = joiner.update(source, list(msg.name), list(msg.position), now)
+    except ValueError as exc:
+        node.get_logger().warning(f"{what}: dropping a message: {exc}", throttle_duration_sec=2.0)
+        return None
+    if joined is None and source is joiner.sources[0] and (stale := joiner.stale(now)):
+        node.get_logger().warning(f"{what}: no fresh {', '.join(stale)}", throttle_duration_sec=2.0)
+    return joined

@@ -14,8 +14,6 @@ Services    ~/engage (std_srvs/SetBool): engage or hand back without a pedal
 
 from __future__ import annotations
 
-import time
-
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -25,7 +23,7 @@ from std_srvs.srv import SetBool
 from vla_il_core.profiles import ProfileError, StateJoiner, load_profile
 from vla_il_core.teleop import LeaderArm
 from vla_il_nodes.node_runtime import ParameterError, declare, run
-from vla_il_nodes.robot_io import command_message, message_type
+from vla_il_nodes.robot_io import command_message, joined_state, message_type
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)  # hears reliable drivers too
@@ -89,18 +87,9 @@ class LeaderTeleopNode(Node):
         self._drive(action)
 
     def _on_leader_source(self, source, msg: JointState) -> None:
-        now = time.monotonic()
-        try:
-            action = self.joiner.update(source, list(msg.name), list(msg.position), now)
-        except ValueError as exc:
-            self.get_logger().warning(f"ignoring leader message: {exc}", throttle_duration_sec=2.0)
-            return
-        if action is None:
-            stale = self.joiner.stale(now) if source is self.joiner.sources[0] else []
-            if stale:
-                self.get_logger().warning(f"leader arms: no fresh {', '.join(stale)}", throttle_duration_sec=2.0)
-            return
-        self._drive(action)
+        action = joined_state(self, self.joiner, source, msg, "leader arms")
+        if action is not None:
+            self._drive(action)
 
     def _on_follower(self, msg: JointState) -> None:
         """While the policy drives, the leaders are sent where the robot is."""

@@ -60,6 +60,8 @@ def _graph(context):
         recorder["sim_task"] = task  # the privileged object poses are recorded too
 
     def node(executable: str, **kwargs) -> Node:
+        # lockstep: config/lockstep.yaml over each node's own parameters (its sections name the nodes it changes)
+        kwargs["parameters"] = [*kwargs.get("parameters", []), *lockstep]
         return Node(package="vla_il_nodes", executable=executable, name=kwargs.pop("name", executable),
                     output="screen", on_exit=vl.required(kwargs.pop("label", executable)), **kwargs)
 
@@ -79,9 +81,9 @@ def _graph(context):
         if profile.has_adapter:
             nodes.append(node("robot_adapter", parameters=[{"profile": str(profile.path)}]))
     nodes += [
-        node("policy_node", parameters=[config("policy_node.yaml"), {"bundle": bundle}, *lockstep],
+        node("policy_node", parameters=[config("policy_node.yaml"), {"bundle": bundle}],
              remappings=[("joint_states", joint_states), *camera_remaps]),
-        node("intervention_mux", parameters=[config("intervention_mux.yaml"), limits, *lockstep],
+        node("intervention_mux", parameters=[config("intervention_mux.yaml"), limits],
              remappings=[("command", command), ("joint_states", joint_states)]),
     ]
     if teleop == "sim_expert":

@@ -116,8 +116,8 @@ def test_a_rogue_command_cannot_move_a_joint_faster_than_the_robot_could(bridge)
 
 def test_auto_episodes_are_each_recorded_from_their_first_step(probe, node_process, tmp_path):
     """episodes:=auto, as dagger_teleop.launch.py runs the sim: the sim waits for the (real) recorder, has it
-    start each episode, then starts it; every episode is recorded whole, and between episodes the arms' state
-    keeps coming (a policy node would otherwise wait on stale joint states for ever)."""
+    start each episode, then starts it; every episode is recorded whole, and the next one follows (a policy node
+    no longer waits on the joint states of an ended episode for ever)."""
     from tests.test_recorder_node import start_recorder
 
     rec = start_recorder(node_process, tmp_path / "rec", cameras=[], sim_task="transfer_cube")
@@ -136,5 +136,33 @@ def test_auto_episodes_are_each_recorded_from_their_first_step(probe, node_proce
     assert sim.log().count("ended at step 20: time limit (20 steps) without success; the next starts by itself") >= 2
     assert "waiting for /dagger_recorder/start_episode" in sim.log()  # the first episode waited for the recorder
     n = len(states)
-    command.publish(JointState())  # nothing else: between (or after) episodes the state still comes
-    assert wait_until(lambda: len(states) > n, 5)
+    assert wait_until(lambda: len(states) > n + 10, 10)  # the third episode runs
+
+
+def test_in_lockstep_the_graph_runs_on_the_sims_clock(probe, node_process):
+    """publish_clock (config/lockstep.yaml): /clock advances 1/fps per new observation and stamps everything the
+    sim publishes; a node with use_sim_time (the mux, with lockstep.yaml's overrides) stamps on that clock too."""
+    from rosgraph_msgs.msg import Clock
+
+    from tests.ros_harness import CONFIG
+    from vla_il.demo import lockstep_overrides
+
+    clock = probe.collect(Clock, "/clock")
+    joints = probe.collect(JointState, "joint_states")
+    commands = probe.collect(JointState, "command")
+    policy = probe.publisher(JointState, "policy/action")
+    node_process("sim_bridge", params={"mode": "lockstep", "cameras": [""], "episode_length": 30,
+                                       **lockstep_overrides("sim_bridge")})
+    mux = node_process("intervention_mux", params_files=[CONFIG / "intervention_mux.yaml", CONFIG / "lockstep.yaml"])
+    # the policy of a lockstep graph: an action (hold) for every observation
+    probe.node.create_subscription(JointState, "joint_states", lambda m: policy.publish(
+        JointState(header=m.header, name=list(m.name), position=list(m.position))), RELIABLE)
+    assert wait_until(lambda: len(commands) >= 10, 120), mux.log()
+    ticks = [c.clock.sec * 10**9 + c.clock.nanosec for c in clock]
+    # (the first ticks may come before this probe matched)
+    assert ticks[0] % 20_000_000 == 0 and all(b - a == 20_000_000 for a, b in zip(ticks, ticks[1:10])), ticks[:10]
+    stamps = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in joints}
+    # every observation on the sim's clock (a resend keeps its stamp)
+    assert all(t % 20_000_000 == 0 and 0 < t <= max(ticks) for t in stamps), sorted(stamps)[:10]
+    command_ns = [c.header.stamp.sec * 10**9 + c.header.stamp.nanosec for c in commands]
+    assert max(command_ns) <= max(ticks) and min(command_ns) >= 0  # the mux's stamps: sim time, not wall time

@@ -329,17 +329,20 @@ class SimGraph:
         specs = {
             "sim_bridge": (["sim_aloha.yaml"], {"task": self.task, "mode": "lockstep", **images,
                                                 **({"episode_length": self.episode_length}
-                                                   if self.episode_length else {})}),
+                                                   if self.episode_length else {}),
+                                                **lockstep_overrides("sim_bridge")}),
             # lockstep: config/lockstep.yaml's overrides, as dagger_teleop.launch.py mode:=lockstep applies them
             "policy_node": (["policy_node.yaml"], {"bundle": str(self.bundle), **lockstep_overrides("policy_node")}),
             "intervention_mux": (["intervention_mux.yaml"], lockstep_overrides("intervention_mux")),
-            "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task}),
+            "teleop_sim_expert": (["teleop_sim_expert.yaml"], {"task": self.task,
+                                                               **lockstep_overrides("teleop_sim_expert")}),
             "dagger_recorder": (["dagger_recorder.yaml"], {"record_dir": str(self.record_dir), "sim_task": self.task,
-                                                           **images}),
+                                                           **images, **lockstep_overrides("dagger_recorder")}),
         }
         if self.display_port is not None:
             specs["display_node"] = (["display_node.yaml"], {"cameras": list(self.cameras) or [""],
-                                                             "web_port": self.display_port})
+                                                             "web_port": self.display_port,
+                                                             **lockstep_overrides("display_node")})
         for name, (files, params) in specs.items():
             self.nodes[name] = NodeProcess(name, self.log_dir, [self._params_file(name, files[0], params)])
         self.probe = Probe("vla_il_demo")

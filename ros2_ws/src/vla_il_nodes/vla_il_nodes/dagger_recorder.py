@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -143,12 +145,15 @@ class DaggerRecorderNode(Node):
         self.create_subscription(InterventionEvent, "intervention", self._on_intervention, LATCHED)
         self.create_subscription(EpisodeEvent, "sim/episode", self._on_sim_episode, RELIABLE)
         self._sim_done: tuple[EpisodeEvent, float] | None = None  # the sim's "done", until its last command is in
-        self.create_timer(0.02, self._poll)
+        # its own work on the steady clock: with use_sim_time the sim's clock stands still between steps and
+        # before the first episode (which waits for this recorder's services), and must not stall it
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(0.02, self._poll, clock=steady)
         # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up
         # already; the services appear once it is ready, so waiting for them waits for the recorder
         self._preparing = threading.Thread(target=self._prepare, daemon=True)
         self._preparing.start()
-        self._services_timer = self.create_timer(0.1, self._offer_services_when_ready)
+        self._services_timer = self.create_timer(0.1, self._offer_services_when_ready, clock=steady)
         apply_on_set(self, self._apply_parameters)
         self.get_logger().info(
             f"recording into {self.session.store.root} ({len(self.session.store.episodes())} episodes there): "
@@ -245,7 +250,7 @@ class DaggerRecorderNode(Node):
         if msg.event == EpisodeEvent.EVENT_DONE and self.stop_on_sim_done and self.session.recording:
             # the command of the sim's last step travels on another topic and may come after this event:
             # the episode ends once every one of its num_frames commands is in (or max_lag_s has passed)
-            self._sim_done = (msg, self._now() + self.sync.config.max_lag_s)
+            self._sim_done = (msg, time.monotonic() + self.sync.config.max_lag_s)  # steady: sim time may stand still
             self._end_if_sim_done()
 
     def _end_if_sim_done(self) -> None:
@@ -257,7 +262,7 @@ class DaggerRecorderNode(Node):
             self._sim_done = None
             return
         seen = ep.frames + ep.dropped_frames + len(self.sync.pending)
-        if seen >= msg.num_frames or self._now() >= deadline:
+        if seen >= msg.num_frames or time.monotonic() >= deadline:
             # a controller answers the sim's last observation too: that command was never executed (the episode
             # had ended), so it is no frame of it
             self.sync.drop_newest_pending(seen - msg.num_frames)

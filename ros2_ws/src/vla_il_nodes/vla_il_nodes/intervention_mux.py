@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 
 import rclpy.duration
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -80,7 +81,9 @@ class InterventionMuxNode(LifecycleNode):
         self.create_subscription(Bool, "teleop/engaged", self._on_engaged, RELIABLE)
         self.create_service(Trigger, "~/hold", self._on_hold)
         self.create_service(Trigger, "~/resume", self._on_resume)
-        self.create_timer(1.0 / watchdog_hz, self._watchdog)
+        # staleness is measured on the steady clock, and so is the watchdog paced: with use_sim_time (lockstep) a
+        # timer on the sim's clock stands still with it (and an rclpy executor waiting on one misses wake-ups)
+        self.create_timer(1.0 / watchdog_hz, self._watchdog, clock=Clock(clock_type=ClockType.STEADY_TIME))
         # Safety parameters change at once (the next command obeys them) or are refused with the reason.
         apply_on_set(self, self._apply_parameters)
         autostart(self, start)
@@ -224,9 +227,11 @@ class InterventionMuxNode(LifecycleNode):
             reason=reason,
             switch_count=self.mux.switch_count,
         )
-        # previous_since is monotonic; express it on the ROS clock by its age.
-        age_ns = int((self._now() - previous_since) * 1e9)
-        msg.previous_since = (self.get_clock().now() - rclpy.duration.Duration(nanoseconds=age_ns)).to_msg()
+        # previous_since is monotonic; express it on the ROS clock by its age (not before the clock's start: sim
+        # time, use_sim_time, begins near 0)
+        now = self.get_clock().now()
+        age_ns = min(int((self._now() - previous_since) * 1e9), now.nanoseconds)
+        msg.previous_since = (now - rclpy.duration.Duration(nanoseconds=age_ns)).to_msg()
         self.intervention_pub.publish(msg)
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
@@ -112,6 +113,10 @@ class PolicyNode(LifecycleNode):
         self._loads: list[threading.Thread] = []  # loads under way (joined before the process exits)
         self._timer = None
         self._status_timer = None
+        # the status on the steady clock: with use_sim_time (lockstep) the sim's clock stands still between steps
+        # and episodes, and an rclpy executor waiting on a timer of that clock missed the wake-up of a finished
+        # load_policy (the service never answered: measured in the demo)
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         apply_on_set(self, self._apply_parameters)
         autostart(self, start)
 
@@ -134,7 +139,7 @@ class PolicyNode(LifecycleNode):
         self.runner = runner
         self._action_msg = JointState(name=list(policy.spec.joint_names))
         self._subscribe_inputs(policy)
-        self._status_timer = self.create_timer(1.0 / self.status_hz, self._publish_status)
+        self._status_timer = self.create_timer(1.0 / self.status_hz, self._publish_status, clock=self._steady)
         self.get_logger().info(
             f"configured: {policy.spec.policy_id} on {policy.provider} ({policy.spec.chunk_size}-step chunks, "
             f"{policy.spec.fps:g} Hz)")
@@ -266,9 +271,15 @@ class PolicyNode(LifecycleNode):
             self._stamps[name] = ns
             spec = self.runner.policy.spec
             needed = [c.name for c in spec.state_components] + [f"image_{c}" for c in spec.cameras]
-            if self.active and ns != self._ticked_stamp and all(self._stamps.get(n) == ns for n in needed):
-                self._ticked_stamp = ns
-                self._tick()
+            if self.active and all(self._stamps.get(n) == ns for n in needed):
+                if ns != self._ticked_stamp:
+                    self._ticked_stamp = ns
+                    self._tick()
+                elif self._action_msg.position:
+                    # the same observation again (an idle lockstep sim re-sends it, with its stamp on the sim's
+                    # clock): not a tick, but answered with the action already decided, or a mux that missed it
+                    # (a subscription still matching at start) would wait for it for ever
+                    self.action_pub.publish(self._action_msg)
 
     def _on_episode_event(self, msg: EpisodeEvent) -> None:
         if msg.event == EpisodeEvent.EVENT_STARTED and self.runner is not None:

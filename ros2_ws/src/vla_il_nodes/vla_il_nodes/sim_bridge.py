@@ -9,12 +9,15 @@ Services    sim/reset (ResetSim: task and seed)
 Modes       realtime: a timer at `fps` steps the physics with the last good command, like a robot.
             lockstep: one physics step per command received, then the next observation:
             deterministic and as fast as the graph allows (tests, evaluation, the demo).
-Episodes    An ended episode (success, or the time limit: the log says which) holds still, and the bridge
-            goes on publishing where the arms are, as a robot's drivers do (in lockstep: again after
-            0.5 s without a command). auto_episodes: the next episode starts by itself (seed, seed+1, ...)
-            episode_gap_s after the last; with recorder_service (the recorder's start_episode) it is first
-            asked to record it, and the sim waits for it (the first episode too: nothing runs unrecorded).
-            Otherwise sim/reset starts the next one.
+Episodes    An ended episode (success, or the time limit: the log says which) holds still; in realtime the
+            bridge goes on publishing where the arms are, as a robot's drivers do (in lockstep an episode in
+            progress is re-sent after 0.5 s without a command, an ended one falls silent). auto_episodes: the
+            next episode starts by itself (seed, seed+1, ...) episode_gap_s after the last; with
+            recorder_service (the recorder's start_episode) it is first asked to record it, and the sim waits
+            for it (the first episode too: nothing runs unrecorded). Otherwise sim/reset starts the next one.
+Clock       publish_clock (lockstep.yaml sets it): /clock carries sim time, 1/fps more for every new
+            observation (a step or a reset), and every message is stamped with it; the other nodes run with
+            use_sim_time, so stamps, logs and recorded bags are on the sim's clock (still between steps).
 The simulation itself is sim/bridge_core.py; this node converts messages and calls it.
 """
 
@@ -23,8 +26,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 from vla_il_msgs.msg import EpisodeEvent, SimState
@@ -56,6 +61,8 @@ class SimBridgeNode(Node):
         recorder_service = declare(self, "recorder_service", "",
                                    "auto_episodes: ask this StartEpisode service to record each episode first.")
         self.episode_gap_s = declare(self, "episode_gap_s", 1.0, "auto_episodes: pause between episodes (s).")
+        publish_clock = declare(self, "publish_clock", False, "Publish /clock (sim time, 1/fps per observation) "
+                                "and stamp every message with it (lockstep: the graph runs on use_sim_time).")
         if self.mode not in MODES:
             raise ParameterError(f"parameter 'mode': expected one of {', '.join(MODES)}, got {self.mode!r}")
         if fps <= 0:
@@ -83,6 +90,9 @@ class SimBridgeNode(Node):
         self.episode_pub = self.create_publisher(EpisodeEvent, "sim/episode", RELIABLE)
         self.create_subscription(JointState, "command", self._on_command, RELIABLE)
         self.create_service(ResetSim, "sim/reset", self._on_reset)
+        self._tick_ns = int(round(1e9 / fps))
+        self._sim_ns = 0  # sim time of the last new observation
+        self.clock_pub = self.create_publisher(Clock, "/clock", RELIABLE) if publish_clock else None
         self._seed = seed
         self._recorder = self.create_client(StartEpisode, recorder_service) if recorder_service else None
         self._next_timer = None
@@ -98,7 +108,7 @@ class SimBridgeNode(Node):
         # with a recorder: hold at rest until it records the first episode (which then starts with `seed`)
         self._running = not (self.auto_episodes and self._recorder is not None)
         self._started = int(self._running)  # episodes started: the next one's seed is seed + this
-        self._publish(first, announce=False)
+        self._publish(first, announce=False, fresh=True)
         if not self._running:
             self._schedule_next(0.0)
         self.get_logger().info(
@@ -119,7 +129,7 @@ class SimBridgeNode(Node):
     def _step_and_publish(self) -> None:
         if not self._running:  # between episodes the arms hold still, and their drivers go on publishing
             if self.mode == "realtime" and self.core.last is not None:
-                self._publish(self.core.last, announce=False)
+                self._publish(self.core.last, announce=False, fresh=False)
             return
         step = self.core.step()
         if step.done:
@@ -137,10 +147,11 @@ class SimBridgeNode(Node):
                                       f"({self.core.limited_steps} steps so far)", throttle_duration_sec=5.0)
 
     def _resend_if_idle(self) -> None:
-        # the graph waits for an observation: the last one again (an ended episode's "done" was announced once)
+        # only an episode in progress (or one about to start) waits for a command: the last observation again;
+        # an ended one was announced once, and its silence is how a lockstep driver (the demo) hears it ended
         last = self.core.last
-        if time.monotonic() - self._last_activity > 0.5 and last is not None:
-            self._publish(last, announce=False)
+        if time.monotonic() - self._last_activity > 0.5 and last is not None and not last.done:
+            self._publish(last, announce=False, fresh=False)
 
     def _schedule_next(self, delay_s: float) -> None:
         if self._next_timer is not None:
@@ -202,9 +213,17 @@ class SimBridgeNode(Node):
         resp.message = f"{self.core.task} episode {self.core.episode} (seed {req.seed if req.seed >= 0 else 'random'})"
         return resp
 
-    def _publish(self, step: SimStep, announce: bool = True) -> None:
+    def _publish(self, step: SimStep, announce: bool = True, fresh: bool = True) -> None:
+        """`fresh`: a new observation (a step, a reset); else the last one again (a resend, a hold)."""
         self._last_activity = time.monotonic()
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id="aloha")
+        if self.clock_pub is not None:
+            if fresh:
+                self._sim_ns += self._tick_ns
+                self.clock_pub.publish(Clock(clock=_time(self._sim_ns)))  # before what it stamps
+            stamp = _time(self._sim_ns)
+        else:
+            stamp = self.get_clock().now().to_msg()
+        header = Header(stamp=stamp, frame_id="aloha")
 
         self.joint_pub.publish(JointState(header=header, name=list(JOINT_NAMES), position=step.agent_pos.tolist()))
         for cam, pub in self.image_pubs.items():
@@ -225,6 +244,10 @@ class SimBridgeNode(Node):
         if hasattr(self, "core"):
             self.core.close()
         super().destroy_node()
+
+
+def _time(ns: int) -> Time:
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -43,7 +44,7 @@ class KeyboardTeleopNode(Node):
         self.create_subscription(String, "teleop/key", lambda m: self.on_key(m.data), RELIABLE)
         self.start_client = self.create_client(StartEpisode, f"{recorder}/start_episode")
         self.stop_client = self.create_client(StopEpisode, f"{recorder}/stop_episode")
-        self.create_timer(1.0 / rate, self._tick)
+        self.create_timer(1.0 / rate, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))  # the terminal's pace
         if read_terminal and sys.stdin.isatty():
             threading.Thread(target=self._read_terminal, daemon=True).start()
         self.get_logger().info("keys: " + ", ".join(f"{k} {v}" for k, v in KEYMAP.items()))

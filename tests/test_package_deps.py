@@ -17,7 +17,8 @@ SRC = ROOT / "ros2_ws/src"
 ROSDEP = {"rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "ament_index_python": "ament_index_python",
           "std_msgs": "std_msgs", "std_srvs": "std_srvs", "sensor_msgs": "sensor_msgs", "vla_il_msgs": "vla_il_msgs",
           "builtin_interfaces": "builtin_interfaces", "numpy": "python3-numpy", "cv2": "python3-opencv",
-          "yaml": "python3-yaml", "vla_il_core": "vla_il_core"}
+          "yaml": "python3-yaml", "vla_il_core": "vla_il_core", "rosgraph_msgs": "rosgraph_msgs",
+          "lifecycle_msgs": "lifecycle_msgs"}
 # no verified rosdep key (onnxruntime, rerun-sdk: pip), or the training side that only the recorder and the
 # sim's nodes use (lerobot, training/, sim/: the project's full environment)
 KNOWN_GAPS = {

@@ -145,9 +145,10 @@ class DaggerRecorderNode(Node):
         self.create_subscription(InterventionEvent, "intervention", self._on_intervention, LATCHED)
         self.create_subscription(EpisodeEvent, "sim/episode", self._on_sim_episode, RELIABLE)
         self._sim_done: tuple[EpisodeEvent, float] | None = None  # the sim's "done", until its last command is in
-        # its own work on the steady clock: with use_sim_time the sim's clock stands still between steps and
-        # before the first episode (which waits for this recorder's services), and must not stall it
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        # with use_sim_time (lockstep) its own work on the steady clock: the sim's clock stands still between steps
+        # and before the first episode (which waits for this recorder's services), and must not stall it
+        steady = Clock(clock_type=ClockType.STEADY_TIME) if self.get_parameter("use_sim_time").value else None
+        self._steady = steady
         self.create_timer(0.02, self._poll, clock=steady)
         # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up
         # already; the services appear once it is ready, so waiting for them waits for the recorder

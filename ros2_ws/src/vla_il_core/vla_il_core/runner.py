@@ -197,6 +197,13 @@ class TickWork:
         return ", ".join(f"{name} {self.p50(name):.3f}" for name in self.STAGES) + " ms (p50)"
 
 
+def checked_stale_after_s(value: float) -> float:
+    """A staleness limit: a finite number of seconds > 0 (ValueError with the reason otherwise)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"stale_after_s must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
 class PolicyRunner:
     """Ticks -> actions. Call `observe_*` from subscriptions and `tick()` from the control timer."""
 
@@ -228,9 +235,7 @@ class PolicyRunner:
 
     @stale_after_s.setter
     def stale_after_s(self, value: float) -> None:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"stale_after_s must be a finite number of seconds > 0, got {value!r}")
-        self._stale_after_s = float(value)
+        self._stale_after_s = checked_stale_after_s(value)
 
     # ------------------------------------------------------------------ bundle
     @property

@@ -148,7 +148,6 @@ class DaggerRecorderNode(Node):
         # with use_sim_time (lockstep) its own work on the steady clock: the sim's clock stands still between steps
         # and before the first episode (which waits for this recorder's services), and must not stall it
         steady = Clock(clock_type=ClockType.STEADY_TIME) if self.get_parameter("use_sim_time").value else None
-        self._steady = steady
         self.create_timer(0.02, self._poll, clock=steady)
         # lerobot imports torch (tens of seconds on a busy machine): load it aside, the topics are up
         # already; the services appear once it is ready, so waiting for them waits for the recorder

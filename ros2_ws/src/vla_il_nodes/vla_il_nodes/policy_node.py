@@ -55,7 +55,14 @@ from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
 from vla_il_core.bundle import BundleError
-from vla_il_core.runner import LoadedPolicy, PolicyRunner, TickWork, load_policy, resolve_bundle_path
+from vla_il_core.runner import (
+    LoadedPolicy,
+    PolicyRunner,
+    TickWork,
+    checked_stale_after_s,
+    load_policy,
+    resolve_bundle_path,
+)
 from vla_il_nodes.node_runtime import AUTOSTART, ParameterError, apply_on_set, autostart, declare, run
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -187,11 +194,9 @@ class PolicyNode(LifecycleNode):
         for name, value in changes.items():
             if name != "stale_after_s":
                 raise ValueError(f"{name} cannot change while the node runs")
+            self.stale_after_s = checked_stale_after_s(value)  # ValueError with the reason: refused
             if self.runner is not None:
-                self.runner.stale_after_s = value  # ValueError with the reason unless a finite number > 0
-            elif not (isinstance(value, float) and 0 < value < float("inf")):
-                raise ValueError(f"stale_after_s must be a finite number > 0, got {value!r}")
-            self.stale_after_s = value
+                self.runner.stale_after_s = self.stale_after_s
 
     # ------------------------------------------------------------------ inputs
     def _subscribe_inputs(self, policy: LoadedPolicy) -> None:

@@ -463,6 +463,7 @@ _BENCHMARKS = {
     "aloha-dagger": "benchmarks.aloha_dagger",
     "hg-dagger-seeds": "benchmarks.hg_dagger_seeds",
     "vla-hg-dagger-seeds": "benchmarks.vla_hg_dagger_seeds",
+    "vla-target": "benchmarks.vla_target_runs",
     "policy": "benchmarks.policy_latency",
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",

@@ -1,0 +1,198 @@
+"""The VLA recipe's success over independent recordings and trainings, as deployed and as trained.
+
+    python benchmarks/vla_target_runs.py [--runs 3] [--demos 400] [--epochs 8] [--eval-episodes 100]
+        [--eval-seed 200000] [--workers 2] [--out output/vla_target_runs]
+    (or: vla-il bench vla-target ...)
+
+Each run records its own expert demonstrations of transfer_cube (top camera at 96x128; run i draws its
+episodes from seed 20000 * i), trains the README's recipe on them with its own training seed (`vla-il
+train bc --vla tiny --vla_patch_size 16 --vla_state_dropout 1.0`, 8 epochs, batch 32, lr 1e-3, chunk 10),
+and evaluates the result on the same held-out seeds twice: through the exported ONNX bundle and the
+policy node's runner (as deployed), as the PyTorch checkpoint (`VLASimPolicy`, as training evaluates),
+and as the checkpoint with ACT's temporal ensembling (a chunk every step, overlapping predictions averaged;
+Zhao et al., 2023). The table gives each run's success with its Wilson interval, how many seeds the
+bundle and the checkpoint agree on, and the mean and spread over the runs; results.json and runs.png
+beside it. A run's data and checkpoint are kept under --out and reused when the command is run again
+(--runs 3 after --runs 2 adds the third).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORDING_SEED_STRIDE = 20_000  # run i records from seed 20000 * i: disjoint from every other run's and the held-out
+
+
+class CheckpointFactory:
+    """A picklable policy factory for sim.evaluation.evaluate's workers: the checkpoint in PyTorch, chunks
+    played as training's evaluation plays them (VLASimPolicy: every action of a chunk, then the next chunk),
+    or with ACT's temporal ensembling (a chunk every step, overlapping predictions averaged)."""
+
+    def __init__(self, path: Path, temporal_ensembling: bool = False) -> None:
+        self.path = str(path)
+        self.temporal_ensembling = temporal_ensembling
+
+    def __call__(self, task: str):
+        import torch
+
+        from training.checkpoint import load_checkpoint
+        from training.il.vla_rollouts import VLASimPolicy
+
+        torch.set_num_threads(1)  # one per evaluation worker
+        model = load_checkpoint(Path(self.path))[0]
+        model.eval()
+        return VLASimPolicy(model, temporal_ensembling=self.temporal_ensembling)
+
+
+def _recipe_args(args: argparse.Namespace, data: Path, out: Path, seed: int) -> list[str]:
+    return ["--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0",
+            "--bc_epochs", str(args.epochs), "--batch_size", "32", "--learning_rate", "1e-3",
+            "--action_chunk_size", "10", "--eval_episodes", "0", "--seed", str(seed), "--output_dir", str(out)]
+
+
+def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
+    from sim.collect import collect
+    from sim.evaluation import BundleFactory, evaluate
+    from training.cli import run_il_cli
+    from training.export.onnx_export import export_checkpoint
+
+    root = Path(args.out) / f"run{i}"
+    data, bc, bundle = root / "data", root / "bc", root / "bundle"
+    times: dict[str, float] = {}
+    if not (data / "meta" / "info.json").exists():
+        print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})", flush=True)
+        t = time.perf_counter()
+        report = collect(args.task, args.demos, data, cameras=("top",), image_size=tuple(args.image_size),
+                         seed=RECORDING_SEED_STRIDE * i, overwrite=True)
+        times["record_s"] = time.perf_counter() - t
+        print(f"run {i}: {report.line()}", flush=True)
+    if not (bc / "best" / "model.pt").exists():
+        print(f"run {i}: training ({args.epochs} epochs, seed {i})", flush=True)
+        t = time.perf_counter()
+        if run_il_cli("bc", _recipe_args(args, data, bc, seed=i)) != 0:
+            raise SystemExit(f"run {i}: training failed")
+        times["train_s"] = time.perf_counter() - t
+    if not (bundle / "policy.onnx").exists():
+        export_checkpoint(bc / "best", bundle, overwrite=True)
+    seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
+    factory = BundleFactory(bundle)
+    outcomes: dict[str, list[bool]] = {}
+    policies = {"bundle": factory, "checkpoint": CheckpointFactory(bc / "best"),
+                "ensembled": CheckpointFactory(bc / "best", temporal_ensembling=True)}
+    for name, policy in policies.items():
+        t = time.perf_counter()
+        result = evaluate(args.task, policy, seeds, policy_name=f"run {i} {name}", workers=args.workers,
+                          env_kwargs=factory.env_kwargs())
+        times[f"eval_{name}_s"] = time.perf_counter() - t
+        print(f"run {i}: {result.line()}", flush=True)
+        outcomes[name] = [bool(e.success) for e in result.episodes]
+    metrics = [json.loads(line) for line in (bc / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train = next((m["train/loss"] for m in reversed(metrics) if "train/loss" in m), None)
+    val = next((m["val/loss"] for m in reversed(metrics) if "val/loss" in m), None)
+    return {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
+            "outcomes": outcomes, "train_loss": train, "val_loss": val,
+            "times": times}
+
+
+def _rate(successes: int, n: int) -> str:
+    from sim.evaluation import wilson_interval
+
+    lo, hi = wilson_interval(successes, n)
+    return f"{successes}/{n} = {100 * successes / n:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'run':>4}{'bundle (as deployed)':>26}{'checkpoint (PyTorch)':>26}{'same outcome':>15}"
+             f"{'train/val loss':>18}{'checkpoint, ensembled':>26}", "-" * 115]
+    for r in rows:
+        b, c = r["outcomes"]["bundle"], r["outcomes"]["checkpoint"]
+        same = sum(x == y for x, y in zip(b, c, strict=True))
+        loss = (f"{r['train_loss']:.4f}/{r['val_loss']:.4f}" if r["train_loss"] is not None
+                and r["val_loss"] is not None else "-")
+        e = r["outcomes"].get("ensembled")
+        ensembled = _rate(sum(e), len(e)) if e else "-"
+        lines.append(f"{r['run']:>4}{_rate(sum(b), len(b)):>26}{_rate(sum(c), len(c)):>26}"
+                     f"{f'{same}/{len(b)}':>15}{loss:>18}{ensembled:>26}")
+    for name in ("bundle", "checkpoint", "ensembled"):
+        rates = np.array([100 * np.mean(r["outcomes"][name]) for r in rows if name in r["outcomes"]])
+        if not len(rates):
+            continue
+        spread = f", sd {rates.std(ddof=1):.1f}, range {rates.min():.0f}-{rates.max():.0f}" if len(rates) > 1 else ""
+        lines.append(f"{name}: mean {rates.mean():.1f}% over {len(rates)} runs{spread}")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sim.evaluation import wilson_interval
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(len(rows))
+    labels = {"bundle": "exported bundle (as deployed)", "checkpoint": "checkpoint in PyTorch",
+              "ensembled": "checkpoint, ACT temporal ensembling"}
+    for offset, name, color in ((-0.15, "bundle", "tab:red"), (0.0, "checkpoint", "tab:blue"),
+                                (0.15, "ensembled", "tab:green")):
+        if not all(name in r["outcomes"] for r in rows):
+            continue
+        k = [sum(r["outcomes"][name]) for r in rows]
+        n = [len(r["outcomes"][name]) for r in rows]
+        y = [100 * a / b for a, b in zip(k, n, strict=True)]
+        bounds = [wilson_interval(a, b) for a, b in zip(k, n, strict=True)]
+        err = [[v - 100 * lo for v, (lo, _) in zip(y, bounds, strict=True)],
+               [100 * hi - v for v, (_, hi) in zip(y, bounds, strict=True)]]
+        ax.errorbar(x + offset, y, yerr=err, fmt="o", capsize=4, color=color, label=labels[name])
+    ax.axhline(80, color="grey", linestyle=":", label="target 80%")
+    ax.set_xticks(x, [f"run {r['run']}" for r in rows])
+    ax.set_ylabel("transfer_cube success (%), Wilson 95%")
+    ax.set_ylim(0, 100)
+    ax.set_title("tiny VLA, vision only: independent recordings and trainings")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=3, help="independent recordings and trainings")
+    p.add_argument("--task", default="transfer_cube")
+    p.add_argument("--demos", type=int, default=400)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--image-size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
+    p.add_argument("--eval-episodes", type=int, default=100)
+    p.add_argument("--eval-seed", type=int, default=200_000, help="first held-out seed (the same for every run)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="output/vla_target_runs")
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.demos < 1 or args.epochs < 1 or args.eval_episodes < 1:
+        p.error("--runs, --demos, --epochs and --eval-episodes must be at least 1")
+    if RECORDING_SEED_STRIDE * args.runs > args.eval_seed:
+        p.error(f"--eval-seed {args.eval_seed} overlaps the recordings' seeds (run i records from "
+                f"{RECORDING_SEED_STRIDE} * i)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(args.runs):
+        rows.append(run_one(i, args))
+        # written after every run: a long benchmark stopped part way keeps what it measured
+        (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
+        (out / "table.txt").write_text(table(rows) + "\n")
+        plot(rows, out / "runs.png")
+        print(table(rows), flush=True)
+    print(f"wrote {out / 'table.txt'}, {out / 'results.json'}, {out / 'runs.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -122,20 +122,28 @@ def test_joy_deadman_engages_and_drives_from_the_measured_pose(probe, node_proce
     joints, joy = probe.publisher(JointState, "joint_states"), probe.publisher(Joy, "joy")
     probe.wait_for_subscribers(joints, timeout=30)
     probe.wait_for_subscribers(joy, timeout=30)
+    # Matched on our side does not mean matched on the node's side yet (discovery is per endpoint
+    # pair): a joystick publishes continuously, so the test keeps publishing until the replies come.
+    probe.wait_for_publishers("teleop/action", timeout=30)
+    probe.wait_for_publishers("teleop/engaged", timeout=30)
     state = robot.START_STATE.tolist()
     joints.publish(JointState(name=NAMES, position=state))
     time.sleep(0.3)
     idle = Joy(axes=[0.0] * 8, buttons=[0] * 8)
-    joy.publish(idle)
-    assert wait_until(lambda: engaged and engaged[-1].data is False, 5)
-    for _ in range(5):
-        joy.publish(Joy(axes=[1.0] + [0.0] * 7, buttons=[0, 0, 0, 0, 1, 0, 0, 0]))
-        time.sleep(0.02)
-    assert wait_until(lambda: len(actions) >= 5 and engaged[-1].data, 5)
+
+    def publish_until(msg, done, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done():
+            joy.publish(msg)
+            time.sleep(0.02)
+        return done()
+
+    assert publish_until(idle, lambda: engaged and engaged[-1].data is False)
+    drive = Joy(axes=[1.0] + [0.0] * 7, buttons=[0, 0, 0, 0, 1, 0, 0, 0])
+    assert publish_until(drive, lambda: len(actions) >= 5 and engaged[-1].data)
     assert actions[-1].position[7] > state[7] + 0.03  # the right waist moved, from where it was
     assert actions[-1].position[0] == pytest.approx(state[0])
-    joy.publish(idle)
-    assert wait_until(lambda: engaged[-1].data is False, 5)
+    assert publish_until(idle, lambda: engaged[-1].data is False)
 
 
 def test_keyboard_engages_holds_the_pose_and_ends_episodes(probe, node_process, tmp_path):

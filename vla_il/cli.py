@@ -464,6 +464,7 @@ _BENCHMARKS = {
     "hg-dagger-seeds": "benchmarks.hg_dagger_seeds",
     "vla-hg-dagger-seeds": "benchmarks.vla_hg_dagger_seeds",
     "vla-target": "benchmarks.vla_target_runs",
+    "vla-pipeline": "benchmarks.vla_pipeline",
     "policy": "benchmarks.policy_latency",
     "vla": "benchmarks.vla_train",
     "camera": "benchmarks.camera_rate",

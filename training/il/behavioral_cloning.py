@@ -156,10 +156,15 @@ class BehavioralCloning:
         """One pass over the training split; returns train/loss and val/loss."""
         if self._train is None:
             raise RuntimeError("call prepare(demonstrations) (or train/fit) first")
+        from training.progress import tqdm
+
         self.policy.train()
         batches = self._batches(self._train, shuffle=True)
         losses = []
-        for batch in batches:
+        # an epoch of the VLA takes minutes on a CPU: its batches show progress (on the main rank)
+        bar = tqdm(batches, desc=f"{self.run_name} epoch", unit="batch", total=self._batch_count(self._train),
+                   leave=False, disable=not getattr(self, "is_main", True))
+        for batch in bar:
             loss = self.loss(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at step {self.step}: lower --learning_rate or "
@@ -170,6 +175,8 @@ class BehavioralCloning:
             self._optimizer.step()
             self.step += 1
             losses.append(loss.item())
+            if len(losses) % 50 == 0:
+                bar.set_postfix(loss=float(np.mean(losses[-50:])))
         metrics = {"train/loss": float(np.mean(losses))}
         if self._val is not None:
             metrics["val/loss"] = self.validation_loss()
@@ -237,6 +244,9 @@ class BehavioralCloning:
                                 f"(and env) act with {policy.action_dim} values")
         if not np.all(np.isfinite(demos.obs)) or (not policy.discrete and not np.all(np.isfinite(demos.actions))):
             raise TrainingError("the demonstrations contain NaN or infinite values")
+
+    def _batch_count(self, demos: Demonstrations) -> int:
+        return math.ceil(len(demos) / self.config.batch_size)
 
     def _batches(self, demos: Demonstrations, shuffle: bool):
         targets, mask = demos.chunk_targets(self.policy.chunk_size)
@@ -340,6 +350,9 @@ class VLABehavioralCloning(BehavioralCloning):
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         return self._ddp(batch) if self._ddp is not None else self.policy.loss(batch)
+
+    def _batch_count(self, loader) -> int:
+        return len(loader)
 
     def _batches(self, loader, shuffle: bool):
         sampler = getattr(loader, "sampler", None)

@@ -12,8 +12,8 @@ policy node's runner (as deployed), as the PyTorch checkpoint (`VLASimPolicy`, a
 and as the checkpoint with ACT's temporal ensembling (a chunk every step, overlapping predictions averaged;
 Zhao et al., 2023). The table gives each run's success with its Wilson interval, how many seeds the
 bundle and the checkpoint agree on, and the mean and spread over the runs; results.json and runs.png
-beside it. A run's data and checkpoint are kept under --out and reused when the command is run again
-(--runs 3 after --runs 2 adds the third).
+beside it. A run's data, checkpoint and outcomes are kept under --out and reused when the command is run
+again (--runs 3 after --runs 2 adds the third).
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
 
     root = Path(args.out) / f"run{i}"
     data, bc, bundle = root / "data", root / "bc", root / "bundle"
+    measured = root / "result.json"
+    if measured.exists():
+        row = json.loads(measured.read_text())
+        if row.get("seeds") == list(range(args.eval_seed, args.eval_seed + args.eval_episodes)):
+            print(f"run {i}: measured before ({measured})", flush=True)
+            return row
     times: dict[str, float] = {}
     if not (data / "meta" / "info.json").exists():
         print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})", flush=True)
@@ -95,9 +101,10 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     metrics = [json.loads(line) for line in (bc / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train = next((m["train/loss"] for m in reversed(metrics) if "train/loss" in m), None)
     val = next((m["val/loss"] for m in reversed(metrics) if "val/loss" in m), None)
-    return {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
-            "outcomes": outcomes, "train_loss": train, "val_loss": val,
-            "times": times}
+    row = {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
+           "outcomes": outcomes, "train_loss": train, "val_loss": val, "times": times}
+    measured.write_text(json.dumps(row))  # a rerun on the same seeds reads it instead of evaluating again
+    return row
 
 
 def _rate(successes: int, n: int) -> str:

@@ -64,17 +64,18 @@ def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_p
     factory, env_kwargs = _policy_factory(str(tmp_path / "run"))
     assert env_kwargs["cameras"] == ("top",) and env_kwargs["image_size"] == (48, 64)
     bundle = factory("transfer_cube")
-    bundle.reset()
     # the runner in lockstep plays every action of a chunk, as training's evaluation does
     reference = VLASimPolicy(model.eval())
-    reference.reset()
     env = AlohaEnv("transfer_cube", **env_kwargs, episode_length=24)
-    obs, info = env.reset(seed=7)
     try:
-        for _ in range(24):  # several chunks: where each is asked for matters
-            action = reference(obs, info)
-            np.testing.assert_allclose(bundle(obs, info), action, atol=1e-4)
-            obs, _, _, _, info = env.step(action)
+        for seed in (7, 8, 9):  # a handful of seeds, each a new episode for both (their chunk state resets)
+            bundle.reset()
+            reference.reset()
+            obs, info = env.reset(seed=seed)
+            for _ in range(24):  # several chunks: where each is asked for matters
+                action = reference(obs, info)
+                np.testing.assert_allclose(bundle(obs, info), action, atol=1e-4, err_msg=f"seed {seed}")
+                obs, _, _, _, info = env.step(action)
     finally:
         env.close()
     assert main(["eval", "--policy", str(tmp_path / "run"), "--episodes", "1", "--out", str(tmp_path / "eval")]) == 0

@@ -80,3 +80,36 @@ def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_p
         env.close()
     assert main(["eval", "--policy", str(tmp_path / "run"), "--episodes", "1", "--out", str(tmp_path / "eval")]) == 0
     assert json.loads((tmp_path / "eval/summary.json").read_text())["episodes"] == 1
+
+
+def test_temporal_ensembling_chosen_at_export_is_what_the_runner_does(tmp_path):
+    """`vla-il export --temporal-ensembling` makes a bundle whose runner asks for a chunk every tick and blends
+    the overlapping predictions: the actions VLASimPolicy(temporal_ensembling=True) gives, step for step."""
+    from sim.aloha.env import AlohaEnv
+    from sim.evaluation import BundleFactory
+    from training.il.vla_rollouts import VLASimPolicy
+    from vla_il.cli import main
+
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    model = VLAModel.tiny(chunk_size=5, hidden=32)
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5), provenance={"task": "transfer_cube"})
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "te"),
+                 "--temporal-ensembling"]) == 0
+    spec = read_bundle(tmp_path / "te")
+    assert spec.temporal_ensembling and spec.n_action_steps == 1
+    assert not read_bundle(export_checkpoint(tmp_path / "run", tmp_path / "plain")[0].path).temporal_ensembling
+    factory = BundleFactory(tmp_path / "te")
+    bundle, reference = factory("transfer_cube"), VLASimPolicy(model.eval(), temporal_ensembling=True)
+    env = AlohaEnv("transfer_cube", **factory.env_kwargs(), episode_length=12)
+    try:
+        bundle.reset()
+        reference.reset()
+        obs, info = env.reset(seed=3)
+        for _ in range(12):  # past a chunk's length: several predictions blended per step
+            action = reference(obs, info)
+            np.testing.assert_allclose(bundle(obs, info), action, atol=1e-4)
+            obs, _, _, _, info = env.step(action)
+    finally:
+        env.close()

@@ -213,6 +213,9 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=output_dir, required=True, help="bundle directory to write")
     export.add_argument("--name", default=None, help="bundle name (default: the training run's folder)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    export.add_argument("--temporal-ensembling", action=argparse.BooleanOptionalAction, default=None,
+                        help="the runner asks for a chunk every tick and blends the overlapping predictions (ACT), "
+                             "or plays each chunk out (--no-temporal-ensembling); default: as the run was trained")
     export.set_defaults(func=_export)
 
     train = sub.add_parser(
@@ -379,10 +382,12 @@ def _eval(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from training.export.onnx_export import export_checkpoint
 
-    spec, diff = export_checkpoint(args.checkpoint, args.out, args.name, args.overwrite)
+    spec, diff = export_checkpoint(args.checkpoint, args.out, args.name, args.overwrite,
+                                   temporal_ensembling=args.temporal_ensembling)
+    playback = "temporal ensembling" if spec.temporal_ensembling else f"{spec.n_action_steps} actions per chunk"
     print(
         f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
-        f"at {spec.fps:g} Hz; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
+        f"at {spec.fps:g} Hz, {playback}; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
     )
     return 0
 

@@ -35,16 +35,35 @@ def _git_commit() -> str | None:
         return None
 
 
+def with_ensembling(config, temporal_ensembling: bool | None):
+    """The training config with the bundle's chunk playback chosen at export (None: as trained)."""
+    import dataclasses
+
+    if temporal_ensembling is None or temporal_ensembling == config.temporal_aggregation:
+        return config
+    try:
+        return dataclasses.replace(config, temporal_aggregation=temporal_ensembling)
+    except ValueError as exc:  # e.g. a policy without chunks
+        raise BundleError(f"temporal ensembling: {exc}") from exc
+
+
 def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, overwrite: bool = False,
-                      tolerance: float = PARITY_TOLERANCE) -> tuple[BundleSpec, float]:
-    """Write the bundle; return its spec and the measured max abs difference PyTorch vs ONNX Runtime."""
+                      tolerance: float = PARITY_TOLERANCE, temporal_ensembling: bool | None = None
+                      ) -> tuple[BundleSpec, float]:
+    """Write the bundle; return its spec and the measured max abs difference PyTorch vs ONNX Runtime.
+
+    temporal_ensembling: what the bundle recommends the runner to do with its chunks (ACT's temporal
+    ensembling: a chunk every tick, overlapping predictions blended; or play each chunk out); None keeps the
+    training run's choice (ILConfig.temporal_aggregation). An inference-time choice: the weights are the same."""
     import onnxruntime as ort
 
     policy, config, metrics = load_checkpoint(checkpoint)
     if type(policy).__name__ == "VLAModel":  # images + baked instruction: training/models/vla_export.py
         from training.models.vla_export import export_vla_checkpoint
 
-        return export_vla_checkpoint(checkpoint, out, name, overwrite=overwrite)
+        return export_vla_checkpoint(checkpoint, out, name, overwrite=overwrite,
+                                     temporal_ensembling=temporal_ensembling)
+    config = with_ensembling(config, temporal_ensembling)
     if not isinstance(policy, MLPPolicy):
         raise BundleError(f"export of {type(policy).__name__} is not supported by this exporter")
     if policy.discrete:

@@ -165,13 +165,17 @@ def export_vla(
 
 
 def export_vla_checkpoint(
-    checkpoint: Path, out: Path, name: str | None = None, instruction: str | None = None, overwrite: bool = False
+    checkpoint: Path, out: Path, name: str | None = None, instruction: str | None = None, overwrite: bool = False,
+    temporal_ensembling: bool | None = None,
 ):
-    """Load a VLA checkpoint and export it (atomic: a temporary folder renamed into place)."""
+    """Load a VLA checkpoint and export it (atomic: a temporary folder renamed into place); temporal_ensembling
+    as training.export.onnx_export.export_checkpoint's."""
     from training.checkpoint import load_checkpoint, read_provenance
+    from training.export.onnx_export import with_ensembling
     from vla_il_core.bundle import BundleError, read_bundle
 
     policy, config, metrics = load_checkpoint(checkpoint)
+    config = with_ensembling(config, temporal_ensembling)
     provenance = read_provenance(checkpoint)
     if not isinstance(policy, VLAModel):
         raise BundleError(f"{checkpoint} holds a {type(policy).__name__}, not a VLAModel")

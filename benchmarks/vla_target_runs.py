@@ -7,11 +7,12 @@
 Each run records its own expert demonstrations of transfer_cube (top camera at 96x128; run i draws its
 episodes from seed 20000 * i), trains the README's recipe on them with its own training seed (`vla-il
 train bc --vla tiny --vla_patch_size 16 --vla_state_dropout 1.0`, 8 epochs, batch 32, lr 1e-3, chunk 10),
-and evaluates the result on the same held-out seeds twice: through the exported ONNX bundle and the
-policy node's runner (as deployed), as the PyTorch checkpoint (`VLASimPolicy`, as training evaluates),
-and as the checkpoint with ACT's temporal ensembling (a chunk every step, overlapping predictions averaged;
-Zhao et al., 2023). The table gives each run's success with its Wilson interval, how many seeds the
-bundle and the checkpoint agree on, and the mean and spread over the runs; results.json and runs.png
+and evaluates the result on the same held-out seeds four ways: through the exported ONNX bundle and the
+policy node's runner (as deployed: each chunk played out), as the PyTorch checkpoint (`VLASimPolicy`, as
+training evaluates), as the checkpoint with ACT's temporal ensembling (a chunk every step, overlapping
+predictions blended; Zhao et al., 2023), and through a bundle exported with `--temporal-ensembling`. The
+table gives each run's success with its Wilson interval, how many seeds the bundle and the checkpoint agree
+on (played out, and ensembled), and the mean and spread over the runs; results.json and runs.png
 beside it. A run's data, checkpoint and outcomes are kept under --out and reused when the command is run
 again (--runs 3 after --runs 2 adds the third).
 """
@@ -63,14 +64,16 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     from training.export.onnx_export import export_checkpoint
 
     root = Path(args.out) / f"run{i}"
-    data, bc, bundle = root / "data", root / "bc", root / "bundle"
+    data, bc = root / "data", root / "bc"
+    seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
     measured = root / "result.json"
-    if measured.exists():
+    row: dict[str, Any] = {}
+    if measured.exists():  # a rerun on the same seeds evaluates only the paths not measured yet
         row = json.loads(measured.read_text())
-        if row.get("seeds") == list(range(args.eval_seed, args.eval_seed + args.eval_episodes)):
-            print(f"run {i}: measured before ({measured})", flush=True)
-            return row
-    times: dict[str, float] = {}
+        if row.get("seeds") != list(seeds):
+            row = {}
+    times: dict[str, float] = row.get("times", {})
+    outcomes: dict[str, list[bool]] = row.get("outcomes", {})
     if not (data / "meta" / "info.json").exists():
         print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})", flush=True)
         t = time.perf_counter()
@@ -84,26 +87,29 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
         if run_il_cli("bc", _recipe_args(args, data, bc, seed=i)) != 0:
             raise SystemExit(f"run {i}: training failed")
         times["train_s"] = time.perf_counter() - t
-    if not (bundle / "policy.onnx").exists():
-        export_checkpoint(bc / "best", bundle, overwrite=True)
-    seeds = range(args.eval_seed, args.eval_seed + args.eval_episodes)
-    factory = BundleFactory(bundle)
-    outcomes: dict[str, list[bool]] = {}
-    policies = {"bundle": factory, "checkpoint": CheckpointFactory(bc / "best"),
-                "ensembled": CheckpointFactory(bc / "best", temporal_ensembling=True)}
+    bundles = {"bundle": root / "bundle", "bundle_ensembled": root / "bundle_ensembled"}
+    for name, path in bundles.items():
+        if not (path / "policy.onnx").exists():
+            export_checkpoint(bc / "best", path, overwrite=True, temporal_ensembling=name == "bundle_ensembled")
+    policies = {"bundle": BundleFactory(bundles["bundle"]), "checkpoint": CheckpointFactory(bc / "best"),
+                "ensembled": CheckpointFactory(bc / "best", temporal_ensembling=True),
+                "bundle_ensembled": BundleFactory(bundles["bundle_ensembled"])}
+    env_kwargs = policies["bundle"].env_kwargs()
+    metrics = [json.loads(line) for line in (bc / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    row = {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
+           "outcomes": outcomes, "times": times,
+           "train_loss": next((m["train/loss"] for m in reversed(metrics) if "train/loss" in m), None),
+           "val_loss": next((m["val/loss"] for m in reversed(metrics) if "val/loss" in m), None)}
     for name, policy in policies.items():
+        if name in outcomes:
+            continue
         t = time.perf_counter()
         result = evaluate(args.task, policy, seeds, policy_name=f"run {i} {name}", workers=args.workers,
-                          env_kwargs=factory.env_kwargs())
+                          env_kwargs=env_kwargs)
         times[f"eval_{name}_s"] = time.perf_counter() - t
         print(f"run {i}: {result.line()}", flush=True)
         outcomes[name] = [bool(e.success) for e in result.episodes]
-    metrics = [json.loads(line) for line in (bc / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    train = next((m["train/loss"] for m in reversed(metrics) if "train/loss" in m), None)
-    val = next((m["val/loss"] for m in reversed(metrics) if "val/loss" in m), None)
-    row = {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
-           "outcomes": outcomes, "train_loss": train, "val_loss": val, "times": times}
-    measured.write_text(json.dumps(row))  # a rerun on the same seeds reads it instead of evaluating again
+        measured.write_text(json.dumps(row))  # kept per path: a stopped run resumes where it was
     return row
 
 
@@ -114,24 +120,28 @@ def _rate(successes: int, n: int) -> str:
     return f"{successes}/{n} = {100 * successes / n:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
 
+PATHS = {"bundle": "bundle (as deployed)", "checkpoint": "checkpoint (PyTorch)",
+         "ensembled": "checkpoint, ensembled", "bundle_ensembled": "bundle, ensembled"}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'run':>4}{'bundle (as deployed)':>26}{'checkpoint (PyTorch)':>26}{'same outcome':>15}"
-             f"{'train/val loss':>18}{'checkpoint, ensembled':>26}", "-" * 115]
+    lines = [f"{'run':>4}" + "".join(f"{label:>24}" for label in PATHS.values())
+             + f"{'same outcome':>14}{'train/val loss':>17}", "-" * 131]
     for r in rows:
-        b, c = r["outcomes"]["bundle"], r["outcomes"]["checkpoint"]
-        same = sum(x == y for x, y in zip(b, c, strict=True))
+        o = r["outcomes"]
+        same = [f"{sum(x == y for x, y in zip(o[a], o[b], strict=True))}" for a, b in
+                (("bundle", "checkpoint"), ("bundle_ensembled", "ensembled")) if a in o and b in o]
         loss = (f"{r['train_loss']:.4f}/{r['val_loss']:.4f}" if r["train_loss"] is not None
                 and r["val_loss"] is not None else "-")
-        e = r["outcomes"].get("ensembled")
-        ensembled = _rate(sum(e), len(e)) if e else "-"
-        lines.append(f"{r['run']:>4}{_rate(sum(b), len(b)):>26}{_rate(sum(c), len(c)):>26}"
-                     f"{f'{same}/{len(b)}':>15}{loss:>18}{ensembled:>26}")
-    for name in ("bundle", "checkpoint", "ensembled"):
+        lines.append(f"{r['run']:>4}" + "".join(f"{_rate(sum(o[k]), len(o[k])) if k in o else '-':>24}" for k in PATHS)
+                     + f"{' & '.join(same) or '-':>14}{loss:>17}")
+    lines.append("same outcome: seeds where the bundle and the checkpoint agree (played out & ensembled)")
+    for name, label in PATHS.items():
         rates = np.array([100 * np.mean(r["outcomes"][name]) for r in rows if name in r["outcomes"]])
         if not len(rates):
             continue
         spread = f", sd {rates.std(ddof=1):.1f}, range {rates.min():.0f}-{rates.max():.0f}" if len(rates) > 1 else ""
-        lines.append(f"{name}: mean {rates.mean():.1f}% over {len(rates)} runs{spread}")
+        lines.append(f"{label}: mean {rates.mean():.1f}% over {len(rates)} runs{spread}")
     return "\n".join(lines)
 
 
@@ -145,10 +155,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(rows))
-    labels = {"bundle": "exported bundle (as deployed)", "checkpoint": "checkpoint in PyTorch",
-              "ensembled": "checkpoint, ACT temporal ensembling"}
-    for offset, name, color in ((-0.15, "bundle", "tab:red"), (0.0, "checkpoint", "tab:blue"),
-                                (0.15, "ensembled", "tab:green")):
+    labels = {"bundle": "bundle, chunks played out (as deployed)", "checkpoint": "checkpoint in PyTorch",
+              "ensembled": "checkpoint, ACT temporal ensembling",
+              "bundle_ensembled": "bundle, temporal ensembling (vla-il export --temporal-ensembling)"}
+    for offset, name, color in ((-0.2, "bundle", "tab:red"), (-0.07, "checkpoint", "tab:blue"),
+                                (0.07, "ensembled", "tab:green"), (0.2, "bundle_ensembled", "tab:purple")):
         if not all(name in r["outcomes"] for r in rows):
             continue
         k = [sum(r["outcomes"][name]) for r in rows]

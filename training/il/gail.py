@@ -578,7 +578,9 @@ class VLAGAIL(GAILLoop):
         cond = m.query_states(state, images, ids, mask)
         mean = m.head(cond)[:, 0] if m.config.action_head == "regression" else \
             m.head.sample(cond, m.config.flow_steps)[:, 0]
-        return Normal(mean, self.log_std.exp()), self.value_head(cond.mean(1)).squeeze(-1)
+        # the critic reads the actor's features but does not train them: a fresh critic's value error (returns
+        # of tens) would otherwise move every weight of the BC-trained trunk, and with it the policy
+        return Normal(mean, self.log_std.exp()), self.value_head(cond.detach().mean(1)).squeeze(-1)
 
     def env_actions(self, raw: torch.Tensor) -> torch.Tensor:
         return raw * self.model.action_std + self.model.action_mean

@@ -20,6 +20,7 @@ import torch
 
 from training.checkpoint import load_checkpoint, read_provenance
 from training.export.joints import robot_io
+from training.export.playback import with_ensembling
 from training.models.policies import MLPPolicy
 from vla_il_core.bundle import SCHEMA_VERSION, BundleError, BundleSpec, check_graph, file_sha256, read_bundle
 
@@ -33,18 +34,6 @@ def _git_commit() -> str | None:
                               cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def with_ensembling(config, temporal_ensembling: bool | None):
-    """The training config with the bundle's chunk playback chosen at export (None: as trained)."""
-    import dataclasses
-
-    if temporal_ensembling is None or temporal_ensembling == config.temporal_aggregation:
-        return config
-    try:
-        return dataclasses.replace(config, temporal_aggregation=temporal_ensembling)
-    except ValueError as exc:  # e.g. a policy without chunks
-        raise BundleError(f"temporal ensembling: {exc}") from exc
 
 
 def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, overwrite: bool = False,

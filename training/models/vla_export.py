@@ -169,9 +169,9 @@ def export_vla_checkpoint(
     temporal_ensembling: bool | None = None,
 ):
     """Load a VLA checkpoint and export it (atomic: a temporary folder renamed into place); temporal_ensembling
-    as training.export.onnx_export.export_checkpoint's."""
+    as training.export.playback.with_ensembling says."""
     from training.checkpoint import load_checkpoint, read_provenance
-    from training.export.onnx_export import with_ensembling
+    from training.export.playback import with_ensembling
     from vla_il_core.bundle import BundleError, read_bundle
 
     policy, config, metrics = load_checkpoint(checkpoint)

@@ -11,6 +11,7 @@ The recorder and the policy node never wait for it: it is a process of its own, 
 keep only the newest frame, and rerun logs from a background thread. `sink: web` serves the web viewer
 (http://localhost:<web_port>, the URL is logged); `save` writes an .rrd file; `connect` streams to a
 running viewer (`rerun` on the operator's machine; connect_url e.g. rerun+http://host:9876/proxy).
+The first message on each topic logs `live view: receiving <topic>`: a silent topic is one that never arrived.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class DisplayNode(Node):
             where = f"open {viewer_url(web_port, url)} in a browser"
         self.view = LiveView(self.recording, rate, cameras)
         self.refused: set[str] = set()
+        self.heard: set[str] = set()  # topics that delivered a message: one line each, the first time
         newest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # sensor data, the newest frame
         for cam in cameras:
             self.create_subscription(Image, f"cameras/{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), newest)
@@ -102,7 +104,7 @@ class DisplayNode(Node):
         lossy = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
         for topic, stream in (("joint_states", "measured"), ("policy/action", "policy"),
                               ("teleop/action", "expert"), ("command", "command")):
-            self.create_subscription(JointState, topic, lambda m, s=stream: self._on_joints(s, m), lossy)
+            self.create_subscription(JointState, topic, lambda m, t=topic, s=stream: self._on_joints(t, s, m), lossy)
         # the current driver, also for a view started late (the mux latches it)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -110,7 +112,13 @@ class DisplayNode(Node):
         self.create_subscription(PolicyStatus, "policy/status", self._on_status, lossy)
         self.get_logger().info(f"live view of {', '.join(cameras) or 'no cameras'}, joints, drivers: {where}")
 
+    def _first(self, topic: str) -> None:
+        if topic not in self.heard:
+            self.heard.add(topic)
+            self.get_logger().info(f"live view: receiving {topic}")
+
     def _on_image(self, camera: str, msg: Image) -> None:
+        self._first(f"cameras/{camera}/image_raw")
         try:
             rgb = image_array(msg)
         except ValueError as exc:
@@ -120,13 +128,15 @@ class DisplayNode(Node):
             return
         self.view.image(camera, _stamp(msg), rgb)
 
-    def _on_joints(self, stream: str, msg: JointState) -> None:
+    def _on_joints(self, topic: str, stream: str, msg: JointState) -> None:
+        self._first(topic)
         self.view.joints(stream, _stamp(msg), list(msg.name), list(msg.position))
 
     def _on_switch(self, msg: InterventionEvent) -> None:
         self.view.switch(_stamp(msg), msg.driver, msg.previous_driver, msg.reason)
 
     def _on_status(self, msg: PolicyStatus) -> None:
+        self._first("policy/status")
         self.view.policy_status(_stamp(msg), msg.state, msg.latency_p50_ms, msg.latency_p99_ms, msg.message)
 
     def destroy_node(self) -> None:

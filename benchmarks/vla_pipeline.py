@@ -25,14 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.success_plots import rate, success_errorbars
+
 STAGES = ("bc", "dagger", "gail")
 
 
 def _stage_args(stage: str, args: argparse.Namespace, previous: Path | None, out: Path) -> list[str]:
     if stage == "bc":
-        from benchmarks.vla_target_runs import _recipe_args
+        from benchmarks.vla_target_runs import recipe_args
 
-        return _recipe_args(argparse.Namespace(epochs=8), Path(args.dataset), out, seed=args.seed)
+        return recipe_args(Path(args.dataset), out, seed=args.seed)
     common = ["--dataset", str(args.dataset), "--model_path", str(previous / "best"), "--batch_size", "32",
               "--eval_episodes", "0", "--seed", str(args.seed), "--output_dir", str(out)]
     if stage == "dagger":
@@ -48,6 +50,7 @@ def run_stage(stage: str, args: argparse.Namespace, previous: Path | None) -> di
     from sim.evaluation import BundleFactory, evaluate
     from training.cli import run_il_cli
     from training.export.onnx_export import export_checkpoint
+    from training.metrics import last_value, read_metrics
 
     out = Path(args.bc) if stage == "bc" and args.bc else Path(args.out) / stage
     row: dict[str, Any] = {"stage": stage, "checkpoint": str(out)}
@@ -68,23 +71,19 @@ def run_stage(stage: str, args: argparse.Namespace, previous: Path | None) -> di
     row["eval_s"] = time.perf_counter() - t
     print(f"{stage}: {result.line()}", flush=True)
     row["outcomes"] = [bool(e.success) for e in result.episodes]
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] \
-        if (out / "metrics.jsonl").exists() else []
-    labels = [m["dagger/expert_labels"] for m in metrics if "dagger/expert_labels" in m]
-    row["expert_labels"] = labels[-1] if labels else None
+    metrics = read_metrics(out)
+    row["expert_labels"] = last_value(metrics, "dagger/expert_labels")
     row["last_metrics"] = {k: v for k, v in (metrics[-1] if metrics else {}).items() if isinstance(v, int | float)}
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    from benchmarks.vla_target_runs import _rate
-
     lines = [f"{'stage':<8}{'success, bundle (Wilson 95%)':>32}{'train (min)':>13}{'new expert labels':>19}",
              "-" * 72]
     for r in rows:
         train = f"{r['train_s'] / 60:.1f}" if "train_s" in r else "(kept)"
         labels = str(int(r["expert_labels"])) if r["expert_labels"] is not None else "-"
-        lines.append(f"{r['stage']:<8}{_rate(sum(r['outcomes']), len(r['outcomes'])):>32}{train:>13}{labels:>19}")
+        lines.append(f"{r['stage']:<8}{rate(sum(r['outcomes']), len(r['outcomes'])):>32}{train:>13}{labels:>19}")
     return "\n".join(lines)
 
 
@@ -94,14 +93,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.evaluation import wilson_interval
-
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for x, r in enumerate(rows):
-        k, n = sum(r["outcomes"]), len(r["outcomes"])
-        lo, hi = wilson_interval(k, n)
-        y = 100 * k / n
-        ax.errorbar([x], [y], yerr=[[y - 100 * lo], [100 * hi - y]], fmt="o", capsize=4, color="tab:blue")
+    success_errorbars(ax, range(len(rows)), [r["outcomes"] for r in rows], color="tab:blue")
     ax.set_xticks(range(len(rows)), [r["stage"] for r in rows])
     ax.set_ylabel("transfer_cube success (%), Wilson 95%")
     ax.set_ylim(0, 100)

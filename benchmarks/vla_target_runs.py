@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.success_plots import rate, success_errorbars
+
 RECORDING_SEED_STRIDE = 20_000  # run i records from seed 20000 * i: disjoint from every other run's and the held-out
 
 
@@ -51,9 +53,10 @@ class CheckpointFactory:
         return VLASimPolicy(model, temporal_ensembling=self.temporal_ensembling)
 
 
-def _recipe_args(args: argparse.Namespace, data: Path, out: Path, seed: int) -> list[str]:
+def recipe_args(data: Path, out: Path, seed: int, epochs: int = 8) -> list[str]:
+    """`vla-il train bc` flags of the README's VLA recipe on data, into out."""
     return ["--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0",
-            "--bc_epochs", str(args.epochs), "--batch_size", "32", "--learning_rate", "1e-3",
+            "--bc_epochs", str(epochs), "--batch_size", "32", "--learning_rate", "1e-3",
             "--action_chunk_size", "10", "--eval_episodes", "0", "--seed", str(seed), "--output_dir", str(out)]
 
 
@@ -62,6 +65,7 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     from sim.evaluation import BundleFactory, evaluate
     from training.cli import run_il_cli
     from training.export.onnx_export import export_checkpoint
+    from training.metrics import last_value, read_metrics
 
     root = Path(args.out) / f"run{i}"
     data, bc = root / "data", root / "bc"
@@ -84,7 +88,7 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     if not (bc / "best" / "model.pt").exists():
         print(f"run {i}: training ({args.epochs} epochs, seed {i})", flush=True)
         t = time.perf_counter()
-        if run_il_cli("bc", _recipe_args(args, data, bc, seed=i)) != 0:
+        if run_il_cli("bc", recipe_args(data, bc, seed=i, epochs=args.epochs)) != 0:
             raise SystemExit(f"run {i}: training failed")
         times["train_s"] = time.perf_counter() - t
     bundles = {"bundle": root / "bundle", "bundle_ensembled": root / "bundle_ensembled"}
@@ -95,11 +99,10 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
                 "ensembled": CheckpointFactory(bc / "best", temporal_ensembling=True),
                 "bundle_ensembled": BundleFactory(bundles["bundle_ensembled"])}
     env_kwargs = policies["bundle"].env_kwargs()
-    metrics = [json.loads(line) for line in (bc / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = read_metrics(bc)
     row = {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
            "outcomes": outcomes, "times": times,
-           "train_loss": next((m["train/loss"] for m in reversed(metrics) if "train/loss" in m), None),
-           "val_loss": next((m["val/loss"] for m in reversed(metrics) if "val/loss" in m), None)}
+           "train_loss": last_value(metrics, "train/loss"), "val_loss": last_value(metrics, "val/loss")}
     for name, policy in policies.items():
         if name in outcomes:
             continue
@@ -111,13 +114,6 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
         outcomes[name] = [bool(e.success) for e in result.episodes]
         measured.write_text(json.dumps(row))  # kept per path: a stopped run resumes where it was
     return row
-
-
-def _rate(successes: int, n: int) -> str:
-    from sim.evaluation import wilson_interval
-
-    lo, hi = wilson_interval(successes, n)
-    return f"{successes}/{n} = {100 * successes / n:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
 
 PATHS = {"bundle": "bundle (as deployed)", "checkpoint": "checkpoint (PyTorch)",
@@ -133,7 +129,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                 (("bundle", "checkpoint"), ("bundle_ensembled", "ensembled")) if a in o and b in o]
         loss = (f"{r['train_loss']:.4f}/{r['val_loss']:.4f}" if r["train_loss"] is not None
                 and r["val_loss"] is not None else "-")
-        lines.append(f"{r['run']:>4}" + "".join(f"{_rate(sum(o[k]), len(o[k])) if k in o else '-':>24}" for k in PATHS)
+        lines.append(f"{r['run']:>4}" + "".join(f"{rate(sum(o[k]), len(o[k])) if k in o else '-':>24}" for k in PATHS)
                      + f"{' & '.join(same) or '-':>14}{loss:>17}")
     lines.append("same outcome: seeds where the bundle and the checkpoint agree (played out & ensembled)")
     for name, label in PATHS.items():
@@ -151,8 +147,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.evaluation import wilson_interval
-
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(rows))
     labels = {"bundle": "bundle, chunks played out (as deployed)", "checkpoint": "checkpoint in PyTorch",
@@ -162,13 +156,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                                 (0.07, "ensembled", "tab:green"), (0.2, "bundle_ensembled", "tab:purple")):
         if not all(name in r["outcomes"] for r in rows):
             continue
-        k = [sum(r["outcomes"][name]) for r in rows]
-        n = [len(r["outcomes"][name]) for r in rows]
-        y = [100 * a / b for a, b in zip(k, n, strict=True)]
-        bounds = [wilson_interval(a, b) for a, b in zip(k, n, strict=True)]
-        err = [[v - 100 * lo for v, (lo, _) in zip(y, bounds, strict=True)],
-               [100 * hi - v for v, (_, hi) in zip(y, bounds, strict=True)]]
-        ax.errorbar(x + offset, y, yerr=err, fmt="o", capsize=4, color=color, label=labels[name])
+        success_errorbars(ax, x + offset, [r["outcomes"][name] for r in rows], color=color, label=labels[name])
     ax.axhline(80, color="grey", linestyle=":", label="target 80%")
     ax.set_xticks(x, [f"run {r['run']}" for r in rows])
     ax.set_ylabel("transfer_cube success (%), Wilson 95%")

@@ -10,6 +10,19 @@ from pathlib import Path
 from typing import Any
 
 
+def read_metrics(output_dir: Path) -> list[dict[str, Any]]:
+    """The rows a MetricsLogger wrote to output_dir/metrics.jsonl (none when it wrote nothing)."""
+    path = Path(output_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_value(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The last value logged under key, or None."""
+    return next((r[key] for r in reversed(rows) if key in r), None)
+
+
 class MetricsLogger:
     def __init__(self, output_dir: Path, run_name: str, use_wandb: bool = False, config: dict | None = None) -> None:
         self.output_dir = Path(output_dir)

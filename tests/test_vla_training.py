@@ -231,3 +231,42 @@ def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_e
     ckpt, _ = fit_vla(data, tmp_path / "continued", previous=ckpt, **shape)
     after = load_checkpoint(ckpt)[0].state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head"))
+
+
+def test_bc_trains_on_several_recordings_with_statistics_pooled_over_them(aloha, tmp_path, capsys):
+    """`--extra_dataset`: a second recording's episodes are items too, and the normalisation fits both
+    recordings' frames, not the first's alone; a recording that does not go with the first is refused."""
+    import numpy as np
+
+    from sim.collect import collect
+    from training.datasets.frame_cache import read_table
+    from training.datasets.lerobot_dataset import open_recordings
+    from vla_il_core import schema
+
+    second = aloha_dataset(tmp_path, episodes=2, episode_length=30)
+    both = open_recordings([aloha, second], "train", chunk_size=5, val_fraction=0.34)
+    alone = open_recordings([aloha], "train", chunk_size=5, val_fraction=0.34)
+    assert len(both) > len(alone) and both.episodes[-1][0] == str(second)
+    frames = np.concatenate([read_table(root)[schema.STATE] for root in (aloha, second)]).astype(np.float64)
+    stats = both.stats()
+    np.testing.assert_allclose(stats["state_mean"], frames.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stats["state_std"], frames.std(0), atol=1e-4)
+    assert not np.allclose(alone.stats()["state_mean"], frames.mean(0), atol=1e-5)  # so the test can tell
+
+    def bc(extra, out):
+        return run_il_cli("bc", ["--dataset", str(aloha), "--extra_dataset", str(extra), "--bc_epochs", "1",
+                                 "--action_chunk_size", "5", "--bc_validation_split", "0.34", "--eval_episodes", "0",
+                                 "--output_dir", str(out), *TINY])
+
+    assert bc(second, tmp_path / "bc") == 0
+    assert read_provenance(tmp_path / "bc")["extra_datasets"] == [str(second)]
+    assert rows(tmp_path / "bc")[0]["step"] == -(-len(both) // 16)  # an epoch is the batches of both recordings
+    model = load_checkpoint(tmp_path / "bc")[0]
+    np.testing.assert_allclose(model.state_mean.numpy(), stats["state_mean"], atol=1e-5)
+
+    smaller = tmp_path / "smaller"
+    collect("transfer_cube", 1, smaller, cameras=("top",), image_size=(24, 32), keep_failed=True,
+            episode_length=10, progress=False)
+    capsys.readouterr()
+    assert bc(smaller, tmp_path / "refused") == 2
+    assert f"{smaller} does not go with {aloha}: image_size" in " ".join(capsys.readouterr().err.split())

@@ -25,11 +25,12 @@ def build_parser(method: str) -> argparse.ArgumentParser:
                         "where the policy is evaluated (DAgger and GAIL also collect there); default CartPole-v1, "
                         "none with --dataset (BC on a robot's dataset: its joints and rate come from the dataset)")
     parser.add_argument("--dataset", type=Path, default=None, help="a local LeRobot dataset of demonstrations")
+    parser.add_argument("--extra_dataset", type=Path, action="append", default=[],
+                        help="another recording to train on with --dataset (more demonstrations of the same robot "
+                             "and cameras; for human-gated DAgger the initial demos and earlier rounds); repeatable")
     parser.add_argument("--model_path", type=Path, default=None, help="start from this checkpoint (or output dir)")
     if method == "dagger":
         g = parser.add_argument_group("human-gated DAgger (--dagger_mode human_gated): recorded rounds")
-        g.add_argument("--extra_dataset", type=Path, action="append", default=[],
-                       help="another dataset to aggregate with --dataset (initial demos, earlier rounds); repeatable")
         g.add_argument("--export_bundle", type=output_dir, default=None,
                        help="export the trained policy to this bundle directory")
         g.add_argument("--load_policy_service", default=None,
@@ -67,12 +68,16 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
     config = config_from_args(method, args)
     if Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
         raise ValueError(f"--output_dir {config.output_dir} exists and is not a directory")
-    for dataset in [args.dataset, *getattr(args, "extra_dataset", [])]:
+    for dataset in [args.dataset, *args.extra_dataset]:
         if dataset is not None:
             check_dataset(dataset)
     # what the run trains on, saved beside its checkpoints (provenance.json)
     provenance = {"dataset": str(args.dataset) if args.dataset else None,
                   "model_path": str(args.model_path) if args.model_path else None}
+    if args.extra_dataset:
+        if args.dataset is None:
+            raise ValueError("--extra_dataset adds to --dataset: give --dataset too")
+        provenance["extra_datasets"] = [str(d) for d in args.extra_dataset]
     if args.dataset is not None:  # what the policy drives (its joints, rate, cameras): no robot is assumed
         from training.datasets.lerobot_io import robot_of_dataset
 
@@ -96,6 +101,8 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
         from training.datasets.lerobot_io import load_demonstrations
 
         demos = load_demonstrations(args.dataset)
+        for extra in args.extra_dataset:  # more recordings: their episodes numbered after the ones before
+            demos = demos.aggregate(load_demonstrations(extra))
     if args.model_path is not None:
         if env is not None:
             discrete, action_dim = action_info(env)

@@ -287,6 +287,59 @@ class PushTDataset(LeRobotVLADataset):
         super().__init__(root, split, chunk_size, **kwargs)
 
 
+class Recordings(torch.utils.data.ConcatDataset):
+    """Several recordings of one robot and task setup (LeRobotVLADatasets: the same cameras, image size,
+    state, action and chunk) trained on as one: their items in turn, normalisation statistics pooled over
+    every frame of every recording (a recording's own would fit the first one only)."""
+
+    def __init__(self, parts: list[LeRobotVLADataset]) -> None:
+        first = parts[0]
+        for part in parts[1:]:
+            for what in ("cameras", "image_size", "state_dim", "action_dim", "chunk_size", "action_key"):
+                if getattr(part, what) != getattr(first, what):
+                    raise DatasetError(f"{part.root} does not go with {first.root}: {what} "
+                                       f"{getattr(part, what)} against {getattr(first, what)}")
+        super().__init__(parts)
+        self.parts = parts
+        self.cameras, self.image_size, self.chunk_size = first.cameras, first.image_size, first.chunk_size
+        self.state_dim, self.action_dim = first.state_dim, first.action_dim
+        self.env_state_dim = min(p.env_state_dim for p in parts)
+        self.episodes = [(str(p.root), e) for p in parts for e in p.episodes]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(t for p in self.parts for t in p.tasks))
+
+    def stats(self) -> dict[str, np.ndarray]:
+        """Each recording's mean and std (lerobot's, over its frames) pooled by frame count; the binary
+        action dimensions from every recording's actions."""
+        each = [p.stats() for p in self.parts]
+        frames = np.array([len(p.table["index"]) for p in self.parts], np.float64)
+        w = frames / frames.sum()
+        out: dict[str, np.ndarray] = {}
+        for name in ("state", "action", "env_state"):
+            if not all(f"{name}_mean" in s for s in each):
+                continue
+            means = np.stack([s[f"{name}_mean"] for s in each])
+            second = np.stack([s[f"{name}_std"] ** 2 + s[f"{name}_mean"] ** 2 for s in each])
+            mean = (w[:, None] * means).sum(0)
+            out[f"{name}_mean"] = mean
+            out[f"{name}_std"] = np.sqrt(np.maximum((w[:, None] * second).sum(0) - mean**2, 0.0))
+        out.update(binary_actions(np.concatenate([p._actions for p in self.parts])))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        described = [p.describe() for p in self.parts]
+        return {**described[0], "root": [d["root"] for d in described], "episodes": len(self.episodes),
+                "frames": len(self)}
+
+
+def open_recordings(roots: list[Path], split: str, **kwargs: Any) -> LeRobotVLADataset | Recordings:
+    """One recording as a LeRobotVLADataset, several as Recordings (each split by its own episodes)."""
+    parts = [LeRobotVLADataset(root, split=split, **kwargs) for root in roots]
+    return parts[0] if len(parts) == 1 else Recordings(parts)
+
+
 def create_lerobot_dataloader(
     dataset: torch.utils.data.Dataset,
     batch_size: int = 32,
@@ -322,8 +375,9 @@ def create_lerobot_dataloader(
 
 
 def dataset_stats(dataset: torch.utils.data.Dataset) -> dict[str, np.ndarray] | None:
-    """The normalisation statistics of a dataset that has them (a ConcatDataset: its LeRobot part's)."""
-    for ds in getattr(dataset, "datasets", [dataset]):
+    """The normalisation statistics of a dataset that has them (Recordings: pooled; another ConcatDataset: its
+    LeRobot part's)."""
+    for ds in [dataset] if hasattr(dataset, "stats") else getattr(dataset, "datasets", [dataset]):
         if hasattr(ds, "stats"):
             return ds.stats()
     return None

@@ -117,7 +117,7 @@ def wants_vla(args: argparse.Namespace) -> bool:
 def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     from training.checkpoint import load_checkpoint
-    from training.datasets.lerobot_dataset import LeRobotVLADataset, create_lerobot_dataloader
+    from training.datasets.lerobot_dataset import create_lerobot_dataloader, open_recordings
     from training.distributed import init_distributed
     from training.il.behavioral_cloning import VLABehavioralCloning
     from training.il.dagger import VLADAgger
@@ -146,9 +146,11 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             image_size=size,
             action_key=args.action_key,
         )
-        train_ds = LeRobotVLADataset(args.dataset, split="train", **common)
-        if config.bc_validation_split > 0 and train_ds.meta.total_episodes > 1:
-            val_ds = LeRobotVLADataset(args.dataset, split="val", **common)
+        train_ds = open_recordings([args.dataset, *args.extra_dataset], "train", **common)
+        # a recording of one episode has none to spare for validation
+        val_roots = [p.root for p in getattr(train_ds, "parts", [train_ds]) if p.meta.total_episodes > 1]
+        if config.bc_validation_split > 0 and val_roots:
+            val_ds = open_recordings(val_roots, "val", **common)
     if model is None:
         if train_ds is None:
             raise ValueError("a new VLA needs --dataset (its cameras, state and action sizes); or give --model_path")
@@ -182,7 +184,7 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             f"chunk {model.chunk_size}" + (f"; data: {train_ds.describe()}" if train_ds is not None else "")
         )
     eval_task = task if model.action_dim == 14 else None  # the ALOHA sim evaluates 14-d policies
-    name = str(args.dataset) if args.dataset else None
+    name = " + ".join(str(d) for d in [args.dataset, *args.extra_dataset]) if args.dataset else None
     loader = lambda ds, shuffle=True: create_lerobot_dataloader(  # noqa: E731
         ds, config.batch_size, shuffle=shuffle, num_workers=args.num_workers, seed=config.seed
     )

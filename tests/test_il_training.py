@@ -57,7 +57,9 @@ def test_gail_runs_ppo_and_the_discriminator_on_a_continuous_task(tmp_path):
     gail = GAIL(gym.make("Pendulum-v1"), config)
     result = gail.train(expert_policy=pendulum_expert)
     assert {"train/loss", "disc_loss", "disc_acc_expert", "mean_reward"} <= set(result)
-    assert (tmp_path / "out/best/discriminator.pt").exists()
+    # the total's parts: the actor's surrogate, the critic's error, the entropy, the BC term on expert data
+    assert {"train/policy_loss", "train/value_loss", "train/entropy", "train/clip_fraction"} <= set(result)
+    assert result["train/value_loss"] >= 0 and (tmp_path / "out/best/discriminator.pt").exists()
 
 
 def test_gail_critic_warmup_keeps_the_warm_started_actor_and_it_is_the_first_best(tmp_path):

@@ -93,8 +93,11 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     ratio = (logp - old_logp).exp()
     surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
     ent = entropy.sum(-1) if entropy.dim() > 1 else entropy
-    loss = -surrogate.mean() + value_coef * ((values - returns) ** 2).mean() - entropy_coef * ent.mean()
-    return loss, {"clip_fraction": float(((ratio - 1).abs() > clip).float().mean())}
+    value_loss = ((values - returns) ** 2).mean()
+    loss = -surrogate.mean() + value_coef * value_loss - entropy_coef * ent.mean()
+    return loss, {"clip_fraction": float(((ratio - 1).abs() > clip).float().mean()),
+                  "policy_loss": float(-surrogate.mean()), "value_loss": float(value_loss),
+                  "entropy": float(ent.mean())}
 
 
 @dataclass
@@ -277,32 +280,37 @@ class GAILLoop:
         return {"disc_loss": float(np.mean(losses)), "disc_acc_expert": acc_e, "disc_acc_policy": acc_p}
 
     def update_policy(self, rollout: Rollout, advantages: torch.Tensor, optimizer: torch.optim.Optimizer,
-                      critic_only: bool) -> float:
-        """ppo_epochs of clipped PPO over minibatches (critic only while the critic warms up)."""
+                      critic_only: bool) -> dict[str, float]:
+        """ppo_epochs of clipped PPO over minibatches (critic only while the critic warms up). Returns the mean
+        total loss (train/loss) and its parts: the clipped surrogate, the critic's squared error, the entropy,
+        the BC term on expert data (the total alone is mostly the critic's error, which says little)."""
         c = self.config
         returns = advantages + rollout.values.reshape(-1)
         params = self.trainable_parameters()
         self.set_training(True)
-        losses = []
+        parts: dict[str, list[float]] = {}
         for _ in range(c.ppo_epochs):
             for mb in torch.randperm(rollout.size, device=advantages.device).split(c.ppo_minibatch_size):
                 dist, value = self.forward(self.select(rollout.obs, mb))
                 if critic_only:  # a fresh critic's advantages are noise: leave the actor alone
-                    loss = c.ppo_value_coef * ((value - returns[mb]) ** 2).mean()
+                    value_loss = ((value - returns[mb]) ** 2).mean()
+                    loss, info = c.ppo_value_coef * value_loss, {"value_loss": float(value_loss)}
                 else:
-                    loss, _ = ppo_loss(self.log_prob(dist, rollout.raw[mb]), rollout.logp[mb], advantages[mb], value,
-                                       returns[mb], c.ppo_clip_range, c.ppo_value_coef, c.ppo_entropy_coef,
-                                       dist.entropy())
+                    loss, info = ppo_loss(self.log_prob(dist, rollout.raw[mb]), rollout.logp[mb], advantages[mb],
+                                          value, returns[mb], c.ppo_clip_range, c.ppo_value_coef,
+                                          c.ppo_entropy_coef, dist.entropy())
                     if c.gail_bc_coef > 0:
-                        loss = loss + c.gail_bc_coef * self.expert_bc_loss(len(mb))
+                        bc = self.expert_bc_loss(len(mb))
+                        loss, info["bc_loss"] = loss + c.gail_bc_coef * bc, float(bc)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"the PPO loss became {loss.item()} (update {self._update})")
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, 0.5)
                 optimizer.step()
-                losses.append(loss.item())
-        return float(np.mean(losses))
+                for key, value in {"loss": loss.item(), **info}.items():
+                    parts.setdefault(f"train/{key}", []).append(value)
+        return {key: float(np.mean(values)) for key, values in parts.items()}
 
     def learn(self, total: int, first_checkpoint: bool = False) -> dict[str, Any]:
         """Run GAIL for `total` env steps; last/ and best/ (by evaluation return; the latest without one)
@@ -331,9 +339,9 @@ class GAILLoop:
                 bar.update(rollout.size)
                 disc = self.update_discriminator(rollout, disc_opt)
                 rewards, adv = self.advantages(rollout)
-                loss = self.update_policy(rollout, adv, policy_opt, self._update < c.gail_value_warmup_updates)
+                losses = self.update_policy(rollout, adv, policy_opt, self._update < c.gail_value_warmup_updates)
                 self._update += 1
-                result = {"train/loss": loss, **disc, "gail_reward": float(rewards.mean()), "env_steps": steps}
+                result = {**losses, **disc, "gail_reward": float(rewards.mean()), "env_steps": steps}
                 if finished:
                     result["rollout/mean_reward"] = float(np.mean(finished[-10:]))
                 if self._update % 5 == 0 or steps >= total:

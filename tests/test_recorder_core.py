@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import resource
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +226,35 @@ def test_a_crash_mid_episode_loses_only_that_episode(tmp_path, spec):
     assert open_dataset(s2.dataset_path).meta.total_episodes == 1
     record(s2, 3)
     assert s2.stop(True).index == 1
+
+
+def test_an_episode_and_the_union_reach_the_disk_before_they_are_renamed_into_place(tmp_path, monkeypatch):
+    """lerobot writes without fsync: a power cut after the rename into the log must not leave an episode the
+    log holds whose files never reached the disk. os.fsync and os.rename are watched (spies on the real
+    calls): at each rename into episodes/ or merged/, every file under the source was fsynced before."""
+    synced: set[str] = set()
+    checked: list[str] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        if Path(dst).parent.name in ("episodes", "merged"):
+            files = [str(f) for f in Path(src).rglob("*") if f.is_file()]
+            assert files and not set(files) - synced, f"not fsynced before {dst}: {set(files) - synced}"
+            assert str(src) in synced  # the directory entries too
+            checked.append(Path(dst).parent.name)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    session = RecordingSession(tmp_path / "rec", SPEC, min_free_mb=1)
+    record(session, 4)
+    assert session.stop(task_success=True).outcome == "saved"
+    session.close()
+    assert checked == ["episodes", "merged"]
 
 
 def test_a_merge_cut_short_is_redone_from_the_log(tmp_path):

@@ -13,7 +13,8 @@
 Why this layout: lerobot 0.4.4 writes a parquet file's footer only in `finalize()`, so a dataset
 killed before it is unreadable, and a LeRobotDataset takes no episodes after `finalize()`. So each
 episode is written and finalized as its own dataset in .staging/, then renamed into episodes/
-(rename is atomic), and the union is built from the log with lerobot's `aggregate_datasets`.
+(rename is atomic; every file is fsynced first, as lerobot does not), and the union is built from the log
+with lerobot's `aggregate_datasets`.
 Appending across sessions is the same operation: a new session adds episodes to the log.
 """
 
@@ -121,6 +122,7 @@ class RecordStore:
         target = self.episodes_dir / f"{EPISODE_PREFIX}{index:06d}"
         if target.exists():
             raise StoreError(f"{target} exists already: another recorder writes to {self.root}?")
+        _fsync_tree(staged)  # its files on disk before the rename makes it part of the log
         os.rename(staged, target)
         _fsync_dir(self.episodes_dir)
         return target
@@ -149,7 +151,9 @@ class RecordStore:
             _remove(out)
             raise
         final = self.merged_dir / f"{len(eps):06d}"
+        _fsync_tree(out)  # the union's files on disk before the link can point at them
         os.rename(out, final)
+        _fsync_dir(self.merged_dir)
         link_tmp = self.root / f".dataset.{uuid.uuid4().hex[:8]}"
         os.symlink(Path("merged") / final.name, link_tmp)
         os.replace(link_tmp, self.dataset_link)  # atomic: readers see the old union or the new one
@@ -174,6 +178,19 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync every file and directory under path (lerobot writes without fsync): after a power cut, an
+    episode the log holds is one whose data reached the disk."""
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
 
 
 def _fsync_dir(path: Path) -> None:

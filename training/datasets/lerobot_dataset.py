@@ -377,7 +377,6 @@ def create_lerobot_dataloader(
 def dataset_stats(dataset: torch.utils.data.Dataset) -> dict[str, np.ndarray] | None:
     """The normalisation statistics of a dataset that has them (Recordings: pooled; another ConcatDataset: its
     LeRobot part's)."""
-    for ds in [dataset] if hasattr(dataset, "stats") else getattr(dataset, "datasets", [dataset]):
-        if hasattr(ds, "stats"):
-            return ds.stats()
-    return None
+    if hasattr(dataset, "stats"):
+        return dataset.stats()
+    return next((ds.stats() for ds in getattr(dataset, "datasets", []) if hasattr(ds, "stats")), None)

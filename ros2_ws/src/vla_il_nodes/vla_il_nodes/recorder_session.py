@@ -33,7 +33,7 @@ import numpy as np
 from vla_il_core import schema
 from vla_il_core.recorder_sync import SyncResult
 from vla_il_nodes.recorder_lock import RecordDirLock
-from vla_il_nodes.recorder_store import SPOOL_DONE, SPOOL_SUFFIX, RecordStore, free_mb
+from vla_il_nodes.recorder_store import SPOOL_DONE, SPOOL_SUFFIX, RecordStore, free_mb, fsync_path
 
 SAVED, DISCARDED, FAILED, ENCODING = "saved", "discarded", "failed", "encoding"
 ENCODER_NICE = 10  # the encoder thread's niceness: receiving the next episode's frames comes first
@@ -563,11 +563,7 @@ class ImageSpool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.root / self.DONE)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.root)
 
     @classmethod
     def load(cls, root: Path) -> _EncodeJob:

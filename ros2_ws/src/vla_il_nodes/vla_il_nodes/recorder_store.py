@@ -124,7 +124,7 @@ class RecordStore:
             raise StoreError(f"{target} exists already: another recorder writes to {self.root}?")
         _fsync_tree(staged)  # its files on disk before the rename makes it part of the log
         os.rename(staged, target)
-        _fsync_dir(self.episodes_dir)
+        fsync_path(self.episodes_dir)
         return target
 
     # ------------------------------------------------------------------ the union
@@ -153,11 +153,11 @@ class RecordStore:
         final = self.merged_dir / f"{len(eps):06d}"
         _fsync_tree(out)  # the union's files on disk before the link can point at them
         os.rename(out, final)
-        _fsync_dir(self.merged_dir)
+        fsync_path(self.merged_dir)
         link_tmp = self.root / f".dataset.{uuid.uuid4().hex[:8]}"
         os.symlink(Path("merged") / final.name, link_tmp)
         os.replace(link_tmp, self.dataset_link)  # atomic: readers see the old union or the new one
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         if done:
             _remove(self.merged_dir / f"{done:06d}")
         return self.dataset_link
@@ -185,15 +185,12 @@ def _fsync_tree(path: Path) -> None:
     episode the log holds is one whose data reached the disk."""
     for folder, _dirs, files in os.walk(path):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(folder))
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory (its entries: a rename or a new file in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -1,6 +1,6 @@
 """The VLA recipe's success over independent recordings and trainings, as deployed and as trained.
 
-    python benchmarks/vla_target_runs.py [--task transfer_cube] [--runs 3] [--demos 400] [--epochs 8]
+    python benchmarks/vla_target_runs.py [--task transfer_cube] [--runs 3] [--first-run 0] [--demos 400] [--epochs 8]
         [--eval-episodes 100] [--eval-seed 200000] [--paths bundle ...] [--workers 2] [--out output/vla_target_runs]
     (or: vla-il bench vla-target ...)
 
@@ -172,6 +172,9 @@ def plot(rows: list[dict[str, Any]], path: Path, task: str = "transfer_cube") ->
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="independent recordings and trainings")
+    p.add_argument("--first-run", type=int, default=0,
+                   help="index of the first run (run i records from seed 20000 * i and trains with seed i): "
+                        "runs disjoint from an earlier benchmark's")
     p.add_argument("--task", default="transfer_cube")
     p.add_argument("--demos", type=int, default=400)
     p.add_argument("--epochs", type=int, default=8)
@@ -183,15 +186,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="the ways each run is evaluated (default: all four; `bundle` is the deployed one)")
     p.add_argument("--out", default="output/vla_target_runs")
     args = p.parse_args(argv)
+    if args.first_run < 0:
+        p.error("--first-run must be at least 0")
     if args.runs < 1 or args.demos < 1 or args.epochs < 1 or args.eval_episodes < 1:
         p.error("--runs, --demos, --epochs and --eval-episodes must be at least 1")
-    if RECORDING_SEED_STRIDE * args.runs > args.eval_seed:
+    if RECORDING_SEED_STRIDE * (args.first_run + args.runs) > args.eval_seed:
         p.error(f"--eval-seed {args.eval_seed} overlaps the recordings' seeds (run i records from "
                 f"{RECORDING_SEED_STRIDE} * i)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(args.runs):
+    for i in range(args.first_run, args.first_run + args.runs):
         rows.append(run_one(i, args))
         # written after every run: a long benchmark stopped part way keeps what it measured
         (out / "results.json").write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))

@@ -1,7 +1,8 @@
 """The VLA's HG-DAgger against the VLA's BC at equal expert labels, over several training seeds, without ROS.
 
-    python benchmarks/vla_hg_dagger_seeds.py [--seeds 3] [--demos 50] [--rounds 3] [--episodes-per-round 10]
-        [--epochs 8] [--eval-episodes 24] [--gated-episodes 24] [--out output/vla_hg_dagger_seeds]
+    python benchmarks/vla_hg_dagger_seeds.py [--seeds 3] [--demos 40] [--rounds 2] [--episodes-per-round 8]
+        [--epochs 8] [--round-init continue] [--round-epochs 4] [--eval-episodes 20] [--gated-episodes 20]
+        [--pool-from DATASET] [--out output/vla_hg_dagger_seeds]
     (or: vla-il bench vla-hg-dagger-seeds ...)
 
 `vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the
@@ -10,10 +11,13 @@ the tiny VLA from the top camera's pixels (the demo's recipe, training.il.vla_tr
 driving through its exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the
 teleop_sim_expert's gate and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
 the expert's takeovers, with the frames the camera saw, as each round's new labels. Per seed: BC on the
-demos; rounds of HG-DAgger, each training a new VLA on the demos plus every round's expert segments; BC
-on as many expert labels (the first whole expert episodes of a larger pool); both evaluated alone on the
-same held-out seeds, and every round's policy with the expert watching (the takeovers it needs). The
-demonstrations are recorded once and shared by all seeds. The table, results.json and hg_vs_bc.png are
+demos; rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus every round's
+expert segments (as the demo does; --round-init scratch: a new VLA each round); BC on as many expert labels
+(the first whole expert episodes of a larger pool), continued from round 0 for as many epochs as the rounds
+added (scratch: a new VLA), so the two differ in which labels they saw, not in how many or how long they
+trained; both evaluated alone on the same held-out seeds, and every round's policy with the expert watching
+(the takeovers it needs). The demonstrations are recorded once and shared by all seeds (--pool-from: an
+existing recording instead). The table, results.json and hg_vs_bc.png are
 those of benchmarks/hg_dagger_seeds.py.
 """
 
@@ -23,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -104,14 +109,15 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     common = dict(split="all", chunk_size=args.chunk, cameras=(args.camera,), labels="intervention",
                   action_key=EXPERT_ACTION, progress=False)
 
-    def fit(data, name: str) -> tuple[Path, int]:
+    def fit(data, name: str, previous: Path | None = None, epochs: int | None = None) -> tuple[Path, int]:
         ckpt, labels = fit_vla(data, runs / name, cameras=(args.camera,), image_size=tuple(args.image_size),
-                                    chunk_size=args.chunk, epochs=args.epochs, task=args.task,
-                                    learning_rate=args.learning_rate, seed=seed)
+                                    chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
+                                    learning_rate=args.learning_rate, seed=seed, previous=previous)
         bundle = runs / name / "bundle"
         export_checkpoint(ckpt, bundle, overwrite=True)
         return bundle, labels
 
+    continued = args.round_init == "continue"
     demos = AlohaDataset(pool, episodes=range(args.demos), **common)
     bundle, _ = fit(demos, "round_0")
     bundles = [bundle]
@@ -120,7 +126,10 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     for k in range(1, args.rounds + 1):
         stats = _gated_rollouts(bundle, args, 10_000 * k, gate_config, mux_config, segments)
         data = torch.utils.data.ConcatDataset([demos, segments]) if len(segments) else demos
-        bundle, labels = fit(data, f"round_{k}")
+        if continued:  # the last VLA, trained on for --round-epochs on everything so far
+            bundle, labels = fit(data, f"round_{k}", previous=runs / f"round_{k - 1}", epochs=args.round_epochs)
+        else:  # a new VLA on everything so far, with BC's recipe
+            bundle, labels = fit(data, f"round_{k}")
         bundles.append(bundle)
         rounds.append({"round": k, "labels": labels, **stats})
         print(f"seed {seed} round {k}: {stats['intervention_frames']} expert frames, "
@@ -136,11 +145,36 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     if n == len(sizes) and sizes.sum() < hg_labels:
         print(f"the pool's {len(sizes)} episodes hold {sizes.sum()} labels, fewer than HG-DAgger's {hg_labels}: "
               "record a larger --pool", flush=True)
-    bc_bundle, bc_labels = fit(AlohaDataset(pool, episodes=range(n), **common), "bc_equal_labels")
+    bc_data = AlohaDataset(pool, episodes=range(n), **common)
+    if continued:  # round 0 trained on as many steps as the rounds added, on whole demos instead: equal labels
+        # and (about) equal steps, so that HG-DAgger's gain is not the longer training's (400 demos for 24
+        # epochs instead of 8: +14 points, docs/results/vla_transfer_cube)
+        bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels", previous=runs / "round_0",
+                                   epochs=args.rounds * args.round_epochs)
+    else:
+        bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels")
     bc = _evaluate(bc_bundle, args, f"seed {seed} BC, equal labels")
     return {"seed": seed, "hg_labels": hg_labels, "bc_labels": bc_labels, "hg": hg, "bc": bc,
             "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
             "help_needed": help_needed, "seconds": time.perf_counter() - start}
+
+
+def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
+    """Why a recording cannot be the benchmark's pool (None when it can)."""
+    info = pool / "meta" / "info.json"
+    if not info.exists():
+        return "not a LeRobot dataset (no meta/info.json)"
+    meta = json.loads(info.read_text())
+    feature = meta.get("features", {}).get(f"observation.images.{args.camera}")
+    if feature is None:
+        return f"has no {args.camera} camera"
+    (h, w), (want_h, want_w) = feature["shape"][:2], args.image_size
+    if (h, w) != (want_h, want_w):
+        return f"its {args.camera} frames are {h}x{w}, the benchmark's {want_h}x{want_w} (--image-size)"
+    episodes = meta.get("total_episodes", 0)
+    if episodes <= args.demos:
+        return f"{episodes} episodes: too few for the demos (--demos {args.demos}) and more for the BC baseline"
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -154,12 +188,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--demos", type=int, default=d["demos"])
     p.add_argument("--pool", type=int, default=0,
                    help="expert episodes recorded for the BC baseline (0: twice --demos)")
+    p.add_argument("--pool-from", type=Path, default=None, metavar="DATASET",
+                   help="an expert recording of --task to use as the pool instead of recording one (e.g. vla-il\n"
+                        "collect's or vla-il bench vla-target's): its first --demos episodes are the demos")
     p.add_argument("--rounds", type=int, default=d["rounds"])
     p.add_argument("--episodes-per-round", type=int, default=d["episodes_per_round"])
     p.add_argument("--camera", default="top")
     p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
     p.add_argument("--chunk", type=int, default=d["chunk_size"])
     p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--round-init", choices=("scratch", "continue"), default=d["round_init"],
+                   help="each round: a new VLA on all labels (--epochs), or the last one continued for --round-epochs\n"
+                        "(then BC at equal labels continues round 0 for rounds x --round-epochs: equal steps too)")
+    p.add_argument("--round-epochs", type=int, default=d["round_epochs"])
     p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
@@ -179,7 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     n_pool = args.pool or 2 * args.demos
     pool = out / f"pool_{args.task}_{n_pool}_{args.camera}_{args.image_size[0]}x{args.image_size[1]}"
-    if not (pool / "meta" / "info.json").exists():
+    if args.pool_from is not None:
+        pool = args.pool_from
+        problem = pool_problem(pool, args)
+        if problem:
+            print(f"--pool-from {pool}: {problem}", file=sys.stderr)
+            return 2
+    elif not (pool / "meta" / "info.json").exists():
         print(f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}", flush=True)
         collect(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
                 overwrite=True)

@@ -177,6 +177,28 @@ def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
     return None
 
 
+RUN_ONLY = ("seeds", "first_seed", "workers", "out")  # settings that do not change what a seed measures
+
+
+def measured_seeds(results: Path, args: argparse.Namespace) -> dict[int, dict[str, Any]]:
+    """The rows of earlier runs into the same --out, by seed: a run of several hours stopped part way, or asked
+    for more seeds later, resumes instead of measuring again. ValueError when they were measured otherwise
+    (they are not overwritten: another --out)."""
+    if not results.exists():
+        return {}
+    try:
+        earlier = json.loads(results.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{results} is not readable JSON ({e}): move it away or choose another --out") from None
+    same = {k: str(v) for k, v in vars(args).items() if k not in RUN_ONLY}
+    before = {k: str(v) for k, v in earlier.get("args", {}).items() if k not in RUN_ONLY}
+    changed = sorted(k for k in same.keys() | before.keys() if same.get(k) != before.get(k))
+    if changed:
+        raise ValueError(f"{results} holds seeds measured with other settings ({', '.join(changed)}): "
+                         "choose another --out")
+    return {int(r["seed"]): r for r in earlier.get("rows", [])}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from vla_il.demo import POLICY_DEFAULTS
 
@@ -231,18 +253,31 @@ def main(argv: list[str] | None = None) -> int:
         collect(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
                 overwrite=True)
     results = out / "results.json"
-    rows = []
+    try:
+        measured = measured_seeds(results, args)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+    def write(**extra: Any) -> None:  # whole or not at all: a stop mid-write keeps the earlier file
+        tmp = results.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"args": vars(args), "rows": [measured[k] for k in sorted(measured)], **extra},
+                                  indent=2, default=str))
+        tmp.replace(results)
+
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        print(f"\n== training seed {seed} ({len(rows)}/{args.seeds} done, {(time.perf_counter() - start) / 60:.0f} "
-              "min so far)", flush=True)
-        rows.append(run_seed(args, seed, pool, out))
-        results.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
+        if seed in measured:  # by an earlier run of the same settings into --out (stopped, or fewer seeds)
+            print(f"seed {seed}: measured before, in {results}", flush=True)
+            continue
+        print(f"\n== training seed {seed} ({(time.perf_counter() - start) / 60:.0f} min so far)", flush=True)
+        measured[seed] = run_seed(args, seed, pool, out)
+        write()
+    rows = [measured[k] for k in sorted(measured)]  # every seed measured into --out, this run's and earlier ones
     text = table(rows)
     print(text)
     gaps = [r["gap_points"] for r in rows]
     minutes = (time.perf_counter() - start) / 60
-    results.write_text(json.dumps({"args": vars(args), "rows": rows, "mean_gap_points": float(np.mean(gaps)),
-                                   "minutes": minutes}, indent=2, default=str))
+    write(mean_gap_points=float(np.mean(gaps)), minutes=minutes)
     (out / "table.txt").write_text(text + "\n")
     plot(rows, out / "hg_vs_bc.png", f"{args.task}, tiny VLA from pixels: HG-DAgger vs BC at equal labels, "
                                      f"{args.eval_episodes} held-out seeds", args.episodes_per_round)

@@ -142,3 +142,45 @@ def test_the_takeover_trend_is_a_slope_per_seed_over_the_hg_rounds():
     assert np.allclose(slopes, [-0.2, -0.2, 0.2]) and np.isclose(mean, -0.2 / 3)
     assert lo < mean < hi and lo < -0.2 and hi > 0.1  # one seed rising: the interval holds zero
     assert takeover_trend(rows[:1]) is None  # one seed: no interval
+
+
+def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measured(tmp_path, capsys):
+    """benchmarks/vla_hg_dagger_seeds.py at a tiny budget on a recording of ours (--pool-from): the rounds
+    continue the last VLA and BC at equal labels continues round 0 (their checkpoints' provenance); run again,
+    it resumes from its results instead of measuring again; other settings into the same --out, or a
+    recording that does not fit, are refused and lose nothing."""
+    import json
+
+    import torch
+
+    from benchmarks import vla_hg_dagger_seeds
+    from sim.collect import collect
+    from training.checkpoint import load_checkpoint, read_provenance
+
+    pool, out = tmp_path / "pool", tmp_path / "out"
+    collect("transfer_cube", 3, pool, cameras=("top",), image_size=(48, 64), seed=0)
+    argv = ["--pool-from", str(pool), "--image-size", "48", "64", "--demos", "2", "--rounds", "1",
+            "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1", "--eval-episodes", "1",
+            "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds", "1", "--out", str(out)]
+    assert vla_hg_dagger_seeds.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    row = results["rows"][0]
+    assert row["seed"] == 0 and row["bc_labels"] >= row["hg_labels"] > 0
+    runs = out / "runs" / "seed_0"
+    assert read_provenance(runs / "round_0")["model_path"] is None  # round 0: a new VLA
+    round_0 = next(load_checkpoint(runs / "round_0")[0].parameters())
+    for name in ("round_1", "bc_equal_labels"):  # both continued from round 0, and trained on
+        assert read_provenance(runs / name)["model_path"] == str(runs / "round_0"), name
+        assert not torch.equal(next(load_checkpoint(runs / name)[0].parameters()), round_0), name
+
+    capsys.readouterr()
+    assert vla_hg_dagger_seeds.main(argv) == 0  # nothing left to measure
+    assert "seed 0: measured before" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+
+    before = (out / "results.json").read_text()
+    assert vla_hg_dagger_seeds.main([*argv, "--round-epochs", "2"]) == 2
+    assert "other settings (round_epochs)" in capsys.readouterr().err
+    assert vla_hg_dagger_seeds.main([*argv, "--image-size", "96", "128", "--out", str(tmp_path / "x")]) == 2
+    assert "its top frames are 48x64, the benchmark's 96x128" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == before

@@ -61,7 +61,9 @@ def fit_vla(
         model = VLAModel(backbones[0], backbones[1], action_dim=14, state_dim=14, **shape, **tuning)
     else:
         model = VLAModel.tiny(patch_size=16, **shape)
-    trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task)
+    # provenance.json says where a continued fit started, as `vla-il train --model_path` records it
+    trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task,
+                                   provenance={"model_path": str(previous) if previous is not None else None})
     trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed))
     trainer.close()
     return Path(output_dir) / "best", len(data)

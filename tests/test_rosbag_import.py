@@ -53,9 +53,11 @@ def write_bag(path: Path, records: list[tuple[str, int, bytes]], storage: str, t
     return path
 
 
-def synthetic_bag(path: Path, storage: str = "mcap", frames: int = 100, nan_states=(), nan_commands=()) -> Path:
+def synthetic_bag(path: Path, storage: str = "mcap", frames: int = 100, nan_states=(), nan_commands=(),
+                  odd_images=None) -> Path:
     """A bag as aloha_sim records it, written directly (no sim): joint states, commands and 16x16 images at
-    50 Hz from t = 1 s, the robot holding its start pose; NaN in the left waist of the frames listed."""
+    50 Hz from t = 1 s, the robot holding its start pose; NaN in the left waist of the frames listed;
+    `odd_images` {frame: Image fields} replaces those frames' image fields."""
     from sim.aloha import robot
 
     store = typestore()
@@ -76,8 +78,9 @@ def synthetic_bag(path: Path, storage: str = "mcap", frames: int = 100, nan_stat
     records = []
     for k in range(frames):
         ns = 10**9 + k * 20_000_000
-        image = types[img](header=header(ns), height=16, width=16, encoding="rgb8", is_bigendian=0, step=48,
-                           data=np.full(16 * 16 * 3, 100, np.uint8))
+        fields = dict(height=16, width=16, encoding="rgb8", is_bigendian=0, step=48,
+                      data=np.full(16 * 16 * 3, 100, np.uint8)) | (odd_images or {}).get(k, {})
+        image = types[img](header=header(ns), **fields)
         records += [
             ("/joint_states", ns, bytes(store.serialize_cdr(joints(ns, k in nan_states), js))),
             ("/command", ns, bytes(store.serialize_cdr(joints(ns, k in nan_commands), js))),
@@ -385,3 +388,51 @@ def test_a_truncated_bag_is_refused_with_its_name(storage, tmp_path):
     with pytest.raises(BagImportError, match=rf"^{re.escape(str(bag))}: (cannot read this rosbag2|the bag is damaged)"):
         import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=lambda _m: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_of_another_size_or_cut_short_is_refused_and_writes_nothing(tmp_path):
+    """One size per dataset: an image of another size mid-bag, or one whose data is shorter than its size
+    says, stops the import with a line naming the topic and the image, and no half-written dataset stays."""
+    small = {"height": 8, "width": 8, "step": 24, "data": np.zeros(8 * 8 * 3, np.uint8)}
+    bag = synthetic_bag(tmp_path / "bag", frames=60, odd_images={50: small})
+    with pytest.raises(BagImportError, match=r"/cameras/top/image_raw: image 50 is 8x8, the first 16x16; one size"):
+        import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+    short = {"data": np.zeros(10, np.uint8)}
+    bag = synthetic_bag(tmp_path / "bag2", frames=60, odd_images={30: short})
+    with pytest.raises(BagImportError, match=r"image 30 is unreadable: 16x16 rgb8 with rows of 48 bytes needs 768 "
+                                             r"bytes, got 10; no dataset written"):
+        import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=lambda _m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_first_image_is_skipped_and_the_next_sets_the_size(tmp_path):
+    bag = synthetic_bag(tmp_path / "bag", frames=60, odd_images={0: {"data": np.zeros(10, np.uint8)}})
+    logs = []
+    report = import_bag(bag, load_profile("aloha_sim"), tmp_path / "out", ImportOptions(task="t"), log=logs.append)
+    assert report.skipped["/cameras/top/image_raw"] == 1, report.text()
+    assert any("skipping /cameras/top/image_raw image 0: unreadable" in line for line in logs), logs
+    ds, state, _, _ = load(tmp_path / "out")
+    assert tuple(ds.meta.features[schema.image_key("top")]["shape"][:2]) == (16, 16) and len(state) == report.frames
+
+
+def test_raw_images_are_read_as_rgb_whatever_their_row_padding_and_encoding():
+    """vla_il_core.images.rgb_pixels on the ROS message itself (the display node's and the bag import's)."""
+    from sensor_msgs.msg import Image
+
+    from vla_il_core.images import rgb_pixels
+
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    padded = np.zeros((2, 12), np.uint8)  # rows of 12 bytes for 9 of pixels
+    padded[:, :9] = rgb.reshape(2, 9)
+    msg = Image(height=2, width=3, encoding="rgb8", step=12, data=padded.tobytes())
+    assert np.array_equal(rgb_pixels(msg), rgb)
+    msg = Image(height=2, width=3, encoding="bgr8", step=9, data=rgb[..., ::-1].tobytes())
+    assert np.array_equal(rgb_pixels(msg), rgb)
+    grey = rgb[..., 0]
+    msg = Image(height=2, width=3, encoding="mono8", step=3, data=grey.tobytes())
+    assert np.array_equal(rgb_pixels(msg), np.repeat(grey[..., None], 3, axis=2))
+    with pytest.raises(ValueError, match=r"encoding 'yuv422' \(read: rgb8, bgr8, mono8\)"):
+        rgb_pixels(Image(height=2, width=3, encoding="yuv422", step=6, data=bytes(12)))
+    with pytest.raises(ValueError, match="3x2 rgb8 with rows of 9 bytes needs 18 bytes, got 17"):
+        rgb_pixels(Image(height=2, width=3, encoding="rgb8", step=9, data=bytes(17)))

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_il_core import schema
+from vla_il_core.images import ENCODINGS, rgb_pixels
 from vla_il_core.profiles import RobotProfile, StateSource
 
 SYNC_MODES = ("nearest", "interpolate")
@@ -179,16 +180,18 @@ def import_bag(bag: Path, profile: RobotProfile, out: Path, options: ImportOptio
             robot_type=profile.robot_type,
             overwrite=options.overwrite,
         )
-        damaged = None
+        failure = None
         try:
-            _write_pass(reader, plan, episodes, writer, options.task, log)
+            _write_pass(reader, plan, episodes, writer, options.task, image_size)
         except _bag_read_errors() as exc:
-            damaged = exc
+            failure = BagImportError(f"{bag}: the bag is damaged (truncated?): {_first_line(exc)}")
+        except BagImportError as exc:  # an image that cannot be read, or of another size
+            failure = BagImportError(f"{bag}: {exc}; no dataset written")
         finally:
             writer.close()
-        if damaged is not None:
+        if failure is not None:
             shutil.rmtree(out, ignore_errors=True)  # a dataset cut short by a damaged bag is not kept
-            raise BagImportError(f"{bag}: the bag is damaged (truncated?): {_first_line(damaged)}") from damaged
+            raise failure
     report.episodes = len(episodes)
     report.frames = sum(len(e["state"]) for e in episodes)
     report.seconds = time.perf_counter() - started
@@ -344,13 +347,18 @@ def _read_pass(reader, plan: _Plan, options: ImportOptions, log):
         elif topic in plan.cameras.values():
             index = image_count[topic]
             image_count[topic] += 1
-            if conn.msgtype.endswith("/Image") and msg.encoding not in ("rgb8", "bgr8", "mono8"):
+            if conn.msgtype.endswith("/Image") and msg.encoding not in ENCODINGS:
                 streams[topic].skipped += 1
                 if streams[topic].skipped == 1:
-                    log(f"skipping {topic} images: encoding {msg.encoding}, expected rgb8, bgr8 or mono8")
+                    log(f"skipping {topic} images: encoding {msg.encoding}, expected {', '.join(ENCODINGS)}")
                 continue
-            if topic not in image_meta:  # the size, from the first image (decoded once if compressed)
-                image_meta[topic] = tuple(_decode(msg, conn.msgtype).shape[:2])
+            if topic not in image_meta:  # the size, from the first readable image (decoded once)
+                try:
+                    image_meta[topic] = tuple(_decode(msg, conn.msgtype).shape[:2])
+                except ValueError as exc:
+                    streams[topic].skipped += 1
+                    log(f"skipping {topic} image {index}: unreadable: {exc}")
+                    continue
             if not streams[topic].add(t, index) and streams[topic].backwards == 1:
                 log(f"skipping {topic} images whose timestamps go backwards (first at t={t:.6f})")
         if topic in plan.command_topics:
@@ -477,21 +485,19 @@ def _resample(stream: Stream, idx: np.ndarray, ticks: np.ndarray, run: np.ndarra
 
 # ------------------------------------------------------------------------------------------ pass 2
 def _decode(msg, msgtype: str) -> np.ndarray:
-    import cv2
-
+    """(H, W, 3) uint8 RGB of an Image or CompressedImage; ValueError naming what is wrong."""
     if msgtype.endswith("CompressedImage"):
+        import cv2
+
         img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"cannot decode a {msg.format} CompressedImage")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    data = np.frombuffer(msg.data, np.uint8)
-    if msg.encoding == "mono8":
-        return np.repeat(data.reshape(msg.height, msg.step)[:, : msg.width, None], 3, axis=2)
-    img = data.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return img[..., ::-1].copy() if msg.encoding == "bgr8" else img.copy()
+    return np.array(rgb_pixels(msg))  # a copy: the bag reader's buffer is not ours to keep
 
 
-def _write_pass(reader, plan: _Plan, episodes: list[dict], writer, task: str, log) -> None:
+def _write_pass(reader, plan: _Plan, episodes: list[dict], writer, task: str,
+                image_size: tuple[int, int]) -> None:
     """Stream the images in bag order; write each frame as soon as all its cameras' images are decoded."""
     # The frames in order, each with the message index it needs per camera topic.
     frames = [(e, k) for e in range(len(episodes)) for k in range(len(episodes[e]["state"]))]
@@ -538,7 +544,14 @@ def _write_pass(reader, plan: _Plan, episodes: list[dict], writer, task: str, lo
         index = counts[conn.topic]
         counts[conn.topic] += 1
         if index in needed[conn.topic]:
-            decoded[conn.topic][index] = _decode(reader.deserialize(raw, conn.msgtype), conn.msgtype)
+            try:
+                image = _decode(reader.deserialize(raw, conn.msgtype), conn.msgtype)
+            except ValueError as exc:
+                raise BagImportError(f"{conn.topic}: image {index} is unreadable: {exc}") from None
+            if image.shape[:2] != tuple(image_size):
+                raise BagImportError(f"{conn.topic}: image {index} is {image.shape[1]}x{image.shape[0]}, the first "
+                                     f"{image_size[1]}x{image_size[0]}; one size per dataset")
+            decoded[conn.topic][index] = image
             flush()
     if cursor < len(frames):
         raise BagImportError(f"the bag ended before the images of frame {cursor} of {len(frames)} were read")

@@ -16,18 +16,15 @@ The first message on each topic logs `live view: receiving <topic>`: a silent to
 
 from __future__ import annotations
 
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from vla_il_msgs.msg import InterventionEvent, PolicyStatus
 
+from vla_il_core.images import rgb_pixels
 from vla_il_nodes.node_runtime import ParameterError, declare, exit_line, run
 
 SINKS = ("web", "save", "connect", "spawn")
-CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
-
-
 def viewer_url(web_port: int, grpc_url: str, host: str = "localhost") -> str:
     """The web viewer's address, with the data source it should connect to."""
     from urllib.parse import quote
@@ -37,23 +34,6 @@ def viewer_url(web_port: int, grpc_url: str, host: str = "localhost") -> str:
 
 def _stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
-def image_array(msg: Image) -> np.ndarray:
-    """An Image message as (H, W, 3) uint8 RGB; ValueError naming what is wrong."""
-    channels = CHANNELS.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f"encoding {msg.encoding!r} (shown: {', '.join(CHANNELS)})")
-    h, w = int(msg.height), int(msg.width)
-    if msg.step < w * channels or len(msg.data) < h * msg.step:
-        raise ValueError(f"{w}x{h} {msg.encoding} needs {h * w * channels} bytes, got {len(msg.data)}")
-    rows = np.frombuffer(msg.data, np.uint8, count=h * msg.step).reshape(h, msg.step)
-    pixels = rows[:, : w * channels].reshape(h, w, channels)
-    if msg.encoding == "bgr8":
-        return pixels[..., ::-1]
-    if channels == 1:
-        return np.repeat(pixels, 3, axis=2)
-    return pixels
 
 
 class DisplayNode(Node):
@@ -120,7 +100,7 @@ class DisplayNode(Node):
     def _on_image(self, camera: str, msg: Image) -> None:
         self._first(f"cameras/{camera}/image_raw")
         try:
-            rgb = image_array(msg)
+            rgb = rgb_pixels(msg)
         except ValueError as exc:
             if camera not in self.refused:  # once per camera: a stream of wrong images is one line
                 self.refused.add(camera)

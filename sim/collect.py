@@ -19,10 +19,11 @@ class CollectReport:
     failed: int = 0
     frames: int = 0
     seeds_failed: list[int] = field(default_factory=list)
+    kept_failed: bool = False  # the failed episodes are among the saved ones (keep_failed)
 
     def line(self) -> str:
         return (f"wrote {self.saved} episodes ({self.frames} frames) to {self.out}; "
-                f"{self.failed} expert failures {'kept' if self.saved and self.failed else 'left out'}"
+                f"{self.failed} expert failures {'kept' if self.kept_failed and self.failed else 'left out'}"
                 + (f" (seeds {self.seeds_failed[:10]})" if self.failed else ""))
 
 
@@ -53,7 +54,7 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
     writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
     arm = np.ones(robot.STATE_DIM, dtype=bool)
     arm[list(robot.GRIPPER_INDICES)] = False  # the grippers: their commands are open / closed decisions, not noised
-    report = CollectReport(out=Path(out))
+    report = CollectReport(out=Path(out), kept_failed=keep_failed)
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
     s = seed
     try:

@@ -35,6 +35,16 @@ def test_failed_episodes_are_left_out_and_counted(tmp_path):
         collect("transfer_cube", episodes=1, out=tmp_path / "d", cameras=(), episode_length=5, progress=False)
 
 
+def test_the_report_says_whether_the_failures_were_kept(tmp_path):
+    kept = collect("transfer_cube", episodes=1, out=tmp_path / "k", cameras=(), keep_failed=True, episode_length=5,
+                   progress=False)
+    assert kept.failed == 1 and "1 expert failures kept" in kept.line(), kept.line()
+    # what collect reports for a recording whose failed episodes were dropped (the report itself: a failure
+    # that is not kept needs an expert that fails sometimes, as on insertion)
+    dropped = type(kept)(out=tmp_path / "d", saved=2, failed=1, frames=50, seeds_failed=[3])
+    assert "1 expert failures left out (seeds [3])" in dropped.line(), dropped.line()
+
+
 def test_an_existing_dataset_is_not_overwritten(tmp_path):
     out = tmp_path / "demos"
     collect("transfer_cube", episodes=1, out=out, cameras=(), keep_failed=True, episode_length=5, progress=False)

@@ -25,6 +25,8 @@ from vla_il_core.images import rgb_pixels
 from vla_il_nodes.node_runtime import ParameterError, declare, exit_line, run
 
 SINKS = ("web", "save", "connect", "spawn")
+
+
 def viewer_url(web_port: int, grpc_url: str, host: str = "localhost") -> str:
     """The web viewer's address, with the data source it should connect to."""
     from urllib.parse import quote

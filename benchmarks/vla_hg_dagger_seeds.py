@@ -161,10 +161,13 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
 
 def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
     """Why a recording cannot be the benchmark's pool (None when it can)."""
-    info = pool / "meta" / "info.json"
-    if not info.exists():
-        return "not a LeRobot dataset (no meta/info.json)"
-    meta = json.loads(info.read_text())
+    from training.cli import check_dataset
+
+    try:
+        check_dataset(pool)  # a LeRobot dataset, its info.json readable, episodes in it
+    except (FileNotFoundError, ValueError) as exc:
+        return str(exc)
+    meta = json.loads((pool / "meta" / "info.json").read_text())
     feature = meta.get("features", {}).get(f"observation.images.{args.camera}")
     if feature is None:
         return f"has no {args.camera} camera"

@@ -87,3 +87,22 @@ def _gone(pid: int) -> bool:
             return f.read().split()[2] == "Z"  # a zombie: exited, not yet reaped (its parent died)
     except FileNotFoundError:
         return True
+
+
+def test_a_service_is_called_through_one_client_that_stays_matched(probe):
+    """A server drops a reply to a client whose reply reader it has not discovered yet (rmw_fastrtps waits
+    100 ms for it): a new client per call risked that on every call (seen once in CI, a call unanswered
+    for 60 s). The probe's client for a service stays, so its servers have matched it after the first call."""
+    from std_srvs.srv import Trigger
+
+    probe.node.create_service(Trigger, "kept_trigger", lambda _req, resp: resp)
+
+    def reply_readers() -> set[bytes]:
+        infos = probe.node.get_subscriptions_info_by_topic("rr/kept_triggerReply", no_mangle=True)
+        return {bytes(i.endpoint_gid) for i in infos}
+
+    probe.call(Trigger, "kept_trigger", Trigger.Request(), timeout=10)
+    first = reply_readers()
+    assert len(first) == 1
+    probe.call(Trigger, "kept_trigger", Trigger.Request(), timeout=10)
+    assert reply_readers() == first

@@ -30,7 +30,7 @@ LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durabilit
 
 
 # How long a newly discovered server gets to finish matching before a request is sent to it again.
-_SERVER_SETTLE_S = 0.25
+_SERVER_SETTLE_S = 0.5
 
 
 def _request_topic(service: str) -> str:
@@ -56,6 +56,8 @@ class Probe:
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
         self._subscriptions: dict[str, Any] = {}
+        self._clients: dict[tuple[Any, str], Any] = {}
+        self._clients_lock = threading.Lock()
         # One thread spins; callers wait on futures and events from theirs. (Measured: the
         # multi-threaded executor adds jitter to round trips, up to a lost wake-up of a second.)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -95,21 +97,33 @@ class Probe:
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0):
         """Call a service and return its reply, within `timeout` seconds in all.
 
+        A server answers only a client whose reply reader it has discovered: rmw_fastrtps waits 100 ms
+        for that match, then drops the reply (the server warns "failed to send response (timeout)") and
+        the call waits for nothing. A new client's endpoints reach the servers a little after the client
+        sees them, so one client per service is kept for the probe's life and its first request waits a
+        short settle; later calls reuse the matched client.
+
         A server that was killed stays in discovery for the DDS lease (about 20 s), so a request
         sent just after its node restarted goes to the dead server and is never answered. The
-        request is therefore sent again each time a new server appears on the service (after a
-        short settle: discovery of an endpoint runs just ahead of its match). A server that is alive
+        request is therefore sent again each time a new server appears on the service (after the
+        same settle: discovery of an endpoint runs just ahead of its match). A server that is alive
         but slow is never asked twice: a second request goes only to a server the first could not
         have reached. The first reply wins.
         """
         deadline = time.monotonic() + timeout
-        client = self.node.create_client(srv_type, name)
+        with self._clients_lock:
+            client = self._clients.get((srv_type, name))
+            new_client = client is None
+            if new_client:
+                client = self._clients[(srv_type, name)] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available after {timeout} s")
+        if new_client:
+            time.sleep(min(_SERVER_SETTLE_S, max(0.0, deadline - time.monotonic())))
+        request_topic = _request_topic(self.node.resolve_service_name(name))
+        asked = self._servers(request_topic)
+        futures = [client.call_async(request)]
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available after {timeout} s")
-            request_topic = _request_topic(self.node.resolve_service_name(name))
-            asked = self._servers(request_topic)
-            futures = [client.call_async(request)]
             while time.monotonic() < deadline:
                 done = next((f for f in futures if f.done()), None)
                 if done is not None:
@@ -125,7 +139,9 @@ class Probe:
                 return done.result()
             raise TimeoutError(f"service {name} did not answer within {timeout} s")
         finally:
-            self.node.destroy_client(client)
+            for f in futures:
+                if not f.done():
+                    client.remove_pending_request(f)
 
     def _servers(self, request_topic: str) -> set[bytes]:
         """The endpoints that read this service's requests (one per server; a dead one until its lease ends)."""

@@ -58,6 +58,7 @@ class Probe:
         self._subscriptions: dict[str, Any] = {}
         self._clients: dict[tuple[Any, str], Any] = {}
         self._clients_lock = threading.Lock()
+        self._server_seen: dict[bytes, float] = {}  # when this probe first saw each service server
         # One thread spins; callers wait on futures and events from theirs. (Measured: the
         # multi-threaded executor adds jitter to round trips, up to a lost wake-up of a second.)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -100,8 +101,9 @@ class Probe:
         A server answers only a client whose reply reader it has discovered: rmw_fastrtps waits 100 ms
         for that match, then drops the reply (the server warns "failed to send response (timeout)") and
         the call waits for nothing. A new client's endpoints reach the servers a little after the client
-        sees them, so one client per service is kept for the probe's life and its first request waits a
-        short settle; later calls reuse the matched client.
+        sees them, and a new server's discovery of the client a little after the client sees it. So one
+        client per service is kept for the probe's life, and a request waits until the client and every
+        server it goes to have been known for a short settle; later calls to the same servers go at once.
 
         A server that was killed stays in discovery for the DDS lease (about 20 s), so a request
         sent just after its node restarted goes to the dead server and is never answered. The
@@ -118,10 +120,11 @@ class Probe:
                 client = self._clients[(srv_type, name)] = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} not available after {timeout} s")
-        if new_client:
-            time.sleep(min(_SERVER_SETTLE_S, max(0.0, deadline - time.monotonic())))
         request_topic = _request_topic(self.node.resolve_service_name(name))
         asked = self._servers(request_topic)
+        newest = max([self._server_seen[g] for g in asked], default=0.0)
+        settle = _SERVER_SETTLE_S if new_client else newest + _SERVER_SETTLE_S - time.monotonic()
+        time.sleep(min(max(0.0, settle), max(0.0, deadline - time.monotonic())))
         futures = [client.call_async(request)]
         try:
             while time.monotonic() < deadline:
@@ -146,7 +149,11 @@ class Probe:
     def _servers(self, request_topic: str) -> set[bytes]:
         """The endpoints that read this service's requests (one per server; a dead one until its lease ends)."""
         infos = self.node.get_subscriptions_info_by_topic(request_topic, no_mangle=True)
-        return {bytes(i.endpoint_gid) for i in infos}
+        servers = {bytes(i.endpoint_gid) for i in infos}
+        now = time.monotonic()
+        for gid in servers:
+            self._server_seen.setdefault(gid, now)
+        return servers
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

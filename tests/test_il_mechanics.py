@@ -232,6 +232,8 @@ def test_a_few_wild_values_do_not_set_the_normalisation():
 
 
 def test_cosine_schedule_anneals_each_fit_to_zero(tmp_path):
+    """Batch by batch, down to ~0 at the fit's last batch even when the fit is 2 epochs (the rate once stepped
+    per epoch, so a 2-epoch fit ran its last epoch at half the rate: a continued VLA lost 38 points to it)."""
     from training.config import ILConfig
     from training.envs import make_env
     from training.il.behavioral_cloning import BehavioralCloning
@@ -242,14 +244,18 @@ def test_cosine_schedule_anneals_each_fit_to_zero(tmp_path):
     seen = {}
     for schedule in ("constant", "cosine"):
         bc = BehavioralCloning(make_env("CartPole-v1"), ILConfig(lr_schedule=schedule, learning_rate=1e-3,
-                                                                 eval_episodes=0, output_dir=str(tmp_path / schedule)))
-        original, lrs = bc.train_epoch, seen.setdefault(schedule, [])
-        bc.train_epoch = lambda o=original, b=bc, lrs=lrs: (lrs.append(b._optimizer.param_groups[0]["lr"]), o())[1]
+                                                                 batch_size=8, eval_episodes=0,
+                                                                 output_dir=str(tmp_path / schedule)))
+        original, lrs = bc.loss, seen.setdefault(schedule, [])
+        bc.loss = lambda batch, o=original, b=bc, lrs=lrs: (lrs.append(b._optimizer.param_groups[0]["lr"]), o(batch))[1]
         for _ in range(2):  # every fit (DAgger's rounds) starts from the full rate again
-            bc.fit(demos, 4)
-    assert seen["constant"] == [1e-3] * 8
-    for lrs in (seen["cosine"][:4], seen["cosine"][4:]):
-        assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 2e-4
+            bc.fit(demos, 2)
+    per_fit = len(seen["cosine"]) // 2
+    assert per_fit >= 8 and seen["constant"] == [1e-3] * len(seen["constant"])
+    for lrs in (seen["cosine"][:per_fit], seen["cosine"][per_fit:]):
+        assert lrs[0] == pytest.approx(1e-3) and lrs == sorted(lrs, reverse=True)
+        assert lrs[-1] < 0.05e-3, lrs  # the last batch's rate: annealed (it was 0.5e-3 for a whole epoch)
+        assert len(set(lrs[: per_fit // 2])) > 1  # it falls within an epoch, not only between epochs
 
 
 def test_early_stopping_keeps_the_epoch_of_lowest_validation_loss_or_else_the_last(tmp_path):

@@ -56,7 +56,7 @@ class Probe:
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
         self._subscriptions: dict[str, Any] = {}
-        self._clients: dict[tuple[Any, str], Any] = {}
+        self._clients: dict[tuple[Any, str], tuple[Any, float]] = {}  # (client, when it was created)
         self._clients_lock = threading.Lock()
         self._server_seen: dict[bytes, float] = {}  # when this probe first saw each service server
         # One thread spins; callers wait on futures and events from theirs. (Measured: the
@@ -114,17 +114,15 @@ class Probe:
         """
         deadline = time.monotonic() + timeout
         with self._clients_lock:
-            client = self._clients.get((srv_type, name))
-            new_client = client is None
-            if new_client:
-                client = self._clients[(srv_type, name)] = self.node.create_client(srv_type, name)
+            if (srv_type, name) not in self._clients:
+                self._clients[(srv_type, name)] = (self.node.create_client(srv_type, name), time.monotonic())
+            client, created = self._clients[(srv_type, name)]
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} not available after {timeout} s")
         request_topic = _request_topic(self.node.resolve_service_name(name))
         asked = self._servers(request_topic)
-        newest = max([self._server_seen[g] for g in asked], default=0.0)
-        settle = _SERVER_SETTLE_S if new_client else newest + _SERVER_SETTLE_S - time.monotonic()
-        time.sleep(min(max(0.0, settle), max(0.0, deadline - time.monotonic())))
+        newest = max([created, *(self._server_seen[g] for g in asked)])  # the client or a server, just known
+        time.sleep(min(max(0.0, newest + _SERVER_SETTLE_S - time.monotonic()), max(0.0, deadline - time.monotonic())))
         futures = [client.call_async(request)]
         try:
             while time.monotonic() < deadline:

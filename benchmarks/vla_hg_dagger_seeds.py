@@ -112,7 +112,8 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     def fit(data, name: str, previous: Path | None = None, epochs: int | None = None) -> tuple[Path, int]:
         ckpt, labels = fit_vla(data, runs / name, cameras=(args.camera,), image_size=tuple(args.image_size),
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
-                                    learning_rate=args.learning_rate, seed=seed, previous=previous)
+                                    learning_rate=args.learning_rate, seed=seed, previous=previous,
+                                    state_keep=tuple(args.state_keep))
         bundle = runs / name / "bundle"
         export_checkpoint(ckpt, bundle, overwrite=True)
         return bundle, labels
@@ -227,6 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(then BC at equal labels continues round 0 for rounds x --round-epochs: equal steps too)")
     p.add_argument("--round-epochs", type=int, default=d["round_epochs"])
     p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
+    p.add_argument("--state-keep", type=int, nargs="*", default=[], metavar="INDEX",
+                   help="state indices the vision-only VLA reads all the same (the grippers: 6 13); default none")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],

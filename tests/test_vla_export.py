@@ -14,11 +14,13 @@ from training.models.vla import VLAModel
 from vla_il_core.bundle import BundleError, read_bundle
 
 
-@pytest.mark.parametrize("state_dropout", [0.0, 1.0], ids=["with-state", "vision-only"])
-def test_vla_checkpoint_exports_to_a_bundle_with_parity(tmp_path, state_dropout):
-    """A vision-only VLA (state_dropout 1.0) keeps the bundle's state input (the node's contract), unused."""
+@pytest.mark.parametrize(("state_dropout", "state_keep"), [(0.0, ()), (1.0, ()), (1.0, (6, 13))],
+                         ids=["with-state", "vision-only", "vision-and-grippers"])
+def test_vla_checkpoint_exports_to_a_bundle_with_parity(tmp_path, state_dropout, state_keep):
+    """A vision-only VLA (state_dropout 1.0) keeps the bundle's state input (the node's contract), unused (or
+    reads only the state_keep values from it)."""
     torch.set_num_threads(1)
-    model = VLAModel.tiny(chunk_size=5, hidden=32, state_dropout=state_dropout)
+    model = VLAModel.tiny(chunk_size=5, hidden=32, state_dropout=state_dropout, state_keep=state_keep)
     model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
     save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5), provenance={"task": "transfer_cube"})
     spec, diff = export_checkpoint(tmp_path / "run", tmp_path / "bundle")

@@ -179,6 +179,32 @@ def test_state_dropout_one_is_vision_only_in_training_and_at_run_time():
     assert model.no_state.grad.abs().sum() > 0 and model.state_proj.weight.grad is None
 
 
+def test_state_keep_shows_chosen_state_values_to_a_vision_only_model(tmp_path):
+    """state_keep (e.g. the grippers' openings) reaches the decoder under state_dropout 1.0, in training and at
+    run time; the other state values still do not. Saved and loaded with the checkpoint."""
+    model = tiny(state_dropout=1.0, state_keep=(1, 4))
+    b = batch()
+    kept = {**b, "observation.state": b["observation.state"] + torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])}
+    hidden = {**b, "observation.state": b["observation.state"] + torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])}
+    for train in (True, False):
+        model.train(train)
+        with torch.no_grad():
+            assert not torch.allclose(model.predict(b), model.predict(kept))
+            assert torch.equal(model.predict(b), model.predict(hidden))
+    model.train()
+    model.loss(b).backward()
+    assert model.kept_state_proj.weight.grad.abs().sum() > 0 and model.state_proj.weight.grad is None
+    save_checkpoint(tmp_path / "ckpt", model, ILConfig(action_chunk_size=4))
+    loaded = load_checkpoint(tmp_path / "ckpt")[0].eval()
+    assert loaded.config.state_keep == (1, 4)
+    with torch.no_grad():
+        assert torch.equal(model.eval().predict(kept), loaded.predict(kept))
+    assert not hasattr(tiny(state_dropout=1.0), "kept_state_proj")  # without it, checkpoints are as before
+    for bad in ((5,), (1, 1), (-1,)):
+        with pytest.raises(ValueError, match="state_keep must be distinct state indices in 0..4"):
+            tiny(state_keep=bad)
+
+
 def test_tiny_patch_size_sets_the_image_tokens():
     """patch 16 at 64x96 gives the tokens of patch 8 at 32x48: finer pixels at the same sequence length."""
     coarse, fine = tiny(), tiny(image_size=(64, 96), patch_size=16)

@@ -140,6 +140,10 @@ def test_bad_dataset_or_checkpoint_stops_the_cli_with_a_message(aloha, tmp_path,
     assert "has no 'reward' feature" in capsys.readouterr().err
     assert run_il_cli("bc", ["--vla", "tiny", "--output_dir", str(tmp_path / "y")]) == 2
     assert "needs --dataset" in capsys.readouterr().err
+    keep = ["--dataset", str(aloha), "--vla", "tiny", "--state_keep", "13", "14", "--output_dir", str(tmp_path / "s")]
+    assert run_il_cli("bc", keep) == 2
+    assert "--state_keep 14: the dataset's state has 14 values (indices 0..13)" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "best").exists()
     assert (
         run_il_cli(
             "bc",
@@ -213,9 +217,10 @@ def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_e
     torch.set_num_threads(1)
     data = AlohaDataset(aloha, split="all", chunk_size=4, labels="intervention", action_key="expert_action")
     shape = dict(cameras=("top",), image_size=(48, 64), chunk_size=4, epochs=1, task="transfer_cube", batch_size=16)
-    ckpt, labels = fit_vla(data, tmp_path / "tiny", **shape)
+    ckpt, labels = fit_vla(data, tmp_path / "tiny", state_keep=(6, 13), **shape)
     tiny = load_checkpoint(ckpt)[0]
     assert labels == len(data) and tiny.config.state_dropout == 1.0 and tiny.image_size == (48, 64)
+    assert tiny.config.state_keep == (6, 13)  # the grippers, read however the rest of the state is hidden
     assert abs(float(tiny.action_std.mean()) - 1.0) > 1e-3  # normalised from the data
     vision = SiglipVisionModel(SiglipVisionConfig(**tiny.spec()["config"]["vision_config"]))
     llm = Qwen2Model(Qwen2Config(**tiny.spec()["config"]["llm_config"]))

@@ -72,6 +72,8 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     )
     v = parser.add_argument_group("VLAConfig (a new model's)")
     add_dataclass_arguments(v, VLAConfig, VLA_FLAGS, aliases=VLA_ALIASES, types_=VLA_TYPES, helps=VLA_HELP)
+    v.add_argument("--state_keep", nargs="+", type=nonnegative_int, default=None, metavar="INDEX",
+                   help="state indices the model reads however --state_dropout hides the rest (ALOHA's grippers: 6 13)")
     g.add_argument(
         "--action_key",
         default="action",
@@ -162,6 +164,12 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             chunk_size=config.action_chunk_size,
             **{f: getattr(args, f) for f in VLA_FLAGS if getattr(args, f) is not None and f != "aux_state_weight"},
         )
+        if args.state_keep:
+            bad = [i for i in args.state_keep if i >= train_ds.state_dim]
+            if bad:
+                raise ValueError(f"--state_keep {' '.join(map(str, bad))}: the dataset's state has "
+                                 f"{train_ds.state_dim} values (indices 0..{train_ds.state_dim - 1})")
+            shape["state_keep"] = tuple(args.state_keep)
         if args.aux_state_weight:
             if not train_ds.env_state_dim:
                 raise ValueError(f"--aux_state_weight: {args.dataset} has no observation.environment_state")

@@ -38,6 +38,7 @@ def fit_vla(
     seed: int = 0,
     previous: Path | None = None,
     backbones: tuple[str, str] | None = None,
+    state_keep: tuple[int, ...] = (),
     **tuning: Any,
 ) -> tuple[Path, int]:
     """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only
@@ -45,7 +46,8 @@ def fit_vla(
     reading the arm's progress off its joints), the last epoch of a cosine schedule. The model: the tiny
     preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
     directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
-    `previous` (a checkpoint) continued. Returns (the checkpoint, the number of labelled frames)."""
+    `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
+    grippers, 6 and 13). Returns (the checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
     config = ILConfig.behavioral_cloning(
@@ -54,7 +56,8 @@ def fit_vla(
         seed=seed, output_dir=str(output_dir), use_wandb=False,
     )
     torch.manual_seed(seed)
-    shape = dict(cameras=tuple(cameras), image_size=tuple(image_size), chunk_size=chunk_size, state_dropout=1.0)
+    shape = dict(cameras=tuple(cameras), image_size=tuple(image_size), chunk_size=chunk_size, state_dropout=1.0,
+                 state_keep=tuple(state_keep))
     if previous is not None:
         model = load_checkpoint(previous)[0]
     elif backbones is not None:

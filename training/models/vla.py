@@ -147,6 +147,8 @@ class VLAModel(ILPolicy):
         self.state_proj = nn.Linear(c.state_dim, hidden)
         if c.state_dropout:  # only then: checkpoints without it load as before
             self.no_state = nn.Parameter(torch.zeros(hidden))
+        if c.state_keep:  # the state values every sample sees, however state_dropout hides the rest
+            self.kept_state_proj = nn.Linear(len(c.state_keep), hidden)
         self.action_queries = nn.Parameter(torch.randn(c.chunk_size, hidden) * 0.02)
         if c.action_head == "regression":
             self.head: nn.Module = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, c.action_dim))
@@ -390,6 +392,10 @@ class VLAModel(ILPolicy):
                 if self.training and self.config.state_dropout:
                     drop = torch.rand(b, 1, 1, device=st.device) < self.config.state_dropout
                     st = torch.where(drop, self.no_state.to(st.dtype).expand_as(st), st)
+            if self.config.state_keep:
+                keep = list(self.config.state_keep)
+                kept = (state[:, keep] - self.state_mean[keep]) / self.state_std[keep]
+                st = st + self.kept_state_proj(kept)[:, None].to(st.dtype)
             queries = self.action_queries[None].expand(b, -1, -1)
             x = torch.cat([vis, text.to(vis.dtype), st.to(vis.dtype), queries.to(vis.dtype)], dim=1)
             ones = torch.ones(b, vis.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)

@@ -47,6 +47,11 @@ class VLAConfig:
     # model that reads it never learns to see: it then follows its own arm wherever it drifted.
     # 1.0: vision only, the model never sees the state (training and inference; the input stays in the graph).
     state_dropout: float = 0.0
+    # Indices of the state the model reads however state_dropout hides the rest, e.g. the grippers' openings
+    # (ALOHA: 6 and 13). A correction that depends on how far a gripper has already closed (the expert's
+    # "open and come in again") contradicts the demos in the picture alone: measured in
+    # docs/results/vla_hg_dagger_seeds. A robot's joint states report them, so no recording lacks them.
+    state_keep: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +78,11 @@ class VLAConfig:
             raise ValueError(f"VLAConfig.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.state_dropout <= 1.0:
             raise ValueError(f"VLAConfig.state_dropout must be in [0, 1], got {self.state_dropout}")
+        self.state_keep = tuple(self.state_keep)
+        if (not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.state_dim for i in self.state_keep)
+                or len(set(self.state_keep)) != len(self.state_keep)):
+            raise ValueError(f"VLAConfig.state_keep must be distinct state indices in 0..{self.state_dim - 1}, "
+                             f"got {list(self.state_keep)}")
         if self.aux_state_dim < 0 or not self.aux_state_weight >= 0:
             raise ValueError("VLAConfig.aux_state_dim and aux_state_weight must be >= 0")
         if self.llm_train_last_n_layers < 0 or self.lora_rank < 0:

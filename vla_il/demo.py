@@ -364,8 +364,7 @@ class SimGraph:
                        "stop": StopEpisode}
         for service in ("sim/reset", "policy_node/load_policy", "teleop_sim_expert/reset",
                         "dagger_recorder/start_episode"):
-            client = self.probe.node.create_client(self._srv_type(service), service)
-            if not client.wait_for_service(timeout_sec=60.0):
+            if not self.probe.wait_for_service(self._srv_type(service), service, 60.0):
                 self._fail(f"service {service} did not come up in 60 s")
         # the recorder loads lerobot (and torch) aside: it says when it can record
         if not self.nodes["dagger_recorder"].wait_for_log("ready:", timeout=300.0):

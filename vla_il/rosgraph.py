@@ -113,10 +113,7 @@ class Probe:
         have reached. The first reply wins.
         """
         deadline = time.monotonic() + timeout
-        with self._clients_lock:
-            if (srv_type, name) not in self._clients:
-                self._clients[(srv_type, name)] = (self.node.create_client(srv_type, name), time.monotonic())
-            client, created = self._clients[(srv_type, name)]
+        client, created = self._client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} not available after {timeout} s")
         request_topic = _request_topic(self.node.resolve_service_name(name))
@@ -143,6 +140,17 @@ class Probe:
             for f in futures:
                 if not f.done():
                     client.remove_pending_request(f)
+
+    def wait_for_service(self, srv_type: Any, name: str, timeout: float) -> bool:
+        """Whether a server of `name` is seen within `timeout` s, through the client `call` then uses."""
+        return self._client(srv_type, name)[0].wait_for_service(timeout_sec=timeout)
+
+    def _client(self, srv_type: Any, name: str) -> tuple[Any, float]:
+        """The probe's client of a service (made on first use) and when it was made."""
+        with self._clients_lock:
+            if (srv_type, name) not in self._clients:
+                self._clients[(srv_type, name)] = (self.node.create_client(srv_type, name), time.monotonic())
+            return self._clients[(srv_type, name)]
 
     def _servers(self, request_topic: str) -> set[bytes]:
         """The endpoints that read this service's requests (one per server; a dead one until its lease ends)."""

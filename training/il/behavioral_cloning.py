@@ -169,9 +169,10 @@ class BehavioralCloning:
         batches = self._batches(self._train, shuffle=True)
         losses = []
         # an epoch of the VLA takes minutes on a CPU: its batches show progress (on the main rank)
-        bar = tqdm(batches, desc=f"{self.run_name} epoch", unit="batch", total=self._batch_count(self._train),
+        count = self._batch_count(self._train)
+        bar = tqdm(batches, desc=f"{self.run_name} epoch", unit="batch", total=count,
                    leave=False, disable=not getattr(self, "is_main", True))
-        span, count = self._fit_span, max(self._batch_count(self._train), 1)
+        span, count = self._fit_span, max(count, 1)
         for i, batch in enumerate(bar):
             if span is not None:
                 self._set_learning_rate((span[0] + i / count) / span[1])

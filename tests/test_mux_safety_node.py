@@ -192,3 +192,60 @@ def test_a_node_exits_0_within_2_s_on_sigint_and_sigterm(node_process, executabl
         proc.proc.send_signal(sig)
         code = proc.proc.wait(timeout=10)
         assert code == 0 and time.monotonic() - start < 2.0, (code, proc.log())
+
+
+CHILD = r'''
+import ctypes, os, signal, sys
+import rclpy.node
+from vla_il_nodes import node_runtime
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def c_handler(signum):
+    """The C-level handler of `signum` (the first field of struct sigaction), whoever installed it."""
+    buf = ctypes.create_string_buffer(256)
+    assert libc.sigaction(signum, None, buf) == 0, ctypes.get_errno()
+    return ctypes.c_void_p.from_buffer(buf).value
+
+
+seen = {}
+real_signal = signal.signal
+
+
+def spy(signum, handler):  # node_runtime installs its handlers, then inits rclpy: remember what it installed
+    old = real_signal(signum, handler)
+    seen[signum] = c_handler(signum)
+    return old
+
+
+signal.signal = spy
+
+
+def make():
+    signal.signal = real_signal
+    node = rclpy.node.Node("signal_probe")
+    seen["after_init"] = {s: c_handler(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    node.create_timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    return node
+
+
+code = node_runtime.run(make, [])
+print(code, seen[signal.SIGINT] == seen["after_init"][signal.SIGINT],
+      seen[signal.SIGTERM] == seen["after_init"][signal.SIGTERM])
+'''
+
+
+def test_a_signal_is_handled_by_the_node_alone_with_no_rclpy_thread_racing_its_clean_up():
+    """rclpy's own SIGINT/SIGTERM handlers wake a thread of theirs that triggers the executors' guard conditions
+    and shuts the contexts down, while our handler has already started the clean-up in the main thread: the
+    recorder died of SIGSEGV in 1 of 4 signals mid-episode under CI load (the thread touched what the clean-up
+    destroyed). Our nodes init rclpy without its handlers: the C-level handler after rclpy.init is still the
+    one node_runtime installed, and a signal still stops the spinning node with exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, env=os.environ)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "True", "True"], (out.stdout, out.stderr)

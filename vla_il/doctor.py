@@ -71,10 +71,11 @@ def _onnxruntime() -> str:
 def _ros() -> str:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
     from vla_il_msgs.msg import ActionChunk
 
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: Python's KeyboardInterrupt
     try:
         pub_node = rclpy.create_node("vla_il_doctor_pub", context=context)
         sub_node = rclpy.create_node("vla_il_doctor_sub", context=context)

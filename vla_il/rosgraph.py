@@ -18,6 +18,7 @@ from typing import Any
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from vla_il_core.paths import config_dir
 
@@ -53,7 +54,10 @@ class Probe:
 
     def __init__(self, name: str = "test_probe") -> None:
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        # rclpy's signal handlers would shut this context down from a thread of theirs while the caller's
+        # KeyboardInterrupt runs close() (a race that crashed our nodes: node_runtime.run); close() does it
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self._stop = threading.Event()
         self.node = rclpy.create_node(name, context=self.context)
         self._subscriptions: dict[str, Any] = {}
         self._clients: dict[tuple[Any, str], tuple[Any, float]] = {}  # (client, when it was created)
@@ -67,7 +71,7 @@ class Probe:
         self._thread.start()
 
     def _spin(self) -> None:
-        while self.context.ok():
+        while self.context.ok() and not self._stop.is_set():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
             except Exception:  # shutdown races end the loop
@@ -162,11 +166,13 @@ class Probe:
         return servers
 
     def close(self) -> None:
+        """Stop the spinning thread first (it leaves within one spin_once), then destroy what it spun."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         if self.context.ok():
             rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
 
 
 DEPLOY_INSTALL = ROOT / "ros2_ws" / "deploy" / "install"

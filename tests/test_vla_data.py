@@ -185,6 +185,52 @@ def test_frames_are_decoded_once_and_again_only_when_the_dataset_changes(tmp_pat
     assert "damaged; decoding again" in caplog.text and ds[0]["observation.images.top"].shape == (3, 24, 32)
 
 
+def test_the_shared_frame_cache_keeps_its_budget_by_evicting_what_was_used_least_recently(tmp_path, monkeypatch):
+    """VLA_IL_FRAME_CACHE names a cache shared by every dataset (as ~/.cache/vla-il/frames is for read-only
+    ones): it grew without bound (decoded frames of 1,200 episodes at 96x128 are 18 GB). It keeps
+    VLA_IL_FRAME_CACHE_GB: room for two of these files, not three."""
+    roots = [_mixed_dataset(tmp_path / name) for name in ("a", "b", "c")]
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("VLA_IL_FRAME_CACHE", str(shared))
+    one = 14 * 24 * 32 * 3
+    monkeypatch.setenv("VLA_IL_FRAME_CACHE_GB", str(2.5 * one / 1e9))
+
+    def cached():
+        return {f.name.split("-")[0] for f in shared.glob("*.npy")}
+
+    digests = {}
+    for root in roots[:2]:
+        AlohaDataset(root, split="all")
+        digests[root.name] = (cached() - set(digests.values())).pop()
+    assert not (roots[0] / "cache").exists()  # nothing beside the datasets
+    a_first = AlohaDataset(roots[0], split="all")[3]["observation.images.top"]  # a is used again: b is older
+    AlohaDataset(roots[2], split="all")
+    assert digests["b"] not in cached() and digests["a"] in cached() and len(cached()) == 2
+    assert torch.equal(AlohaDataset(roots[0], split="all")[3]["observation.images.top"], a_first)
+    monkeypatch.setenv("VLA_IL_FRAME_CACHE_GB", "0")
+    with pytest.raises(ValueError, match="VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got '0'"):
+        AlohaDataset(roots[1], split="all")
+
+
+def test_a_decode_the_disk_has_no_room_for_is_refused_before_it_starts(tmp_path, monkeypatch):
+    """Decoding writes a memory-mapped file: on a full disk the write kills the process with SIGBUS, whatever
+    it had trained. A full disk is simulated (test double of the OS's free-space figure): the decode is
+    refused with one line naming what it needs and where, and writes nothing."""
+    import shutil
+    from collections import namedtuple
+
+    from training.datasets import frame_cache
+
+    root = _mixed_dataset(tmp_path / "full")
+    usage, real = namedtuple("usage", "total used free"), shutil.disk_usage
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 10**8, 10**8))
+    with pytest.raises(OSError, match=r"decoding observation.images.top needs 32.3 KB in .*cache, 100.0 MB free"):
+        AlohaDataset(root, split="all")
+    assert not list((root / "cache").iterdir())
+    monkeypatch.setattr(frame_cache.shutil, "disk_usage", real)
+    assert AlohaDataset(root, split="all")[0]["observation.images.top"].shape == (3, 24, 32)
+
+
 def test_video_frames_decode_as_lerobot_decodes_them(tmp_path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 

@@ -7,10 +7,14 @@ Frames stored as images (PNG in the parquet files) are decoded one by one with O
 video are decoded file by file, in order, with PyAV (one pass, no seeking). Resized once (bilinear,
 antialiased, as the model's resize did per item) when the model takes another size. The result is an
 .npy file read memory-mapped: the next training on the same data, another process or a dataloader
-worker reads it without decoding again. It sits in `<dataset>/cache/` (removed with the dataset; under
-~/.cache/vla-il/frames when the dataset is not writable) and its name carries a fingerprint of the
-dataset's files (path, size, modification time), so a dataset that changed (a recorder appended an
-episode) is decoded again and the stale file of that camera and size is removed.
+worker reads it without decoding again. It sits in `<dataset>/cache/` (removed with the dataset), or in a
+shared cache: the directory VLA_IL_FRAME_CACHE names, else ~/.cache/vla-il/frames when the dataset is
+not writable. Its name carries a fingerprint of the dataset's files (path, size, modification time), so
+a dataset that changed (a recorder appended an episode) is decoded again and the stale file of that
+camera and size is removed. The shared cache keeps at most VLA_IL_FRAME_CACHE_GB (default 50): before
+a decode, the files used least recently go until the new one fits. A decode the disk has no room for is
+refused before it starts, with one line (a memory-mapped write that hits a full disk kills the
+process with SIGBUS, whatever it had trained).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +33,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 CACHE_DIR = "cache"
 _PARTS = ("meta", "data", "videos")
+_ROOM_MARGIN = 512 * 2**20  # what the decode leaves free for everything else writing to that disk
 
 
 def fingerprint(root: Path) -> str:
@@ -62,17 +68,63 @@ def read_table(root: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _cache_dir(root: Path) -> Path:
+def _cache_dir(root: Path) -> tuple[Path, bool]:
+    """(where the frames of `root` go, whether that is the shared cache)."""
+    if os.environ.get("VLA_IL_FRAME_CACHE"):
+        shared = Path(os.environ["VLA_IL_FRAME_CACHE"]).expanduser()
+        shared.mkdir(parents=True, exist_ok=True)
+        return shared, True
     local = Path(root) / CACHE_DIR
     try:
         local.mkdir(exist_ok=True)
         if os.access(local, os.W_OK):
-            return local
+            return local, False
     except OSError:
         pass
-    fallback = Path(os.environ.get("VLA_IL_FRAME_CACHE", Path.home() / ".cache/vla-il/frames"))
+    fallback = Path.home() / ".cache/vla-il/frames"
     fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+    return fallback, True
+
+
+def _shared_budget() -> int:
+    """Bytes the shared cache may hold (VLA_IL_FRAME_CACHE_GB)."""
+    text = os.environ.get("VLA_IL_FRAME_CACHE_GB", "50")
+    try:
+        gb = float(text)
+    except ValueError:
+        gb = -1.0
+    if not gb > 0:
+        raise ValueError(f"VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got {text!r}")
+    return int(gb * 1e9)
+
+
+def _evict(directory: Path, need: int) -> None:
+    """Remove the shared cache's least recently used files until `need` more bytes fit in its budget."""
+    budget = _shared_budget()
+    files = sorted(directory.glob("*.npy"), key=lambda f: f.stat().st_mtime)
+    total = sum(f.stat().st_size for f in files)
+    for old in files:
+        if total + need <= budget:
+            break
+        total -= old.stat().st_size
+        old.unlink(missing_ok=True)
+        log.info("frame cache: removed %s (least recently used; the cache keeps %.0f GB)", old.name, budget / 1e9)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} KB"
+
+
+def _check_room(root: Path, directory: Path, key: str, need: int) -> None:
+    free = shutil.disk_usage(directory).free
+    if free < need + _ROOM_MARGIN:
+        raise OSError(
+            f"{root}: decoding {key} needs {_size(need)} in {directory}, {_size(free)} free "
+            f"there: free space, or set VLA_IL_FRAME_CACHE to a directory on a disk with room"
+        )
 
 
 def decoded_frames(root: Path, meta, key: str, image_size: tuple[int, int], progress: bool = True) -> np.ndarray:
@@ -80,20 +132,26 @@ def decoded_frames(root: Path, meta, key: str, image_size: tuple[int, int], prog
     root = Path(root)
     h, w = image_size
     stem = f"frames-{key.rsplit('.', 1)[-1]}-{h}x{w}-"
-    directory = _cache_dir(root)
-    if directory.name != CACHE_DIR:  # the shared cache: the dataset's path tells its files apart
+    directory, shared = _cache_dir(root)
+    if shared:  # the shared cache: the dataset's path tells its files apart
         stem = f"{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{stem}"
     path = directory / f"{stem}{fingerprint(root)}.npy"
     if path.exists():
         try:
             frames = np.load(path, mmap_mode="r")
             if frames.shape == (meta.total_frames, h, w, 3) and frames.dtype == np.uint8:
+                if shared:
+                    os.utime(path)  # used now: the last the shared cache evicts
                 return frames
         except (ValueError, OSError):
             pass
         log.warning("%s: the frame cache %s is damaged; decoding again", root, path.name)
     for stale in directory.glob(f"{stem}*.npy"):
         stale.unlink(missing_ok=True)  # the dataset changed since: this camera and size decoded anew
+    need = meta.total_frames * h * w * 3
+    if shared:
+        _evict(directory, need)
+    _check_room(root, directory, key, need)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     frames = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(meta.total_frames, h, w, 3))
     start = time.monotonic()

@@ -187,7 +187,7 @@ def test_frames_are_decoded_once_and_again_only_when_the_dataset_changes(tmp_pat
 
 def test_the_shared_frame_cache_keeps_its_budget_by_evicting_what_was_used_least_recently(tmp_path, monkeypatch):
     """VLA_IL_FRAME_CACHE names a cache shared by every dataset (as ~/.cache/vla-il/frames is for read-only
-    ones): it grew without bound (1,200 transfer_cube episodes at 96x128 are 5.6 GB each time). It keeps
+    ones): it grew without bound (1,200 transfer_cube episodes at 96x128: 5.6 GB a dataset). It keeps
     VLA_IL_FRAME_CACHE_GB: room for two of these files, not three."""
     roots = [_mixed_dataset(tmp_path / name) for name in ("a", "b", "c")]
     shared = tmp_path / "shared"

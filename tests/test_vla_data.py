@@ -208,7 +208,7 @@ def test_the_shared_frame_cache_keeps_its_budget_by_evicting_what_was_used_least
     assert digests["b"] not in cached() and digests["a"] in cached() and len(cached()) == 2
     assert torch.equal(AlohaDataset(roots[0], split="all")[3]["observation.images.top"], a_first)
     monkeypatch.setenv("VLA_IL_FRAME_CACHE_GB", "0")
-    with pytest.raises(ValueError, match="VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got '0'"):
+    with pytest.raises(DatasetError, match="VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got '0'"):
         AlohaDataset(roots[1], split="all")
 
 
@@ -224,7 +224,7 @@ def test_a_decode_the_disk_has_no_room_for_is_refused_before_it_starts(tmp_path,
     root = _mixed_dataset(tmp_path / "full")
     usage, real = namedtuple("usage", "total used free"), shutil.disk_usage
     monkeypatch.setattr(frame_cache.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 10**8, 10**8))
-    with pytest.raises(OSError, match=r"decoding observation.images.top needs 32.3 KB in .*cache, 100.0 MB free"):
+    with pytest.raises(DatasetError, match=r"decoding observation.images.top needs 32.3 KB in .*cache, 100.0 MB free"):
         AlohaDataset(root, split="all")
     assert not list((root / "cache").iterdir())
     monkeypatch.setattr(frame_cache.shutil, "disk_usage", real)

@@ -94,19 +94,28 @@ def _shared_budget() -> int:
     except ValueError:
         gb = -1.0
     if not gb > 0:
-        raise ValueError(f"VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got {text!r}")
+        from training.datasets.lerobot_dataset import DatasetError
+
+        raise DatasetError(f"VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got {text!r}")
     return int(gb * 1e9)
 
 
 def _evict(directory: Path, need: int) -> None:
     """Remove the shared cache's least recently used files until `need` more bytes fit in its budget."""
     budget = _shared_budget()
-    files = sorted(directory.glob("*.npy"), key=lambda f: f.stat().st_mtime)
-    total = sum(f.stat().st_size for f in files)
-    for old in files:
+    files = []
+    for f in directory.glob("*.npy"):
+        try:
+            st = f.stat()
+        except FileNotFoundError:  # another process evicted or replaced it just now
+            continue
+        files.append((st.st_mtime, st.st_size, f))
+    files.sort(key=lambda entry: entry[0])
+    total = sum(size for _, size, _ in files)
+    for _, size, old in files:
         if total + need <= budget:
             break
-        total -= old.stat().st_size
+        total -= size
         old.unlink(missing_ok=True)
         log.info("frame cache: removed %s (least recently used; the cache keeps %.0f GB)", old.name, budget / 1e9)
 
@@ -121,7 +130,9 @@ def _size(n: int) -> str:
 def _check_room(root: Path, directory: Path, key: str, need: int) -> None:
     free = shutil.disk_usage(directory).free
     if free < need + _ROOM_MARGIN:
-        raise OSError(
+        from training.datasets.lerobot_dataset import DatasetError  # the CLI's one line for a dataset's problem
+
+        raise DatasetError(
             f"{root}: decoding {key} needs {_size(need)} in {directory}, {_size(free)} free "
             f"there: free space, or set VLA_IL_FRAME_CACHE to a directory on a disk with room"
         )

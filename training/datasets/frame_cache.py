@@ -31,6 +31,12 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A dataset that does not fit what was asked (missing cameras, columns, episodes), or no room to decode it."""
+
+
 CACHE_DIR = "cache"
 _PARTS = ("meta", "data", "videos")
 _ROOM_MARGIN = 512 * 2**20  # what the decode leaves free for everything else writing to that disk
@@ -94,8 +100,6 @@ def _shared_budget() -> int:
     except ValueError:
         gb = -1.0
     if not gb > 0:
-        from training.datasets.lerobot_dataset import DatasetError
-
         raise DatasetError(f"VLA_IL_FRAME_CACHE_GB must be a number of GB > 0, got {text!r}")
     return int(gb * 1e9)
 
@@ -130,8 +134,6 @@ def _size(n: int) -> str:
 def _check_room(root: Path, directory: Path, key: str, need: int) -> None:
     free = shutil.disk_usage(directory).free
     if free < need + _ROOM_MARGIN:
-        from training.datasets.lerobot_dataset import DatasetError  # the CLI's one line for a dataset's problem
-
         raise DatasetError(
             f"{root}: decoding {key} needs {_size(need)} in {directory}, {_size(free)} free "
             f"there: free space, or set VLA_IL_FRAME_CACHE to a directory on a disk with room"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.datasets.frame_cache import DatasetError  # noqa: F401 (the CLI and callers name it here)
 from training.demonstrations import label_segments
 from training.models.policies import binary_actions
 from vla_il_core import schema
@@ -31,10 +32,6 @@ from vla_il_core import schema
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "all")
 PUSHT_TASK = "Push the T-shaped block onto the T-shaped target."
-
-
-class DatasetError(ValueError):
-    """A dataset that does not fit what was asked (missing cameras, columns, episodes)."""
 
 
 def camera_name(key: str) -> str:

@@ -53,9 +53,10 @@ class CheckpointFactory:
         return VLASimPolicy(model, temporal_ensembling=self.temporal_ensembling)
 
 
-def recipe_args(data: Path, out: Path, seed: int, epochs: int = 8) -> list[str]:
-    """`vla-il train bc` flags of the README's VLA recipe on data, into out."""
-    return ["--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0",
+def recipe_args(data: Path, out: Path, seed: int, epochs: int = 8, image_shift: int = 0) -> list[str]:
+    """`vla-il train bc` flags of the README's VLA recipe on data, into out (with --image_shift when > 0)."""
+    shift = ["--image_shift", str(image_shift)] if image_shift else []
+    return [*shift, "--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0",
             "--bc_epochs", str(epochs), "--batch_size", "32", "--learning_rate", "1e-3",
             "--action_chunk_size", "10", "--eval_episodes", "0", "--seed", str(seed), "--output_dir", str(out)]
 
@@ -86,9 +87,10 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
         times["record_s"] = time.perf_counter() - t
         print(f"run {i}: {report.line()}", flush=True)
     if not (bc / "best" / "model.pt").exists():
-        print(f"run {i}: training ({args.epochs} epochs, seed {i})", flush=True)
+        shift = f", images shifted up to {args.image_shift} px" if args.image_shift else ""
+        print(f"run {i}: training ({args.epochs} epochs, seed {i}{shift})", flush=True)
         t = time.perf_counter()
-        if run_il_cli("bc", recipe_args(data, bc, seed=i, epochs=args.epochs)) != 0:
+        if run_il_cli("bc", recipe_args(data, bc, seed=i, epochs=args.epochs, image_shift=args.image_shift)) != 0:
             raise SystemExit(f"run {i}: training failed")
         times["train_s"] = time.perf_counter() - t
     bundles = {"bundle": root / "bundle", "bundle_ensembled": root / "bundle_ensembled"}
@@ -101,6 +103,7 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     env_kwargs = policies["bundle"].env_kwargs()
     metrics = read_metrics(bc)
     row = {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
+           "image_shift": args.image_shift,
            "outcomes": outcomes, "times": times,
            "train_loss": last_value(metrics, "train/loss"), "val_loss": last_value(metrics, "val/loss")}
     for name, policy in policies.items():
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demos", type=int, default=400)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--image-size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
+    p.add_argument("--image-shift", type=int, default=0, metavar="PIXELS",
+                   help="train with random-shift augmentation of up to PIXELS (vla-il train bc --image_shift)")
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--eval-seed", type=int, default=200_000, help="first held-out seed (the same for every run)")
     p.add_argument("--workers", type=int, default=2)

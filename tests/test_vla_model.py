@@ -7,7 +7,7 @@ import torch
 
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import ILConfig
-from training.models.vla import VLAInputError, VLAModel
+from training.models.vla import VLAInputError, VLAModel, random_shift
 
 INSTRUCTION = "Pick up the red cube with the right arm and hand it over to the left arm."
 
@@ -203,6 +203,49 @@ def test_state_keep_shows_chosen_state_values_to_a_vision_only_model(tmp_path):
     for bad in ((5,), (1, 1), (-1,)):
         with pytest.raises(ValueError, match="state_keep must be distinct state indices in 0..4"):
             tiny(state_keep=bad)
+
+
+def test_random_shift_moves_each_image_by_whole_pixels_within_its_range_and_repeats_the_edges():
+    pad = 2
+    images = torch.rand(16, 2, 3, 8, 10)
+    out = random_shift(images, pad, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images.flatten(0, 1), (pad,) * 4, mode="replicate")
+    offsets = []
+    for k, img in enumerate(out.flatten(0, 1)):
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if torch.equal(img, padded[k, :, dy : dy + 8, dx : dx + 10])]
+        assert found, f"image {k} is no shift of its input"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 5  # per image, not one shift for the batch
+    assert torch.equal(random_shift(images, 0), images)
+
+
+def test_image_shift_augments_training_only():
+    """VLAConfig.image_shift: the loss in training sees shifted images (it varies with the draw); evaluation and
+    prediction see the images as given (deterministic), so the exported graph is unaffected."""
+    model = tiny(image_shift=4)
+    b = batch()
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = model.loss(b)
+        torch.manual_seed(2)
+        second = model.loss(b)
+    assert first != second
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = model.loss(b)
+        torch.manual_seed(2)
+        assert model.loss(b) == first
+    plain = tiny()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model.predict(b), plain.eval().predict(b))
+    for bad in (-1, 16):
+        with pytest.raises(ValueError, match="image_shift"):
+            tiny(image_shift=bad)
 
 
 def test_tiny_patch_size_sets_the_image_tokens():

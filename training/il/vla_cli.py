@@ -27,18 +27,20 @@ DEFAULT_CHUNK = 10
 # --vla_* names still work
 VLA_FLAGS = ("action_head", "flow_steps", "max_instruction_tokens", "freeze_vision", "freeze_llm",
              "llm_train_last_n_layers", "lora_rank", "lora_alpha", "gradient_checkpointing", "precision",
-             "aux_state_weight", "state_dropout")
+             "aux_state_weight", "state_dropout", "image_shift")
 VLA_ALIASES = {"action_head": ["--vla_action_head"], "aux_state_weight": ["--vla_aux_state_weight"],
                "state_dropout": ["--vla_state_dropout"]}
 VLA_TYPES = {"flow_steps": positive_int, "max_instruction_tokens": positive_int, "llm_train_last_n_layers":
              nonnegative_int, "lora_rank": nonnegative_int, "lora_alpha": positive_int,
-             "aux_state_weight": nonnegative_float, "state_dropout": unit_interval}
+             "aux_state_weight": nonnegative_float, "state_dropout": unit_interval, "image_shift": nonnegative_int}
 
 VLA_HELP = {
     "aux_state_weight": "> 0: a training-only head predicts the recorded object poses (observation."
     "environment_state) from the decoder, weighted this much in the loss (sim datasets; default: no such head)",
     "state_dropout": "fraction of training samples that see a learned 'no state' token instead of the robot state "
     "(so the model learns to see the scene, not to read it off the arm); 1.0: vision only (default: 0.0)",
+    "image_shift": "training images shifted by up to this many pixels each way, per sample (random-shift "
+    "augmentation; run time unaffected; default: 0, off)",
 }
 
 

@@ -39,6 +39,7 @@ def fit_vla(
     previous: Path | None = None,
     backbones: tuple[str, str] | None = None,
     state_keep: tuple[int, ...] = (),
+    image_shift: int = 0,
     **tuning: Any,
 ) -> tuple[Path, int]:
     """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only
@@ -47,7 +48,8 @@ def fit_vla(
     preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
     directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
     `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
-    grippers, 6 and 13). Returns (the checkpoint, the number of labelled frames)."""
+    grippers, 6 and 13); `image_shift`: random-shift augmentation of a new VLA's training images (pixels).
+    Returns (the checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
     config = ILConfig.behavioral_cloning(
@@ -57,7 +59,7 @@ def fit_vla(
     )
     torch.manual_seed(seed)
     shape = dict(cameras=tuple(cameras), image_size=tuple(image_size), chunk_size=chunk_size, state_dropout=1.0,
-                 state_keep=tuple(state_keep))
+                 state_keep=tuple(state_keep), image_shift=image_shift)
     if previous is not None:
         model = load_checkpoint(previous)[0]
     elif backbones is not None:

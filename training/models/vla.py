@@ -437,6 +437,8 @@ class VLAModel(ILPolicy):
             else torch.ones(action.shape[:2], device=self.device)
         )
         target = (action - self.action_mean) / self.action_std
+        if self.training and self.config.image_shift:
+            images = random_shift(images, self.config.image_shift)
         hidden = self._decode(state, images, ids, mask)
         cond = hidden[:, -self.chunk_size :]
         if self.config.action_head == "regression":
@@ -471,6 +473,20 @@ class VLAModel(ILPolicy):
         out["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         out["total"] = sum(p.numel() for p in self.parameters())
         return out
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, cams, 3, H, W) -> the same size, each image moved by a random whole number of pixels in -pad..pad
+    on each axis, its edge pixels repeated into the gap (DrQ's random shift)."""
+    b, n, c, h, w = images.shape
+    flat = images.reshape(b * n, c, h, w)
+    padded = torch.nn.functional.pad(flat, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, b * n, 1), generator=generator).to(images.device)
+    rows = (dy + torch.arange(h, device=images.device))[:, :, None]  # (B*cams, H, 1)
+    cols = (dx + torch.arange(w, device=images.device))[:, None, :]  # (B*cams, 1, W)
+    index = torch.arange(b * n, device=images.device)[:, None, None]
+    shifted = padded.permute(0, 2, 3, 1)[index, rows, cols]  # (B*cams, H, W, 3)
+    return shifted.permute(0, 3, 1, 2).reshape(b, n, c, h, w)
 
 
 def _config_dict(config) -> dict[str, Any]:

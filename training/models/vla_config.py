@@ -52,6 +52,10 @@ class VLAConfig:
     # "open and come in again") contradicts the demos in the picture alone: measured in
     # docs/results/vla_hg_dagger_seeds. A robot's joint states report them, so no recording lacks them.
     state_keep: tuple[int, ...] = ()
+    # In training, every image is shifted by up to this many pixels in each direction, per sample and camera (edges
+    # repeated): DrQ's random shift (Kostrikov et al., 2020), robomimic's crop randomisation. Run time and the
+    # exported graph are unaffected. 0: off.
+    image_shift: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +87,11 @@ class VLAConfig:
                 or len(set(self.state_keep)) != len(self.state_keep)):
             raise ValueError(f"VLAConfig.state_keep must be distinct state indices in 0..{self.state_dim - 1}, "
                              f"got {list(self.state_keep)}")
+        if not isinstance(self.image_shift, int) or isinstance(self.image_shift, bool) or self.image_shift < 0:
+            raise ValueError(f"VLAConfig.image_shift must be a number of pixels >= 0, got {self.image_shift!r}")
+        if self.image_size is not None and 2 * self.image_shift >= min(self.image_size):
+            raise ValueError(f"VLAConfig.image_shift {self.image_shift} is too large for images of "
+                             f"{self.image_size[0]}x{self.image_size[1]}")
         if self.aux_state_dim < 0 or not self.aux_state_weight >= 0:
             raise ValueError("VLAConfig.aux_state_dim and aux_state_weight must be >= 0")
         if self.llm_train_last_n_layers < 0 or self.lora_rank < 0:

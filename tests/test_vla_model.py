@@ -330,6 +330,14 @@ def test_a_binary_action_dimension_snaps_and_old_checkpoints_still_load():
     actions = np.stack([rng.normal(size=40), rng.integers(0, 2, 40).astype(float), rng.normal(size=40)], 1)
     stats = binary_actions(actions)
     assert list(stats["binary_mask"]) == [False, True, False] and stats["binary_high"][1] == 1.0
+    # a dimension set to one value only (transfer_cube's left gripper, never opened) snaps to it
+    constant = binary_actions(np.stack([rng.normal(size=40), np.zeros(40), rng.normal(size=40)], 1))
+    assert list(constant["binary_mask"]) == [False, True, False]
+    assert constant["binary_low"][1] == constant["binary_high"][1] == 0.0
+    model = tiny().eval()
+    model.set_normalization(np.zeros(5), np.ones(5), np.zeros(3), np.ones(3), **constant)
+    with torch.no_grad():
+        assert set(np.unique(model.predict(batch())[..., 1].numpy())) == {0.0}
     model = tiny().eval()
     old_state = {k: v for k, v in model.state_dict().items() if not k.startswith("binary_")}
     b = batch()

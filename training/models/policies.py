@@ -29,16 +29,19 @@ def mlp(inp: int, hidden: int, out: int, layers: int = 2) -> nn.Sequential:
 
 
 def binary_actions(actions: np.ndarray) -> dict[str, np.ndarray]:
-    """Action dimensions the data only ever sets to two values (a gripper commanded open or closed), with
-    those values; rows are actions (at least 20 of them for a dimension to count as binary)."""
+    """Action dimensions the data only ever sets to two values (a gripper commanded open or closed), or to one
+    (a gripper the task never opens: transfer_cube's left), with those values (low = high for one); rows are
+    actions (at least 20 of them for a dimension to count). A regression head's near-constant output for a
+    constant dimension strays past it (the sim then clamps at the joint limit and warns in every evaluation,
+    the mux on a robot fires its joint_limit rule): snapped, it is the value demonstrated."""
     actions = np.asarray(actions).reshape(len(actions), -1)
     dim = actions.shape[1]
     mask, low, high = np.zeros(dim, dtype=bool), np.zeros(dim), np.zeros(dim)
     if len(actions) >= 20:
         for d in range(dim):
             values = np.unique(actions[:, d])
-            if len(values) == 2:
-                mask[d], low[d], high[d] = True, values[0], values[1]
+            if len(values) <= 2:
+                mask[d], low[d], high[d] = True, values[0], values[-1]
     return {"binary_mask": mask, "binary_low": low, "binary_high": high}
 
 

@@ -1,0 +1,41 @@
+"""Diagnosis script (not part of the product; run from the repository root with PYTHONPATH=.): results.json and
+seeds.png of this directory from the runs' outputs under output/ (see ../README.md)."""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from benchmarks.success_plots import success_errorbars
+
+o = Path("output")
+def ep(path):
+    return [json.loads(line)["success"] for line in open(path)]
+rows = {
+    "seed 1": json.load(open(o / "vt_base/run1/result.json"))["outcomes"]["bundle"],
+    "seed 11": ep(o / "vt_seeds/s11/eval/episodes.jsonl"),
+    "seed 21": ep(o / "vt_seeds/s21/eval/episodes.jsonl"),
+    "ensemble of the 3\n(chunks averaged)": json.load(open(o / "vt_seeds/ensemble.json"))["outcomes"],
+    "seed 1 trained with\n--image_shift 4": json.load(open(o / "vt_shift4/run1/result.json"))["outcomes"]["bundle"],
+    "seed 1, run-time frames\nshifted 4 px right": json.load(open(o / "vt_seeds/shift_0_4.json"))["outcomes"],
+    "seed 1, run-time frames\nshifted 2 px down-right": json.load(open(o / "vt_seeds/shift_2_2.json"))["outcomes"],
+}
+out = Path("docs/results/vla_transfer_cube/seeds")
+other = {f"seed {s}": ep(o / f"vt_seeds/val_s{s}/episodes.jsonl") for s in (1, 11, 21)}
+(out / "results.json").write_text(json.dumps({"seeds": list(range(200000, 200100)), "outcomes": rows,
+                                              "other_seeds": list(range(300000, 300100)), "other_outcomes": other},
+                                             indent=1))
+fig, ax = plt.subplots(figsize=(10.5, 4))
+colors = ["tab:blue"] * 3 + ["tab:green", "tab:red", "tab:grey", "tab:grey"]
+for i, outcomes in enumerate(rows.values()):
+    success_errorbars(ax, [i], [outcomes], color=colors[i])
+ax.set_xticks(range(len(rows)), list(rows), fontsize=7)
+ax.set_ylabel("transfer_cube success (%), Wilson 95%")
+ax.set_ylim(0, 100)
+ax.set_title("tiny VLA, one recording (run 1, 400 demos): training seeds, an ensemble, image shifts")
+ax.grid(alpha=0.3)
+fig.tight_layout()
+fig.savefig(out / "seeds.png", dpi=120)
+print("ok")

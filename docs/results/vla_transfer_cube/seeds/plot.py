@@ -17,7 +17,9 @@ rows = {
     "seed 1": json.load(open(o / "vt_base/run1/result.json"))["outcomes"]["bundle"],
     "seed 11": ep(o / "vt_seeds/s11/eval/episodes.jsonl"),
     "seed 21": ep(o / "vt_seeds/s21/eval/episodes.jsonl"),
-    "ensemble of the 3\n(chunks averaged)": json.load(open(o / "vt_seeds/ensemble.json"))["outcomes"],
+    "seed 31": ep(o / "vt_seeds/s31/eval/episodes.jsonl"),
+    "seed 41": ep(o / "vt_seeds/s41/eval/episodes.jsonl"),
+    "ensemble of seeds\n1, 11, 21": json.load(open(o / "vt_seeds/ensemble.json"))["outcomes"],
     "seed 1 trained with\n--image_shift 4": json.load(open(o / "vt_shift4/run1/result.json"))["outcomes"]["bundle"],
     "seed 1, run-time frames\nshifted 4 px right": json.load(open(o / "vt_seeds/shift_0_4.json"))["outcomes"],
     "seed 1, run-time frames\nshifted 2 px down-right": json.load(open(o / "vt_seeds/shift_2_2.json"))["outcomes"],
@@ -27,8 +29,8 @@ other = {f"seed {s}": ep(o / f"vt_seeds/val_s{s}/episodes.jsonl") for s in (1, 1
 (out / "results.json").write_text(json.dumps({"seeds": list(range(200000, 200100)), "outcomes": rows,
                                               "other_seeds": list(range(300000, 300100)), "other_outcomes": other},
                                              indent=1))
-fig, ax = plt.subplots(figsize=(10.5, 4))
-colors = ["tab:blue"] * 3 + ["tab:green", "tab:red", "tab:grey", "tab:grey"]
+fig, ax = plt.subplots(figsize=(12, 4))
+colors = ["tab:blue"] * 5 + ["tab:green", "tab:red", "tab:grey", "tab:grey"]
 for i, outcomes in enumerate(rows.values()):
     success_errorbars(ax, [i], [outcomes], color=colors[i])
 ax.set_xticks(range(len(rows)), list(rows), fontsize=7)

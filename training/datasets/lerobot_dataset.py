@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.datasets.frame_cache import DatasetError  # noqa: F401 (the CLI and callers name it here)
+from training.datasets.frame_cache import DatasetError  # defined there (frame_cache raises it too); named here
 from training.demonstrations import label_segments
 from training.models.policies import binary_actions
 from vla_il_core import schema

@@ -14,11 +14,10 @@ class EnsembleFactory:
         self.paths = [str(p) for p in paths]
 
     def __call__(self, task):
-        from training.checkpoint import load_checkpoint
+        from benchmarks.vla_target_runs import CheckpointFactory
         from training.il.vla_rollouts import VLASimPolicy, observation_batch
 
-        torch.set_num_threads(1)
-        models = [load_checkpoint(Path(p))[0].eval() for p in self.paths]
+        models = [CheckpointFactory(p)(task).model for p in self.paths]  # one thread, as the benchmark's workers
 
         class Ensemble(VLASimPolicy):
             @torch.no_grad()

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 class ShiftedFactory:
@@ -15,11 +14,10 @@ class ShiftedFactory:
         self.path, self.dy, self.dx = str(path), dy, dx
 
     def __call__(self, task):
-        from training.checkpoint import load_checkpoint
+        from benchmarks.vla_target_runs import CheckpointFactory
         from training.il.vla_rollouts import VLASimPolicy
 
-        torch.set_num_threads(1)
-        model = load_checkpoint(Path(self.path))[0].eval()
+        model = CheckpointFactory(self.path)(task).model  # one thread, as the benchmark's workers
         dy, dx = self.dy, self.dx
 
         def shift(img):

@@ -61,12 +61,12 @@ def test_mux_rejects_nan_and_foreign_joint_names_with_a_safety_event(mux_graph):
 
 def test_mux_hold_and_resume_services(mux_graph):
     g = mux_graph
-    resp = g.probe.call(Trigger, "intervention_mux/hold", Trigger.Request())
+    resp = g.probe.call(Trigger, "intervention_mux/hold", Trigger.Request(), idempotent=True)
     assert resp.success and "holding" in resp.message
     assert wait_until(lambda: any(e.rule == "operator_hold" for e in g.safety), 5)
     g.obs.publish(joint_state(HOME))
     g.policy.publish(joint_state(HOME))
-    resp = g.probe.call(Trigger, "intervention_mux/resume", Trigger.Request())
+    resp = g.probe.call(Trigger, "intervention_mux/resume", Trigger.Request(), idempotent=True)
     assert resp.success and "policy drives" in resp.message
     assert wait_until(lambda: (g.obs.publish(joint_state(HOME)), g.policy.publish(joint_state(HOME)))
                       and len(g.commands) > 0, 5)

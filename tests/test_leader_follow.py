@@ -74,7 +74,7 @@ def test_a_takeover_starts_where_the_robot_is_when_the_leaders_follow(probe, nod
         assert np.abs(leader_at - robot.START_STATE).max() < 0.01  # the leaders stayed where they were
 
     n, robot_at = len(commands), np.array(followers[-1].position)
-    assert probe.call(SetBool, "/teleop_leader/engage", SetBool.Request(data=True)).success
+    assert probe.call(SetBool, "/teleop_leader/engage", SetBool.Request(data=True), idempotent=True).success
     assert wait_until(lambda: drivers and drivers[-1].driver == "expert", 10), mux.log()
     n = len(commands)  # from the switch on: under load, 30 commands can pass before it (the policy's hold)
     assert wait_until(lambda: len(commands) > n + 30, 10)

@@ -29,7 +29,8 @@ def set_params(g, *params: Parameter, atomically: bool = False):
 
 
 def get_param(g, name: str):
-    reply = g.probe.call(GetParameters, "/intervention_mux/get_parameters", GetParameters.Request(names=[name]))
+    reply = g.probe.call(GetParameters, "/intervention_mux/get_parameters", GetParameters.Request(names=[name]),
+                           idempotent=True)
     return Parameter.from_parameter_msg(type("P", (), {"name": name, "value": reply.values[0]})()).value
 
 
@@ -170,13 +171,13 @@ def test_any_participant_may_resume_after_a_hold_as_documented(mux_graph, probe)
     by default, SROS2 to restrict it). This test states that behaviour so a change to it is deliberate."""
     g = mux_graph
     drive(g, HOME)
-    assert probe.call(Trigger, "/intervention_mux/hold", Trigger.Request()).success
+    assert probe.call(Trigger, "/intervention_mux/hold", Trigger.Request(), idempotent=True).success
     n = len(g.commands)
     g.obs.publish(joint_state(HOME))
     g.policy.publish(joint_state(HOME))
     time.sleep(0.2)
     assert len(g.commands) <= n + 1  # at most the hold's one re-publication
-    assert probe.call(Trigger, "/intervention_mux/resume", Trigger.Request()).success
+    assert probe.call(Trigger, "/intervention_mux/resume", Trigger.Request(), idempotent=True).success
     drive(g, HOME)
 
 

@@ -161,7 +161,7 @@ def test_a_new_episode_starts_from_a_clean_chunk_history(graph):
     assert wait_until(lambda: g.probe.node.count_subscribers("recorder/episode") > 0, 10)
     events.publish(EpisodeEvent(event="started", episode_index=3))
     assert g.node.wait_for_log("the recorder started episode 3: starting from a clean chunk history", 10)
-    resp = g.probe.call(Trigger, "policy_node/reset", Trigger.Request(), 10)
+    resp = g.probe.call(Trigger, "policy_node/reset", Trigger.Request(), 10, idempotent=True)
     assert resp.success and g.node.wait_for_log("reset requested: starting from a clean chunk history", 10)
     g.feed.paused = False
     n = len(g.actions)

@@ -168,7 +168,8 @@ def test_min_free_mb_is_live_and_every_other_parameter_is_read_only(probe, node_
     assert wait_until(lambda: any(e.event == "failed" for e in bot.events), 2), rec.log()
     failed = next(e for e in bot.events if e.event == "failed")
     assert "disk almost full" in failed.message and "min_free_mb" in failed.message, failed.message
-    got = probe.call(GetParameters, "dagger_recorder/get_parameters", GetParameters.Request(names=["min_free_mb"]))
+    got = probe.call(GetParameters, "dagger_recorder/get_parameters", GetParameters.Request(names=["min_free_mb"]),
+                     idempotent=True)
     assert got.values[0].double_value == 1e12
     refused = start(probe)
     assert not refused.success and "disk almost full" in refused.message

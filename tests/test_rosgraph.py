@@ -106,3 +106,84 @@ def test_a_service_is_called_through_one_client_that_stays_matched(probe):
     assert len(first) == 1
     probe.call(Trigger, "kept_trigger", Trigger.Request(), timeout=10)
     assert reply_readers() == first
+
+
+def test_an_idempotent_call_whose_reply_was_lost_is_sent_again(probe):
+    """A server that has not yet matched a new client's reply reader handles the request and rmw_fastrtps drops
+    the reply (a leader engaged, its call timed out: CI). The server here handles its first request and sends
+    nothing back, as that server did; an idempotent call is asked again and answered, any other call is not
+    (the server could have run it)."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from std_srvs.srv import SetBool
+
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("forgetful_server", context=context)
+    handled: list[bool] = []
+
+    def engage(req, resp):
+        handled.append(req.data)
+        if len(handled) == 1:
+            raise LookupError("the first reply goes nowhere")  # taken and handled, no reply sent
+        resp.success = True
+        return resp
+
+    node.create_service(SetBool, "forgetful_engage", engage)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            try:
+                executor.spin_once(timeout_sec=0.05)
+            except LookupError:
+                pass
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        assert probe.call(SetBool, "forgetful_engage", SetBool.Request(data=True), timeout=10, idempotent=True).success
+        assert handled == [True, True]
+        handled.clear()
+        started = time.monotonic()
+        try:
+            probe.call(SetBool, "forgetful_engage", SetBool.Request(data=True), timeout=3)
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("a call that is not idempotent was answered after its reply was lost")
+        assert time.monotonic() - started >= 3
+        assert handled == [True]  # asked once
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        executor.shutdown(timeout_sec=1)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_no_copy_of_an_idempotent_request_runs_after_the_call_returned(probe):
+    """A slow server gets an idempotent request again (its first reply may have been lost): the call returns
+    only once every copy was handled, or a copy would land after what the caller does next (a gate reset
+    after the episode's start)."""
+    from std_srvs.srv import Trigger
+
+    handled = []
+
+    def slow(_req, resp):
+        time.sleep(1.5)
+        handled.append(time.monotonic())
+        resp.success = True
+        return resp
+
+    probe.node.create_service(Trigger, "slow_idempotent", slow)
+    assert probe.call(Trigger, "slow_idempotent", Trigger.Request(), timeout=10, idempotent=True).success
+    returned, count = time.monotonic(), len(handled)
+    time.sleep(2.0)
+    assert count == len(handled) == 2, handled  # asked again after 1 s, both handled before the call returned
+    assert max(handled) <= returned

@@ -77,7 +77,7 @@ def test_sim_expert_takes_over_in_the_lockstep_graph_and_every_frame_is_labelled
     switches = probe.collect(InterventionEvent, "intervention", LATCHED)
     events = probe.collect(EpisodeEvent, "recorder/episode", LATCHED)
     assert nodes["dagger_recorder"].wait_for_log("ready:", timeout=180), nodes["dagger_recorder"].log()
-    probe.call(Trigger, "teleop_sim_expert/reset", Trigger.Request(), timeout=60)
+    probe.call(Trigger, "teleop_sim_expert/reset", Trigger.Request(), timeout=60, idempotent=True)
     assert start(probe).success
     before = len(switches)
     assert probe.call(ResetSim, "sim/reset", ResetSim.Request(task="", seed=3), timeout=60).success
@@ -188,7 +188,7 @@ def test_leader_arm_drives_in_follower_names_when_engaged(probe, node_process):
     pose[6] = pose[13] = 1.0
     leader.publish(JointState(name=NAMES, position=pose.tolist()))
     assert wait_until(lambda: engaged and engaged[-1].data is False, 5) and not actions
-    assert probe.call(SetBool, "teleop_leader/engage", SetBool.Request(data=True)).success
+    assert probe.call(SetBool, "teleop_leader/engage", SetBool.Request(data=True), idempotent=True).success
     leader.publish(JointState(name=NAMES, position=pose.tolist()))
     assert wait_until(lambda: actions, 5)
     assert actions[-1].position[6] == pytest.approx(0.5) and actions[-1].position[0] == pytest.approx(-0.3)

@@ -399,9 +399,9 @@ class SimGraph:
         return {"sim/reset": t["reset"], "policy_node/load_policy": t["load"], "teleop_sim_expert/reset": t["trigger"],
                 "dagger_recorder/start_episode": t["start"], "dagger_recorder/stop_episode": t["stop"]}[service]
 
-    def _call(self, service: str, request, timeout: float = 30.0):
+    def _call(self, service: str, request, timeout: float = 30.0, idempotent: bool = False):
         self._check_alive()
-        return self.probe.call(self._srv_type(service), service, request, timeout)
+        return self.probe.call(self._srv_type(service), service, request, timeout, idempotent=idempotent)
 
     def _check_alive(self) -> None:
         dead = [n for n, p in self.nodes.items() if p.proc.poll() is not None]
@@ -422,7 +422,7 @@ class SimGraph:
             seed = first_seed + i
             saved_before = self._saved_count()
             switches_before = len(self.switches)
-            self._call("teleop_sim_expert/reset", t["trigger"].Request())
+            self._call("teleop_sim_expert/reset", t["trigger"].Request(), idempotent=True)
             started = self._call("dagger_recorder/start_episode", t["start"].Request(task=""))
             if not started.success:
                 self._fail(f"the recorder did not start an episode: {started.message}")

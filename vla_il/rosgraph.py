@@ -32,6 +32,8 @@ LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durabilit
 
 # How long a newly discovered server gets to finish matching before a request is sent to it again.
 _SERVER_SETTLE_S = 0.5
+# An idempotent call unanswered this long is sent again (then after twice as long, and so on).
+_RESEND_AFTER_S = 1.0
 
 
 def _request_topic(service: str) -> str:
@@ -99,7 +101,7 @@ class Probe:
         if not wait_until(lambda: publisher.get_subscription_count() >= count, timeout):
             raise TimeoutError(f"no subscriber on {publisher.topic_name} after {timeout} s")
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0):
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0, idempotent: bool = False):
         """Call a service and return its reply, within `timeout` seconds in all.
 
         A server answers only a client whose reply reader it has discovered: rmw_fastrtps waits 100 ms
@@ -115,6 +117,16 @@ class Probe:
         same settle: discovery of an endpoint runs just ahead of its match). A server that is alive
         but slow is never asked twice: a second request goes only to a server the first could not
         have reached. The first reply wins.
+
+        The settle cannot see the server's side: under load a server can take longer than it to match a new
+        client's reply reader, and rmw_fastrtps then drops the reply of a request it did handle (seen in CI:
+        a leader engaged, its reply lost, the call timed out). Nothing on the client shows that match, so a
+        caller whose request may safely run twice (`idempotent`: an engage, a hold, a parameter read) has it
+        sent again when no reply came after `_RESEND_AFTER_S`, then twice as long, and so on. A server handles
+        one client's requests in order, so once one is answered, the requests sent after it will be too: the
+        call waits for those replies (within its timeout) before it returns, so that no copy of the request
+        runs after the call returned (a gate reset landing after the episode it was meant to precede did,
+        in a first version of this).
         """
         deadline = time.monotonic() + timeout
         client, created = self._client(srv_type, name)
@@ -125,16 +137,24 @@ class Probe:
         newest = max([created, *(self._server_seen[g] for g in asked)])  # the client or a server, just known
         time.sleep(min(max(0.0, newest + _SERVER_SETTLE_S - time.monotonic()), max(0.0, deadline - time.monotonic())))
         futures = [client.call_async(request)]
+        wait = _RESEND_AFTER_S
+        resend_at = time.monotonic() + wait
         try:
             while time.monotonic() < deadline:
-                done = next((f for f in futures if f.done()), None)
+                done = next((i for i, f in enumerate(futures) if f.done()), None)
                 if done is not None:
-                    return done.result()
+                    later = futures[done + 1:]
+                    wait_until(lambda later=later: all(f.done() for f in later), max(0.0, deadline - time.monotonic()))
+                    return futures[done].result()
                 servers = self._servers(request_topic)
                 if servers - asked:
                     time.sleep(_SERVER_SETTLE_S)
                     asked |= servers
                     futures.append(client.call_async(request))
+                elif idempotent and time.monotonic() >= resend_at:
+                    futures.append(client.call_async(request))
+                    wait *= 2
+                    resend_at = time.monotonic() + wait
                 time.sleep(0.01)
             done = next((f for f in futures if f.done()), None)
             if done is not None:

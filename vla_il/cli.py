@@ -389,6 +389,8 @@ def _export(args: argparse.Namespace) -> int:
         f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
         f"at {spec.fps:g} Hz, {playback}; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
     )
+    if spec.cameras:  # the node's moved-camera check (vla_il_core.camera_view)
+        print(f"camera views: {spec.raw['provenance'].get('camera_views')}")
     return 0
 
 

@@ -231,6 +231,16 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
             out["env_state_std"] = np.asarray(s[schema.ENV_STATE]["std"])
         return out
 
+    def first_frames(self, camera: str, limit: int = 256) -> np.ndarray:
+        """The first frame of each of this split's episodes (up to `limit`, evenly spread), uint8 (N, H, W, 3)
+        at the model's image size: a camera's view at the start of an episode (vla_il_core.camera_view)."""
+        first = np.flatnonzero((self.table["frame_index"] == 0) & np.isin(self.table["episode_index"], self.episodes))
+        if len(first) > limit:
+            first = first[np.linspace(0, len(first) - 1, limit).round().astype(np.int64)]
+        frames = self._frames[camera]
+        return np.stack([frames[int(self.table["index"][row])] for row in first]) if len(first) else \
+            np.zeros((0, *self.image_size, 3), np.uint8)
+
     def describe(self) -> dict[str, Any]:
         return {
             "root": str(self.root),

@@ -117,6 +117,7 @@ def export_vla(
             f"(tolerance {tolerance:g}); no bundle written"
         )
     sha = file_sha256(out / "policy.onnx")
+    views, views_note = camera_views(policy, provenance, out)
     bundle_name = name or Path(checkpoint).resolve().parent.name
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -130,6 +131,7 @@ def export_vla(
             "cameras": list(policy.cameras),
             "image_size": [h, w],
             "instruction": {"text": instruction, "baked": True},
+            **({"camera_views": views} if views else {}),
         },
         "outputs": {"name": "actions", "chunk_size": policy.chunk_size, "action_dim": policy.action_dim},
         "joint_names": list(joint_names),
@@ -153,6 +155,7 @@ def export_vla(
             "vla_config": {k: v for k, v in policy.spec()["config"].items() if k != "tokenizer_json"},
             "config": config.to_dict(),
             "metrics": metrics,
+            "camera_views": views_note,
             "exported_at": dt.datetime.now(dt.UTC).isoformat(),
         },
         "parity": {"max_abs_diff": max_diff, "tolerance": tolerance, "samples": len(state)},
@@ -162,6 +165,35 @@ def export_vla(
     spec = read_bundle(out)
     check_graph(spec, session)
     return spec, max_diff
+
+
+def camera_views(policy: VLAModel, provenance: dict[str, Any], out: Path) -> tuple[dict[str, Any], str]:
+    """Each camera's view in training (the median first frame of up to 256 training episodes,
+    vla_il_core.camera_view) written into the bundle as camera_view_<camera>.npy: the policy node warns when
+    a camera's frames match it only shifted (the camera moved). Returns policy.json's inputs.camera_views
+    and a line saying where they came from, or why there are none (the training dataset is not here)."""
+    from training.datasets.lerobot_dataset import LeRobotVLADataset
+    from vla_il_core.bundle import file_sha256
+    from vla_il_core.camera_view import reference_view
+
+    dataset = provenance.get("dataset")
+    if not dataset or not (Path(dataset) / "meta" / "info.json").is_file():
+        return {}, f"none: the training dataset {dataset} is not here to take them from"
+    try:
+        data = LeRobotVLADataset(dataset, cameras=list(policy.cameras), image_size=tuple(policy.image_size),
+                                 chunk_size=1, progress=False)
+        frames = {c: data.first_frames(c) for c in policy.cameras}
+    except (OSError, ValueError) as exc:  # DatasetError is a ValueError
+        return {}, f"none: the training dataset {dataset} cannot be read for them ({exc})"
+    views = {}
+    for camera, first in frames.items():
+        if not len(first):
+            return {}, f"none: the training dataset {dataset} has no training episodes"
+        file = f"camera_view_{camera}.npy"
+        np.save(out / file, reference_view(first), allow_pickle=False)
+        views[camera] = {"file": file, "sha256": file_sha256(out / file), "episodes": len(first)}
+    n = len(next(iter(frames.values())))
+    return views, f"the median first frame of {n} training episodes of {dataset}"
 
 
 def export_vla_checkpoint(

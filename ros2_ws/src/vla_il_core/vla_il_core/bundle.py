@@ -8,6 +8,10 @@ node feeds and reads (`check_graph`: the same names, float32, the static dims po
 
 `onnx.sha256` is required. Every exporter writes it, and without it nothing ties policy.onnx to the graph
 that passed the export's parity check; a hand-made bundle adds it (`sha256sum policy.onnx`).
+
+Optional `inputs.camera_views`: {camera: {"file": <a .npy in the bundle folder>, "sha256": ...}}, each camera's
+view in training (uint8 H x W x 3 at the bundle's image size), which the policy node compares live frames with
+(vla_il_core.camera_view; loaded and verified by `read_views`, a mismatch refuses the bundle).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class BundleSpec:
     raw: dict[str, Any] = field(repr=False, hash=False, compare=False, default_factory=dict)
     output_name: str = "actions"
     onnx_sha256: str = ""
+    # (camera, file in the bundle, its sha256): each camera's view in training (vla_il_core.camera_view)
+    camera_views: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def state_dim(self) -> int:
@@ -267,6 +273,20 @@ def _parse(path: Path, meta: dict[str, Any]) -> BundleSpec:
         image_size = (_count(size[0], "inputs.image_size[0]"), _count(size[1], "inputs.image_size[1]"))
     if cameras and image_size is None:
         raise _FieldError("inputs.image_size is missing: the node sizes the cameras' images by it")
+    camera_views = []
+    for cam, view in _object(inputs, "camera_views", "inputs.", {}).items():
+        where = f"inputs.camera_views.{cam}"
+        if cam not in cameras:
+            raise _FieldError(f"{where}: {cam!r} is not one of inputs.cameras {list(cameras)}")
+        if not isinstance(view, dict):
+            raise _FieldError(f"{where} must be an object, not {_kind(view)}")
+        file = _string(_get(view, "file", f"{where}.", _REQUIRED), f"{where}.file")
+        if "/" in file or "\\" in file or file.startswith("."):
+            raise _FieldError(f"{where}.file must name a file in the bundle folder, not {file!r}")
+        view_sha = _get(view, "sha256", f"{where}.", _REQUIRED)
+        if not isinstance(view_sha, str) or not _SHA256.fullmatch(view_sha.lower()):
+            raise _FieldError(f"{where}.sha256 must be 64 hex digits, not {view_sha!r}")
+        camera_views.append((cam, file, view_sha.lower()))
     instruction = inputs.get("instruction")
     if instruction is not None and not (isinstance(instruction, dict) and instruction.get("baked") is True):
         raise _FieldError("inputs.instruction is not baked into the graph (\"baked\": true): this node feeds none")
@@ -308,4 +328,5 @@ def _parse(path: Path, meta: dict[str, Any]) -> BundleSpec:
         raw=meta,
         output_name=_string(_get(outputs, "name", "outputs.", _REQUIRED), "outputs.name"),
         onnx_sha256=sha.lower(),
+        camera_views=tuple(camera_views),
     )

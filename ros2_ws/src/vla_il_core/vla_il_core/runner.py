@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_il_core.bundle import BundleError, BundleSpec, check_graph, read_bundle, read_onnx
+from vla_il_core.camera_view import read_views
 from vla_il_core.chunking import TemporalEnsembler
 
 
@@ -37,6 +38,7 @@ class LoadedPolicy:
     spec: BundleSpec
     session: object  # onnxruntime.InferenceSession
     provider: str
+    camera_views: dict[str, np.ndarray] = field(default_factory=dict)  # vla_il_core.camera_view: what training saw
 
 
 def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
@@ -49,6 +51,7 @@ def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
 
     spec = read_bundle(path)
     model = read_onnx(spec)  # the bytes whose sha256 policy.json names: ONNX Runtime runs exactly these
+    views = read_views(spec)
     providers = ["CPUExecutionProvider"]
     if prefer_gpu and gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers():
         if hasattr(ort, "preload_dlls"):
@@ -63,7 +66,7 @@ def load_policy(path: str, prefer_gpu: bool = True) -> LoadedPolicy:
     except Exception as exc:  # ORT raises its own types for a corrupted model
         raise BundleError(f"{spec.path}: ONNX Runtime cannot load policy.onnx: {exc}") from exc
     check_graph(spec, session)
-    policy = LoadedPolicy(spec, session, session.get_providers()[0])
+    policy = LoadedPolicy(spec, session, session.get_providers()[0], views)
     try_neutral_observation(policy)
     return policy
 

@@ -27,6 +27,12 @@ Parameters  bundle, bundle_dir (empty: the start-up bundle's parent directory), 
 Episodes    the same reset happens on recorder/episode "started" and when sim/state's step goes back
             (the sim was reset): chunks predicted on the last episode's final states must not drive
             the first ticks of the next one (a sim reset teleports the arms).
+Camera view a bundle that carries its cameras' views in training (inputs.camera_views: the median first frame of
+            the training episodes) has the first frame of each camera compared with them, after a load and at
+            every episode start: a view that matches the training frames only when shifted by whole pixels (a
+            camera knocked out of place) is reported in a warning and in the status message, until a later
+            check finds it in place (vla_il_core.camera_view). It does not hold the robot: the expert and the
+            mux decide; a policy trained on a fixed camera measured 0% with its view moved by 2 px.
 Ticks       tick_source=timer: a timer at the bundle's fps (a robot); observation: one tick per
             joint state received (the sim in lockstep), inference inline, deterministic.
 Stopping    SIGINT or SIGTERM: exit 0 (node_runtime.run, which calls stop_work). No thread may be inside
@@ -55,6 +61,7 @@ from vla_il_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus, SimState
 from vla_il_msgs.srv import LoadPolicy
 
 from vla_il_core.bundle import BundleError
+from vla_il_core.camera_view import check_view
 from vla_il_core.runner import (
     LoadedPolicy,
     PolicyRunner,
@@ -102,6 +109,8 @@ class PolicyNode(LifecycleNode):
         self.work = TickWork()
         self._images_s = 0.0  # image callbacks since the last tick (s)
         self._joint_error: str | None = None
+        self._views_due: set[str] = set()  # cameras whose next frame is compared with the bundle's view
+        self._view_issues: dict[str, str] = {}  # camera -> why its view looks moved (the last check's)
         self.state = PolicyStatus.STATE_WAITING
         # actions only while active (lifecycle publishers); the status says what the node is doing in any state
         self.action_pub = self.create_lifecycle_publisher(JointState, "policy/action", RELIABLE)
@@ -144,6 +153,7 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         runner.on_chunk = self._publish_chunk
         self.runner = runner
+        self._check_views_next()
         self._action_msg = JointState(name=list(policy.spec.joint_names))
         self._subscribe_inputs(policy)
         self._status_timer = self.create_timer(1.0 / self.status_hz, self._publish_status, clock=self._steady)
@@ -188,6 +198,8 @@ class PolicyNode(LifecycleNode):
         if self.runner is not None:
             self.runner.wait_idle(1.0)
         self.runner = None
+        self._views_due.clear()
+        self._view_issues.clear()
 
     def _apply_parameters(self, changes: dict) -> None:
         """stale_after_s is the one live parameter (rclpy refuses the read-only ones before this is called)."""
@@ -249,8 +261,11 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"refusing images on {self._topic_of(f'image_{camera}')}: {img.size} bytes "
                                       f"for {msg.width}x{msg.height} rgb8", throttle_duration_sec=5.0)
             return
+        img = img.reshape(msg.height, msg.width, 3)
+        if camera in self._views_due:
+            self._check_view(camera, img)
         self._images_s += time.perf_counter() - start  # a lockstep tick below counts its own time
-        self._observe(f"image_{camera}", img.reshape(msg.height, msg.width, 3), msg.header.stamp)
+        self._observe(f"image_{camera}", img, msg.header.stamp)
 
     def _topic_of(self, name: str) -> str:
         """The topic an input comes from, as this node resolves it (namespace and remappings applied)."""
@@ -299,7 +314,26 @@ class PolicyNode(LifecycleNode):
         if self.runner is None:
             return
         self.runner.reset()
+        self._check_views_next()
         self.get_logger().info(f"{why}: starting from a clean chunk history")
+
+    def _check_views_next(self) -> None:
+        """The next frame of each camera the running bundle has a view of is compared with it."""
+        if self.runner is not None:
+            self._views_due = set(self.runner.policy.camera_views)
+
+    def _check_view(self, camera: str, img: np.ndarray) -> None:
+        self._views_due.discard(camera)
+        view = self.runner.policy.camera_views.get(camera)
+        if view is None:
+            return
+        result = check_view(img, view)
+        topic = self._topic_of(f"image_{camera}")
+        if result.moved:
+            self._view_issues[camera] = f"{topic}: {result.describe(camera)}"
+            self.get_logger().warning(self._view_issues[camera])
+        elif self._view_issues.pop(camera, None) is not None:
+            self.get_logger().info(f"{topic}: camera {camera}'s view matches the training frames again")
 
     # ------------------------------------------------------------------ control
     def _start_timer(self, fps: float) -> None:
@@ -377,7 +411,8 @@ class PolicyNode(LifecycleNode):
             inferences=r.inferences, latency_p50_ms=p50, latency_p99_ms=p99, latency_max_ms=worst,
             work_p50_ms=self.work.p50("total"), work_p99_ms=self.work.stages["total"].summary()[1],
             work_breakdown=self.work.line(),
-            message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or waiting))
+            message=self._joint_error or (r.fault if self.state == PolicyStatus.STATE_ERROR else None) or waiting
+            or "; ".join(self._view_issues.values())))
 
     # ------------------------------------------------------------------ hot reload
     async def _on_load(self, req: LoadPolicy.Request, resp: LoadPolicy.Response) -> LoadPolicy.Response:
@@ -418,6 +453,8 @@ class PolicyNode(LifecycleNode):
                 raise BundleError("the new bundle drives other joints than the running one")
             self._subscribe_inputs(policy)
             runner.swap(policy)
+            self._view_issues.clear()
+            self._check_views_next()
             try:
                 if policy.spec.fps != old.spec.fps and self.active:
                     self._start_timer(policy.spec.fps)

@@ -115,3 +115,56 @@ def test_temporal_ensembling_chosen_at_export_is_what_the_runner_does(tmp_path):
             obs, _, _, _, info = env.step(action)
     finally:
         env.close()
+
+
+def _member(tmp_path, seed: int, chunk: int = 5):
+    torch.manual_seed(seed)
+    model = VLAModel.tiny(chunk_size=chunk, hidden=32)
+    mask = np.zeros(14, bool)
+    mask[[6, 13]] = True  # the grippers: on/off, snapped
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.full(14, 0.5), np.full(14, 0.2),
+                            binary_mask=mask, binary_low=np.zeros(14), binary_high=np.ones(14))
+    save_checkpoint(tmp_path / f"s{seed}/best", model, ILConfig(action_chunk_size=chunk),
+                    provenance={"task": "transfer_cube"})
+    return model.eval(), tmp_path / f"s{seed}"
+
+
+def test_several_vla_checkpoints_export_as_one_ensemble_whose_chunk_is_their_mean(tmp_path):
+    """`vla-il export --checkpoint A B C`: one graph; each chunk is the members' mean with the grippers snapped
+    again (a majority vote of open / closed), as ONNX Runtime runs it in the node's runner."""
+    from training.models.vla import IMAGE_PREFIX
+    from vla_il.cli import main
+    from vla_il_core.runner import feeds_for, load_policy
+
+    members = [_member(tmp_path, s) for s in (0, 1, 2)]
+    assert main(["export", "--checkpoint", *(str(p) for _, p in members), "--out", str(tmp_path / "ens")]) == 0
+    policy = load_policy(str(tmp_path / "ens"), prefer_gpu=False)
+    meta = json.loads((tmp_path / "ens/policy.json").read_text())
+    assert meta["provenance"]["members"] == [str(p.resolve()) for _, p in members]
+    rng = np.random.default_rng(0)
+    votes_split = False
+    for _ in range(8):
+        obs = {"joint_positions": rng.normal(0, 0.5, 14).astype(np.float32),
+               "image_top": rng.integers(0, 256, (48, 64, 3), np.uint8)}
+        got = policy.session.run(None, feeds_for(policy.spec, obs))[0][0]
+        batch = {"observation.state": torch.from_numpy(obs["joint_positions"])[None],
+                 IMAGE_PREFIX + "top": torch.from_numpy(obs["image_top"]).permute(2, 0, 1)[None],
+                 "task": [meta["inputs"]["instruction"]["text"]]}
+        with torch.no_grad():
+            each = torch.stack([m.predict(batch)[0] for m, _ in members])
+        np.testing.assert_allclose(got[:, :6], each.mean(0)[:, :6].numpy(), atol=1e-4)  # arm joints: the mean
+        grippers = each[:, :, [6, 13]].numpy()
+        np.testing.assert_array_equal(got[:, [6, 13]], (grippers.mean(0) > 0.5).astype(np.float32))  # the vote
+        votes_split |= bool(((grippers.min(0) == 0) & (grippers.max(0) == 1)).any())
+        assert np.abs(got - each[0].numpy()).max() > 1e-3  # not member 1 alone
+    assert votes_split  # the members disagreed on a gripper somewhere: the vote was exercised
+
+
+def test_an_ensemble_of_unlike_checkpoints_is_refused_naming_the_difference(tmp_path):
+    from vla_il.cli import main
+
+    (_, a), (_, b) = _member(tmp_path, 0), _member(tmp_path, 1, chunk=10)
+    with pytest.raises(BundleError, match="member 2 has chunk size 10, member 1 has 5"):
+        export_checkpoint(a, tmp_path / "ens", members=(b,))
+    assert not (tmp_path / "ens").exists()
+    assert main(["export", "--checkpoint", str(a), str(b), "--out", str(tmp_path / "ens")]) == 2

@@ -209,7 +209,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="export a trained checkpoint to an ONNX policy bundle",
         description="Writes policy.onnx + policy.json after a PyTorch / ONNX Runtime parity check.",
     )
-    export.add_argument("--checkpoint", type=Path, required=True, help="checkpoint dir (or an output dir: best/)")
+    export.add_argument("--checkpoint", type=Path, required=True, nargs="+", metavar="CHECKPOINT",
+                        help="checkpoint dir (or an output dir: best/); several VLA checkpoints trained alike (other "
+                             "seeds) export as one ensemble whose chunks are their mean")
     export.add_argument("--out", type=output_dir, required=True, help="bundle directory to write")
     export.add_argument("--name", default=None, help="bundle name (default: the training run's folder)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
@@ -382,13 +384,16 @@ def _eval(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from training.export.onnx_export import export_checkpoint
 
-    spec, diff = export_checkpoint(args.checkpoint, args.out, args.name, args.overwrite,
-                                   temporal_ensembling=args.temporal_ensembling)
+    first, *members = args.checkpoint
+    spec, diff = export_checkpoint(first, args.out, args.name, args.overwrite,
+                                   temporal_ensembling=args.temporal_ensembling, members=tuple(members))
     playback = "temporal ensembling" if spec.temporal_ensembling else f"{spec.n_action_steps} actions per chunk"
     print(
         f"wrote {spec.path} ({spec.policy_id}): state {spec.state_dim} -> {spec.chunk_size} x {spec.action_dim} "
         f"at {spec.fps:g} Hz, {playback}; PyTorch vs ONNX Runtime max abs diff {diff:.2e}"
     )
+    if members:
+        print(f"an ensemble of {len(args.checkpoint)} VLAs: each chunk is their mean, the grippers their vote")
     if spec.cameras:  # the node's moved-camera check (vla_il_core.camera_view)
         print(f"camera views: {spec.raw['provenance'].get('camera_views')}")
     return 0

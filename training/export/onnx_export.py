@@ -37,13 +37,14 @@ def _git_commit() -> str | None:
 
 
 def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, overwrite: bool = False,
-                      tolerance: float = PARITY_TOLERANCE, temporal_ensembling: bool | None = None
-                      ) -> tuple[BundleSpec, float]:
+                      tolerance: float = PARITY_TOLERANCE, temporal_ensembling: bool | None = None,
+                      members: tuple[Path, ...] = ()) -> tuple[BundleSpec, float]:
     """Write the bundle; return its spec and the measured max abs difference PyTorch vs ONNX Runtime.
 
     temporal_ensembling: what the bundle recommends the runner to do with its chunks (ACT's temporal
     ensembling: a chunk every tick, overlapping predictions blended; or play each chunk out); None keeps the
-    training run's choice (ILConfig.temporal_aggregation). An inference-time choice: the weights are the same."""
+    training run's choice (ILConfig.temporal_aggregation). An inference-time choice: the weights are the same.
+    members: more VLA checkpoints trained alike, exported with `checkpoint` as one ensemble (their chunks averaged)."""
     import onnxruntime as ort
 
     policy, config, metrics = load_checkpoint(checkpoint)
@@ -51,7 +52,10 @@ def export_checkpoint(checkpoint: Path, out: Path, name: str | None = None, over
         from training.models.vla_export import export_vla_checkpoint
 
         return export_vla_checkpoint(checkpoint, out, name, overwrite=overwrite,
-                                     temporal_ensembling=temporal_ensembling)
+                                     temporal_ensembling=temporal_ensembling, members=tuple(members))
+    if members:
+        raise BundleError("an ensemble of checkpoints exports for the VLA; the MLP trains its ensemble in one run "
+                          "(--ensemble_size)")
     config = with_ensembling(config, temporal_ensembling)
     if not isinstance(policy, MLPPolicy):
         raise BundleError(f"export of {type(policy).__name__} is not supported by this exporter")

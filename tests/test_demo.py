@@ -77,6 +77,9 @@ def test_demo_with_the_vla_runs_the_loop_from_pixels(tmp_path):
     assert spec["inputs"]["cameras"] == ["top"] and spec["inputs"]["image_size"] == [48, 64]
     policy_log = next((out / "logs").glob("policy_node-*.log")).read_text()
     assert "round_1-" in policy_log
+    # each bundle carries the camera's view in training, and the sim's camera never looks moved against it
+    assert "camera_views" in spec["inputs"] and (out / "bundles" / "round_1" / "camera_view_top.npy").is_file()
+    assert "looks moved" not in policy_log
     # the recorder recorded the camera the policy saw, every frame of both episodes
     from training.datasets.lerobot_dataset import AlohaDataset
 

@@ -23,20 +23,30 @@ rows = {
     "seed 1 trained with\n--image_shift 4": json.load(open(o / "vt_shift4/run1/result.json"))["outcomes"]["bundle"],
     "seed 1, run-time frames\nshifted 4 px right": json.load(open(o / "vt_seeds/shift_0_4.json"))["outcomes"],
     "seed 1, run-time frames\nshifted 2 px down-right": json.load(open(o / "vt_seeds/shift_2_2.json"))["outcomes"],
+    "seeds 1, 11, 21 as one\nensemble bundle": ep(o / "vt_seeds/eval_ens3/episodes.jsonl"),
+    "all five as one\nensemble bundle": ep(o / "vt_seeds/eval_ens5/episodes.jsonl"),
+    "seed 11, frames\n1 px right": json.load(open(o / "vt_seeds/s11_shift_0_1.json"))["outcomes"],
+    "seed 11, frames\n1 px down": json.load(open(o / "vt_seeds/s11_shift_1_0.json"))["outcomes"],
+    "seed 11, frames\n2 px down-right": json.load(open(o / "vt_seeds/s11_shift_2_2.json"))["outcomes"],
+    "seed 11 trained with\n--image_shift 1": ep(o / "vt_seeds/eval_s11_shift1/episodes.jsonl"),
+    "the same, frames\n1 px right": json.load(open(o / "vt_seeds/s11_shift1_0_1.json"))["outcomes"],
+    "the same, frames\n1 px down": json.load(open(o / "vt_seeds/s11_shift1_1_0.json"))["outcomes"],
+    "the same, frames\n2 px down-right": json.load(open(o / "vt_seeds/s11_shift1_2_2.json"))["outcomes"],
 }
 out = Path("docs/results/vla_transfer_cube/seeds")
 other = {f"seed {s}": ep(o / f"vt_seeds/val_s{s}/episodes.jsonl") for s in (1, 11, 21)}
 (out / "results.json").write_text(json.dumps({"seeds": list(range(200000, 200100)), "outcomes": rows,
                                               "other_seeds": list(range(300000, 300100)), "other_outcomes": other},
                                              indent=1))
-fig, ax = plt.subplots(figsize=(12, 4))
-colors = ["tab:blue"] * 5 + ["tab:green", "tab:red", "tab:grey", "tab:grey"]
+fig, ax = plt.subplots(figsize=(18, 4.5))
+colors = ["tab:blue"] * 5 + ["tab:green", "tab:red", "tab:grey", "tab:grey", "tab:green", "tab:green",
+                              "tab:grey", "tab:grey", "tab:grey", "tab:red", "tab:grey", "tab:grey", "tab:grey"]
 for i, outcomes in enumerate(rows.values()):
     success_errorbars(ax, [i], [outcomes], color=colors[i])
-ax.set_xticks(range(len(rows)), list(rows), fontsize=7)
+ax.set_xticks(range(len(rows)), list(rows), fontsize=6.5)
 ax.set_ylabel("transfer_cube success (%), Wilson 95%")
 ax.set_ylim(0, 100)
-ax.set_title("tiny VLA, one recording (run 1, 400 demos): training seeds, an ensemble, image shifts")
+ax.set_title("tiny VLA, one recording (run 1, 400 demos): training seeds, ensembles, image shifts (training and run time)")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(out / "seeds.png", dpi=120)

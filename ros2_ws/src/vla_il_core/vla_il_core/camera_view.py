@@ -1,8 +1,8 @@
 """Has a camera moved since the policy's training frames were recorded? Pure numpy, no ROS.
 
 A VLA trained on one fixed camera reads where the arm and the object are from absolute pixel positions:
-the tiny VLA's transfer_cube policy measured 23% with its frames as recorded and 0/100 with them moved by
-2 pixels (docs/results/vla_transfer_cube). A camera knocked by a few millimetres on a real robot does that,
+the tiny VLA's transfer_cube policy measured 46% with its frames as recorded and 0/100 with them moved by
+one pixel down (docs/results/vla_transfer_cube). A camera knocked by a few millimetres on a real robot does that,
 and nothing else in the graph would notice. So a bundle can carry a reference view per camera (the median
 of its training episodes' first frames: the scene without the moving object) and the policy node compares
 the first frame of each episode with it, over whole-pixel shifts of up to `radius` pixels each way.
@@ -44,7 +44,7 @@ class ViewCheck:
         where = " and ".join(p for p in parts if p)
         return (f"camera {camera} looks moved: its view matches the training frames shifted {where} "
                 f"(mean grey difference {self.error_at_zero:.1f} as it is, {self.error_at_shift:.1f} shifted); "
-                f"a policy trained on a fixed camera can fail on a view moved by 2 px: put the camera back")
+                f"a policy trained on a fixed camera can fail on a view moved by 1 px: put the camera back")
 
 
 def _grey(img: np.ndarray) -> np.ndarray:

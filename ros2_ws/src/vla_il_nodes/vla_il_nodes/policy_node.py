@@ -32,7 +32,7 @@ Camera view a bundle that carries its cameras' views in training (inputs.camera_
             every episode start: a view that matches the training frames only when shifted by whole pixels (a
             camera knocked out of place) is reported in a warning and in the status message, until a later
             check finds it in place (vla_il_core.camera_view). It does not hold the robot: the expert and the
-            mux decide; a policy trained on a fixed camera measured 0% with its view moved by 2 px.
+            mux decide; a policy trained on a fixed camera measured 0% with its view moved by 1 px.
 Ticks       tick_source=timer: a timer at the bundle's fps (a robot); observation: one tick per
             joint state received (the sim in lockstep), inference inline, deterministic.
 Stopping    SIGINT or SIGTERM: exit 0 (node_runtime.run, which calls stop_work). No thread may be inside

@@ -221,6 +221,9 @@ def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_e
     tiny = load_checkpoint(ckpt)[0]
     assert labels == len(data) and tiny.config.state_dropout == 1.0 and tiny.image_size == (48, 64)
     assert tiny.config.state_keep == (6, 13)  # the grippers, read however the rest of the state is hidden
+    from training.checkpoint import read_provenance
+
+    assert read_provenance(ckpt)["dataset"] == str(aloha)  # where the export takes the camera's view from
     assert abs(float(tiny.action_std.mean()) - 1.0) > 1e-3  # normalised from the data
     vision = SiglipVisionModel(SiglipVisionConfig(**tiny.spec()["config"]["vision_config"]))
     llm = Qwen2Model(Qwen2Config(**tiny.spec()["config"]["llm_config"]))

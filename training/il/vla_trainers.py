@@ -23,6 +23,13 @@ from training.models.vla import VLAModel
 __all__ = ["VLABehavioralCloning", "VLADAgger", "VLAGAIL", "evaluate_in_sim", "fit_vla"]
 
 
+def _roots(data) -> list[str]:
+    """The recordings (LeRobot dataset folders) a dataset or a ConcatDataset of them reads, in order."""
+    if hasattr(data, "datasets"):
+        return [r for part in data.datasets for r in _roots(part)]
+    return [str(data.root)] if hasattr(data, "root") else []
+
+
 def fit_vla(
     data: torch.utils.data.Dataset,
     output_dir: Path,
@@ -66,9 +73,12 @@ def fit_vla(
         model = VLAModel(backbones[0], backbones[1], action_dim=14, state_dim=14, **shape, **tuning)
     else:
         model = VLAModel.tiny(patch_size=16, **shape)
-    # provenance.json says where a continued fit started, as `vla-il train --model_path` records it
-    trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task,
-                                   provenance={"model_path": str(previous) if previous is not None else None})
+    # provenance.json says where a continued fit started, as `vla-il train --model_path` records it, and the
+    # recordings it fit (as `vla-il train --dataset/--extra_dataset`: the export takes the cameras' views there)
+    roots = _roots(data)
+    provenance = {"model_path": str(previous) if previous is not None else None,
+                  "dataset": roots[0] if roots else None, **({"extra_datasets": roots[1:]} if len(roots) > 1 else {})}
+    trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task, provenance=provenance)
     trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed))
     trainer.close()
     return Path(output_dir) / "best", len(data)

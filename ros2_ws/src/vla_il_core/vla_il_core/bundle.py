@@ -108,15 +108,21 @@ def read_bundle(path: Path) -> BundleSpec:
 def read_onnx(spec: BundleSpec) -> bytes:
     """policy.onnx's bytes, once they hash to policy.json's sha256 (hand these bytes, not the path, to
     ONNX Runtime: what was checked is what runs)."""
+    return read_verified(spec, "policy.onnx", spec.onnx_sha256, "policy.onnx")
+
+
+def read_verified(spec: BundleSpec, file: str, sha256: str, what: str) -> bytes:
+    """The bytes of `file` in the bundle, once they hash to `sha256` (what policy.json says); BundleError naming
+    `what` when it cannot be read, naming the file when it hashes to something else."""
     try:
-        model = spec.onnx_path.read_bytes()
+        data = (spec.path / file).read_bytes()
     except OSError as exc:
-        raise BundleError(f"{spec.path}: policy.onnx cannot be read: {exc}") from exc
-    actual = hashlib.sha256(model).hexdigest()
-    if actual != spec.onnx_sha256:
-        raise BundleError(f"{spec.path}: policy.onnx sha256 mismatch: policy.json says {spec.onnx_sha256[:12]}..., "
+        raise BundleError(f"{spec.path}: {what} cannot be read: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise BundleError(f"{spec.path}: {file} sha256 mismatch: policy.json says {sha256[:12]}..., "
                           f"the file is {actual[:12]}... (changed or corrupted since export)")
-    return model
+    return data
 
 
 def check_graph(spec: BundleSpec, session) -> None:

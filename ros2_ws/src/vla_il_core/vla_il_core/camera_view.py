@@ -83,21 +83,13 @@ def reference_view(frames: np.ndarray) -> np.ndarray:
 def read_views(spec) -> dict[str, np.ndarray]:
     """A bundle's reference views (inputs.camera_views) by camera, each checked against the sha256 policy.json
     gives and the bundle's image size; BundleError naming the file otherwise. {} for a bundle without them."""
-    import hashlib
     import io
 
-    from vla_il_core.bundle import BundleError
+    from vla_il_core.bundle import BundleError, read_verified
 
     views = {}
     for camera, file, sha in spec.camera_views:
-        path = spec.path / file
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise BundleError(f"{spec.path}: the view of camera {camera} ({file}) cannot be read: {exc}") from exc
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise BundleError(f"{spec.path}: {file} sha256 mismatch: policy.json says {sha[:12]}... (changed or "
-                              f"corrupted since export)")
+        data = read_verified(spec, file, sha, f"the view of camera {camera} ({file})")
         try:
             view = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:

@@ -1,5 +1,6 @@
 """The algorithms' mechanics: beta schedules, aggregation, filtering, chunking, GAIL and PPO pieces."""
 
+import json
 import math
 
 import numpy as np
@@ -290,6 +291,57 @@ def test_early_stopping_keeps_the_epoch_of_lowest_validation_loss_or_else_the_la
         assert np.argmin(losses) < 6 and np.argmin(losses[6:]) < 5  # the data makes early stopping matter
         for name, value in bc.policy.state_dict().items():
             assert torch.equal(value, kept[1][name]), (early, after, name)
+
+
+def test_ema_keeps_the_moving_average_of_the_trained_weights_and_leaves_it_behind(tmp_path):
+    """ema_decay d: after every optimiser step average += (1 - d_n) (weights - average), d_n = min(d, (1+n)/(10+n));
+    validation, last/ and the policy after the fit are the average's; the trained weights' loss is logged beside.
+    Without it the fit leaves the last step's weights."""
+    from training.checkpoint import load_checkpoint
+    from training.config import ILConfig
+    from training.il.behavioral_cloning import BehavioralCloning
+
+    rng = np.random.default_rng(5)
+    obs = rng.normal(size=(200, 4)).astype(np.float32)
+    actions = np.tanh(obs[:, :2] - obs[:, 2:]).astype(np.float32)
+    demos = Demonstrations(obs, actions, np.repeat(np.arange(20), 10), {})
+    for decay in (0.0, 0.9):
+        config = ILConfig(ema_decay=decay, hidden_dim=16, learning_rate=1e-2, batch_size=16, eval_episodes=0,
+                          bc_early_stopping=False, bc_validation_split=0.2, output_dir=str(tmp_path / str(decay)))
+        policy = MLPPolicy(4, 2, False, hidden_dim=16)
+        bc = BehavioralCloning(None, config, policy)
+        bc.prepare(demos)  # the optimiser the fit will use: every step's weights are recorded after it
+        params = [p for p in policy.parameters() if p.requires_grad]
+        average = [p.detach().clone() for p in params]
+        trained, step = [], bc._optimizer.step
+
+        def recorded_step(*args, step=step, trained=trained, params=params, **kwargs):
+            out = step(*args, **kwargs)
+            trained.append([p.detach().clone() for p in params])
+            return out
+
+        bc._optimizer.step = recorded_step
+        result = bc.fit(demos, 3)
+        bc.close()
+        assert len(trained) == 30  # 3 epochs of 10 batches
+        for n, weights in enumerate(trained, start=1):
+            d = min(decay, (1 + n) / (10 + n))
+            average = [d * a + (1 - d) * w for a, w in zip(average, weights, strict=True)]
+        expected = average if decay else trained[-1]
+        for p, e in zip(params, expected, strict=True):
+            torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+        assert result["val/loss"] == pytest.approx(bc.validation_loss(), rel=1e-6)  # the average's loss
+        saved, _, _ = load_checkpoint(tmp_path / str(decay) / "last")
+        for (name, value), p in zip(saved.state_dict().items(), policy.state_dict().values(), strict=True):
+            assert torch.equal(value, p), name
+        logged = [json.loads(line) for line in (tmp_path / str(decay) / "metrics.jsonl").read_text().splitlines()]
+        assert all(("val/loss_trained_weights" in row) == bool(decay) for row in logged if "val/loss" in row)
+        if decay:  # the average is not the last step's weights, and the trained weights' loss differs from it
+            assert not torch.equal(params[0].detach(), trained[-1][0])
+            assert logged[-1]["val/loss_trained_weights"] != pytest.approx(logged[-1]["val/loss"], rel=1e-6)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ema_decay"):
+            ILConfig(ema_decay=bad)
 
 
 def test_an_action_dimension_with_two_values_snaps_to_the_nearer_one():

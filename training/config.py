@@ -37,6 +37,10 @@ class ILConfig:
     # cosine: every fit anneals the learning rate to 0 over its epochs (a settled last iterate instead of
     # one of Adam's noisy ones: less spread between runs)
     lr_schedule: str = "constant"
+    # > 0: keep an exponential moving average of the weights (this decay per optimiser step) beside the trained
+    # ones; validation, early stopping, the saved checkpoints and what a fit leaves behind are the average's.
+    # 0: the weights as trained
+    ema_decay: float = 0.0
     hidden_dim: int = 256  # width of the MLP policies
     # BC / DAgger / HG-DAgger: an ensemble of this many MLPs, each fit on its own, outputs averaged (less
     # run-to-run swing of a fit; costs this many times the compute)
@@ -110,6 +114,8 @@ class ILConfig:
                 raise ValueError(f"ILConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.bc_early_stopping_after < 1.0:
             raise ValueError(f"ILConfig.bc_early_stopping_after must be in [0, 1), got {self.bc_early_stopping_after}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ILConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.bc_validation_split < 1.0:
             raise ValueError(f"ILConfig.bc_validation_split must be in [0, 1), got {self.bc_validation_split}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -11,6 +11,7 @@ Any ILPolicy trains here (the MLP, a chunking policy, the VLA through its own da
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,16 @@ from training.rollouts import PolicyActor, run_episodes
 
 if TYPE_CHECKING:
     from training.models.vla import VLAModel
+
+
+@dataclass
+class _WeightAverage:
+    """The exponential moving average of a fit's trainable weights (ILConfig.ema_decay)."""
+
+    params: list[torch.nn.Parameter]
+    average: list[torch.Tensor]
+    decay: float
+    updates: int = 0
 
 
 class TrainingError(RuntimeError):
@@ -77,6 +88,7 @@ class BehavioralCloning:
         self.labels_used = 0  # (state, action) pairs in the last fit
         self.best_score = -math.inf
         self._optimizer: torch.optim.Optimizer | None = None
+        self._ema: _WeightAverage | None = None  # while a fit with ema_decay > 0 runs
         # A loaded policy keeps its statistics; a fresh one (default buffers) gets them from the data.
         self._normalized = given_policy and isinstance(policy, MLPPolicy) and not (
             bool((policy.obs_mean == 0).all()) and bool((policy.obs_std == 1).all()))
@@ -109,15 +121,22 @@ class BehavioralCloning:
         self.prepare(demonstrations)
         result: dict[str, Any] = {}
         best_val, best_state = math.inf, None
-        for epoch in trange(epochs, desc=f"{self.run_name} epochs", leave=False):
-            self._fit_span = (epoch, epochs)  # train_epoch sets the rate batch by batch from it
-            try:
-                result = self.train_epoch()
-            finally:
-                self._fit_span = None
-            eligible = self.config.bc_early_stopping and epoch + 1 > self.config.bc_early_stopping_after * epochs
-            if eligible and result.get("val/loss", math.inf) < best_val:
-                best_val, best_state = result["val/loss"], copy.deepcopy(self.policy.state_dict())
+        self._ema = self._ema_start()
+        try:
+            for epoch in trange(epochs, desc=f"{self.run_name} epochs", leave=False):
+                self._fit_span = (epoch, epochs)  # train_epoch sets the rate batch by batch from it
+                try:
+                    result = self.train_epoch()
+                finally:
+                    self._fit_span = None
+                eligible = self.config.bc_early_stopping and epoch + 1 > self.config.bc_early_stopping_after * epochs
+                if eligible and result.get("val/loss", math.inf) < best_val:
+                    with self._averaged():
+                        best_val, best_state = result["val/loss"], copy.deepcopy(self.policy.state_dict())
+            if self._ema is not None:  # the fit leaves the average behind: last/, evaluation, the next fit
+                self._swap_average()
+        finally:
+            self._ema = None
         self.save_last(result)
         if best_state is not None:
             self.policy.load_state_dict(best_state)
@@ -185,14 +204,59 @@ class BehavioralCloning:
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip_norm)
             self._optimizer.step()
             self.step += 1
+            if self._ema is not None:
+                self._ema_update()
             losses.append(loss.item())
             if len(losses) % 50 == 0:
                 bar.set_postfix(loss=float(np.mean(losses[-50:])))
         metrics = {"train/loss": float(np.mean(losses))}
         if self._val is not None:
-            metrics["val/loss"] = self.validation_loss()
+            if self._ema is not None:  # both, so a run shows what the average buys
+                metrics["val/loss_trained_weights"] = self.validation_loss()
+            with self._averaged():
+                metrics["val/loss"] = self.validation_loss()
         self._log(metrics)
         return metrics
+
+    # ------------------------------------------------------------------ the weights' moving average (ema_decay)
+    def _ema_start(self) -> _WeightAverage | None:
+        """A fresh average of the weights the fit starts from (None with ema_decay 0)."""
+        decay = self.config.ema_decay
+        if decay <= 0:
+            return None
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        return _WeightAverage(params, [p.detach().clone() for p in params], decay)
+
+    def _ema_update(self) -> None:
+        """After an optimiser step: average += (1 - d) * (weights - average). d grows from 0.1 to ema_decay
+        over the fit's first steps ((1 + n) / (10 + n)), so the average of a short fit is not mostly its start."""
+        ema = self._ema
+        ema.updates += 1
+        d = min(ema.decay, (1 + ema.updates) / (10 + ema.updates))
+        with torch.no_grad():
+            for a, p in zip(ema.average, ema.params):
+                a.lerp_(p.detach(), 1.0 - d)
+
+    def _swap_average(self) -> None:
+        """Exchange the weights in the policy with the average (twice: back as they were)."""
+        ema = self._ema
+        with torch.no_grad():
+            for p, a in zip(ema.params, ema.average):
+                held = p.detach().clone()
+                p.copy_(a)
+                a.copy_(held)
+
+    @contextlib.contextmanager
+    def _averaged(self):
+        """The average's weights in the policy inside the block (the trained ones without ema_decay)."""
+        if self._ema is None:
+            yield
+            return
+        self._swap_average()
+        try:
+            yield
+        finally:
+            self._swap_average()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of one batch (a subclass routes it through DistributedDataParallel)."""

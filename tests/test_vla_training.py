@@ -46,6 +46,8 @@ def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path
                 "5",
                 "--bc_validation_split",
                 "0.34",
+                "--ema_decay",  # the VLA's fit keeps its weights' average too (ILConfig.ema_decay)
+                "0.9",
                 "--eval_episodes",
                 "1",
                 "--episode_length",
@@ -59,6 +61,7 @@ def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path
     )
     history = rows(bc)
     assert [r["val/loss"] for r in history if "val/loss" in r] and any("success_rate" in r for r in history)
+    assert all("val/loss_trained_weights" in r for r in history if "val/loss" in r)
     model, config, metrics = load_checkpoint(bc)
     assert isinstance(model, VLAModel) and model.chunk_size == 5 and read_provenance(bc)["dataset"] == str(aloha)
     assert (bc / "learning_curves.png").exists() and (bc / "last/model.pt").exists()

@@ -1,20 +1,22 @@
 """The VLA recipe's success over independent recordings and trainings, as deployed and as trained.
 
     python benchmarks/vla_target_runs.py [--task transfer_cube] [--runs 3] [--first-run 0] [--demos 400] [--epochs 8]
-        [--eval-episodes 100] [--eval-seed 200000] [--paths bundle ...] [--workers 2] [--out output/vla_target_runs]
+        [--image-shift 0] [--lr-schedule constant] [--ema-decay 0.999] [--eval-episodes 100] [--eval-seed 200000]
+        [--paths bundle ...] [--workers 2] [--out output/vla_target_runs]
     (or: vla-il bench vla-target ...)
 
 Each run records its own expert demonstrations of transfer_cube (top camera at 96x128; run i draws its
 episodes from seed 20000 * i), trains the README's recipe on them with its own training seed (`vla-il
-train bc --vla tiny --vla_patch_size 16 --vla_state_dropout 1.0`, 8 epochs, batch 32, lr 1e-3, chunk 10),
-and evaluates the result on the same held-out seeds four ways: through the exported ONNX bundle and the
-policy node's runner (as deployed: each chunk played out), as the PyTorch checkpoint (`VLASimPolicy`, as
-training evaluates), as the checkpoint with ACT's temporal ensembling (a chunk every step, overlapping
-predictions blended; Zhao et al., 2023), and through a bundle exported with `--temporal-ensembling`. The
+train bc --vla tiny --vla_patch_size 16 --vla_state_dropout 1.0`, 8 epochs, batch 32, lr 1e-3, chunk 10, the
+weights' moving average with decay 0.999; --ema-decay 0 for the recipe before 2026-12-05), and evaluates the
+result on the same held-out seeds four ways: through the exported ONNX bundle and the policy node's runner (as
+deployed: each chunk played out), as the PyTorch checkpoint (`VLASimPolicy`, as training evaluates), as the
+checkpoint with ACT's temporal ensembling (a chunk every step, overlapping predictions blended; Zhao et al.,
+2023), and through a bundle exported with `--temporal-ensembling`. The
 table gives each run's success with its Wilson interval, how many seeds the bundle and the checkpoint agree
 on (played out, and ensembled), and the mean and spread over the runs; results.json and runs.png
 beside it. A run's data, checkpoint and outcomes are kept under --out and reused when the command is run
-again (--runs 3 after --runs 2 adds the third).
+again (--runs 3 after --runs 2 adds the third); a kept checkpoint trained with other settings is refused.
 """
 
 from __future__ import annotations
@@ -53,12 +55,31 @@ class CheckpointFactory:
         return VLASimPolicy(model, temporal_ensembling=self.temporal_ensembling)
 
 
-def recipe_args(data: Path, out: Path, seed: int, epochs: int = 8, image_shift: int = 0) -> list[str]:
-    """`vla-il train bc` flags of the README's VLA recipe on data, into out (with --image_shift when > 0)."""
-    shift = ["--image_shift", str(image_shift)] if image_shift else []
-    return [*shift, "--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0",
-            "--bc_epochs", str(epochs), "--batch_size", "32", "--learning_rate", "1e-3",
+RECIPE_EMA_DECAY = 0.999  # the weights' moving average the recipe keeps (docs/results/vla_transfer_cube)
+
+
+def recipe_args(data: Path, out: Path, seed: int, epochs: int = 8, image_shift: int = 0,
+                lr_schedule: str = "constant", ema_decay: float = RECIPE_EMA_DECAY) -> list[str]:
+    """`vla-il train bc` flags of the README's VLA recipe on data, into out (--image_shift and --ema_decay when
+    > 0)."""
+    extra = ["--image_shift", str(image_shift)] if image_shift else []
+    extra += ["--ema_decay", str(ema_decay)] if ema_decay else []
+    return [*extra, "--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0",
+            "--bc_epochs", str(epochs), "--batch_size", "32", "--learning_rate", "1e-3", "--lr_schedule", lr_schedule,
             "--action_chunk_size", "10", "--eval_episodes", "0", "--seed", str(seed), "--output_dir", str(out)]
+
+
+def trained_otherwise(checkpoint: Path, args: argparse.Namespace) -> str | None:
+    """What differs between the settings a kept checkpoint was trained with and this command's (None: alike).
+    Checkpoints from before a setting existed were trained with its old value (a constant rate, no average)."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    policy = json.loads((checkpoint / "policy.json").read_text()) if (checkpoint / "policy.json").exists() else {}
+    had = {"lr_schedule": config.get("lr_schedule", "constant"), "ema_decay": config.get("ema_decay", 0.0),
+           "image_shift": policy.get("image_shift", 0), "bc_epochs": config.get("bc_epochs")}
+    want = {"lr_schedule": args.lr_schedule, "ema_decay": args.ema_decay, "image_shift": args.image_shift,
+            "bc_epochs": args.epochs}
+    differ = [f"{k} {had[k]} (asked: {want[k]})" for k in want if had[k] != want[k]]
+    return ", ".join(differ) or None
 
 
 def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -86,11 +107,16 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
                          seed=RECORDING_SEED_STRIDE * i, overwrite=True)
         times["record_s"] = time.perf_counter() - t
         print(f"run {i}: {report.line()}", flush=True)
+    if (bc / "best" / "model.pt").exists() and (differs := trained_otherwise(bc / "best", args)):
+        raise SystemExit(f"run {i}: {bc} was trained with {differs}: give another --out, or remove {bc} to retrain")
     if not (bc / "best" / "model.pt").exists():
         shift = f", images shifted up to {args.image_shift} px" if args.image_shift else ""
-        print(f"run {i}: training ({args.epochs} epochs, seed {i}{shift})", flush=True)
+        average = f", weights averaged (decay {args.ema_decay})" if args.ema_decay else ""
+        print(f"run {i}: training ({args.epochs} epochs, {args.lr_schedule} rate, seed {i}{shift}{average})",
+              flush=True)
         t = time.perf_counter()
-        if run_il_cli("bc", recipe_args(data, bc, seed=i, epochs=args.epochs, image_shift=args.image_shift)) != 0:
+        if run_il_cli("bc", recipe_args(data, bc, seed=i, epochs=args.epochs, image_shift=args.image_shift,
+                                        lr_schedule=args.lr_schedule, ema_decay=args.ema_decay)) != 0:
             raise SystemExit(f"run {i}: training failed")
         times["train_s"] = time.perf_counter() - t
     bundles = {"bundle": root / "bundle", "bundle_ensembled": root / "bundle_ensembled"}
@@ -103,7 +129,7 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     env_kwargs = policies["bundle"].env_kwargs()
     metrics = read_metrics(bc)
     row = {"run": i, "recording_seed": RECORDING_SEED_STRIDE * i, "training_seed": i, "seeds": list(seeds),
-           "image_shift": args.image_shift,
+           "image_shift": args.image_shift, "lr_schedule": args.lr_schedule, "ema_decay": args.ema_decay,
            "outcomes": outcomes, "times": times,
            "train_loss": last_value(metrics, "train/loss"), "val_loss": last_value(metrics, "val/loss")}
     for name, policy in policies.items():
@@ -184,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
     p.add_argument("--image-shift", type=int, default=0, metavar="PIXELS",
                    help="train with random-shift augmentation of up to PIXELS (vla-il train bc --image_shift)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="vla-il train bc --lr_schedule")
+    p.add_argument("--ema-decay", type=float, default=RECIPE_EMA_DECAY, metavar="DECAY",
+                   help="vla-il train bc --ema_decay: train and keep the weights' moving average (the recipe's "
+                        f"{RECIPE_EMA_DECAY}; 0: the trained weights, the recipe before 2026-12-05)")
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--eval-seed", type=int, default=200_000, help="first held-out seed (the same for every run)")
     p.add_argument("--workers", type=int, default=2)

@@ -6,7 +6,8 @@ would be on the robot (exported to a policy bundle, driven through the policy no
 
 Budget: VLA_TARGET_EPISODES expert demonstrations (default 400, ~10 min to record) seen by the top
 camera at 96x128 (SigLIP patches of 16: 6x8 image tokens), VLA_TARGET_EPOCHS of BC (default 8, batch 32,
-lr 1e-3, chunk 10, the weights' moving average kept with decay 0.999; ~13 min), vision only (`--vla_state_dropout 1.0`: the state never reaches the decoder;
+lr 1e-3, chunk 10, the weights' moving average kept with decay 0.999; ~13 min), vision only
+(`--vla_state_dropout 1.0`: the state never reaches the decoder;
 nothing a real robot's recording lacks: VLA_TARGET_AUX > 0 adds the sim's auxiliary object-pose head), then
 VLA_TARGET_EVAL held-out episodes (default 50, seeds from 100000; ~1 min in 2 processes). Passes when the
 lower end of the Wilson 95% interval of the success rate is at least 0.2. The run is kept in VLA_TARGET_OUT
@@ -52,7 +53,8 @@ def test_tiny_vla_bc_reaches_non_trivial_transfer_cube_success():
         print(report.line())
     args = ["--dataset", str(data), "--vla", "tiny", "--vla_patch_size", "16", "--vla_state_dropout", "1.0"]
     args += ["--vla_aux_state_weight", aux, "--bc_epochs", epochs, "--batch_size", "32", "--learning_rate", "1e-3"]
-    args += ["--action_chunk_size", "10", "--ema_decay", "0.999", "--eval_episodes", "0", "--output_dir", str(out / "bc")]
+    args += ["--action_chunk_size", "10", "--ema_decay", "0.999", "--eval_episodes", "0"]
+    args += ["--output_dir", str(out / "bc")]
     assert run_il_cli("bc", args) == 0
     assert (out / "bc/learning_curves.png").exists()
     # vla-il eval exports the checkpoint to a bundle and drives the sim through it, as the robot would run

@@ -305,9 +305,11 @@ def test_ema_keeps_the_moving_average_of_the_trained_weights_and_leaves_it_behin
     obs = rng.normal(size=(200, 4)).astype(np.float32)
     actions = np.tanh(obs[:, :2] - obs[:, 2:]).astype(np.float32)
     demos = Demonstrations(obs, actions, np.repeat(np.arange(20), 10), {})
+    last_trained = {}
     for decay in (0.0, 0.9):
         config = ILConfig(ema_decay=decay, hidden_dim=16, learning_rate=1e-2, batch_size=16, eval_episodes=0,
                           bc_early_stopping=False, bc_validation_split=0.2, output_dir=str(tmp_path / str(decay)))
+        torch.manual_seed(0)
         policy = MLPPolicy(4, 2, False, hidden_dim=16)
         bc = BehavioralCloning(None, config, policy)
         bc.prepare(demos)  # the optimiser the fit will use: every step's weights are recorded after it
@@ -324,6 +326,7 @@ def test_ema_keeps_the_moving_average_of_the_trained_weights_and_leaves_it_behin
         result = bc.fit(demos, 3)
         bc.close()
         assert len(trained) == 30  # 3 epochs of 10 batches
+        last_trained[decay] = trained[-1]
         for n, weights in enumerate(trained, start=1):
             d = min(decay, (1 + n) / (10 + n))
             average = [d * a + (1 - d) * w for a, w in zip(average, weights, strict=True)]
@@ -339,6 +342,8 @@ def test_ema_keeps_the_moving_average_of_the_trained_weights_and_leaves_it_behin
         if decay:  # the average is not the last step's weights, and the trained weights' loss differs from it
             assert not torch.equal(params[0].detach(), trained[-1][0])
             assert logged[-1]["val/loss_trained_weights"] != pytest.approx(logged[-1]["val/loss"], rel=1e-6)
+    for without, with_average in zip(last_trained[0.0], last_trained[0.9], strict=True):
+        torch.testing.assert_close(without, with_average, rtol=0, atol=0)  # the average never feeds back
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match="ema_decay"):
             ILConfig(ema_decay=bad)

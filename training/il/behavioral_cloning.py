@@ -228,8 +228,9 @@ class BehavioralCloning:
         return _WeightAverage(params, [p.detach().clone() for p in params], decay)
 
     def _ema_update(self) -> None:
-        """After an optimiser step: average += (1 - d) * (weights - average). d grows from 0.1 to ema_decay
-        over the fit's first steps ((1 + n) / (10 + n)), so the average of a short fit is not mostly its start."""
+        """After the fit's n-th optimiser step: average += (1 - d) * (weights - average), d = min(ema_decay,
+        (1 + n) / (10 + n)) (0.18 after the first step, growing), so the average of a short fit is not mostly its
+        start."""
         ema = self._ema
         ema.updates += 1
         d = min(ema.decay, (1 + ema.updates) / (10 + ema.updates))

@@ -4,7 +4,9 @@
 
 Rows: (a) gym-aloha as shipped (three 480x640 cameras with shadows every step); (b) our env with
 0 / 1 / 3 cameras at 480x640 and at 96x128; (c) our env behind the ROS graph in lockstep: the
-sim_bridge process and a commander node that sends the next command when an observation arrives.
+sim_bridge process and a commander node that sends the next command when an observation arrives;
+(d) `vla-il collect` (expert episodes written into a LeRobot dataset, 1 cam 96x128: the VLA recipe's
+recording) in one process against `--workers 2`, frames written per second.
 """
 
 from __future__ import annotations
@@ -100,6 +102,18 @@ def lockstep_rate(cameras: tuple[str, ...], size: tuple[int, int], seconds: floa
         bridge.stop()
 
 
+def collect_rate(workers: int, episodes: int, root) -> tuple[float, float]:
+    """Frames and episodes written per second by `collect` (expert episodes of transfer_cube, the top
+    camera at 96x128, seeds 0..; the time includes starting the worker processes)."""
+    from sim.collect import collect
+
+    start = time.perf_counter()
+    report = collect("transfer_cube", episodes, root, cameras=("top",), image_size=(96, 128), seed=0,
+                     progress=False, workers=workers)
+    elapsed = time.perf_counter() - start
+    return report.frames / elapsed, report.saved / elapsed
+
+
 def _cams(cams: tuple[str, ...], size: tuple[int, int]) -> str:
     return f"{len(cams)} cam{'' if len(cams) == 1 else 's'}" + (f" {size[0]}x{size[1]}" if cams else "")
 
@@ -111,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per row")
     parser.add_argument("--skip-ros", action="store_true", help="leave out the lockstep rows")
+    parser.add_argument("--collect-episodes", type=int, default=20,
+                        help="episodes per collect row (0: leave the collect rows out)")
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, float, str]] = []
@@ -131,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
                 rate = lockstep_rate(cams, size, args.seconds, Path(tmp))
                 share = f"{100 * rate / raw[(cams, size)]:.0f}% of the raw env"
                 rows.append((f"ROS lockstep (bridge + commander), {_cams(cams, size)}", rate, share))
+    if args.collect_episodes > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            one, one_eps = collect_rate(1, args.collect_episodes, Path(tmp) / "w1")
+            rows.append((f"vla-il collect, 1 cam 96x128, 1 process ({one_eps:.2f} ep/s)", one, "baseline of (d)"))
+            two, two_eps = collect_rate(2, args.collect_episodes, Path(tmp) / "w2")
+            rows.append((f"vla-il collect --workers 2 ({two_eps:.2f} ep/s)", two, f"{two / one:.2f}x 1 process"))
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'configuration':{width}s}  {'steps/s':>8s}  comparison")
     print("-" * (width + 32))
     for label, rate, note in rows:
         print(f"{label:{width}s}  {rate:8.1f}  {note}")
-    print(f"\n(50 Hz robot = 50 steps/s; measured over {args.seconds:.0f} s per row on this machine)")
+    print(f"\n(50 Hz robot = 50 steps/s; measured over {args.seconds:.0f} s per row on this machine; collect: "
+          f"{args.collect_episodes} episodes per row, frames written per second)")
     return 0
 
 

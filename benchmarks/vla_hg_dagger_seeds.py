@@ -234,7 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],
                    help="held-out episodes on which the expert watches each round's policy (0: skip)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes recording and evaluating episodes")
     p.add_argument("--out", default="output/vla_hg_dagger_seeds")
     return p.parse_args(argv)
 
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not (pool / "meta" / "info.json").exists():
         print(f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}", flush=True)
         collect(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
-                overwrite=True)
+                overwrite=True, workers=args.workers)
     results = out / "results.json"
     try:
         measured = measured_seeds(results, args)

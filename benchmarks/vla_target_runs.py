@@ -104,7 +104,7 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
         print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})", flush=True)
         t = time.perf_counter()
         report = collect(args.task, args.demos, data, cameras=("top",), image_size=tuple(args.image_size),
-                         seed=RECORDING_SEED_STRIDE * i, overwrite=True)
+                         seed=RECORDING_SEED_STRIDE * i, overwrite=True, workers=args.workers)
         times["record_s"] = time.perf_counter() - t
         print(f"run {i}: {report.line()}", flush=True)
     if (bc / "best" / "model.pt").exists() and (differs := trained_otherwise(bc / "best", args)):
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{RECIPE_EMA_DECAY}; 0: the trained weights, the recipe before 2026-12-05)")
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--eval-seed", type=int, default=200_000, help="first held-out seed (the same for every run)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes recording and evaluating episodes")
     p.add_argument("--paths", nargs="+", choices=tuple(PATHS), default=list(PATHS),
                    help="the ways each run is evaluated (default: all four; `bundle` is the deployed one)")
     p.add_argument("--out", default="output/vla_target_runs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +28,103 @@ class CollectReport:
                 + (f" (seeds {self.seeds_failed[:10]})" if self.failed else ""))
 
 
+class _ExpertEpisodes:
+    """One env and expert that play whole episodes by seed: the same frames for a seed whichever process
+    plays it and whatever it played before (reset re-seeds the scene and the noise)."""
+
+    def __init__(self, task: str, cameras: tuple[str, ...], image_size: tuple[int, int], episode_length: int,
+                 action_noise: float, noise_correlation: float) -> None:
+        import numpy as np
+
+        self.env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
+        self.expert = make_expert(task)
+        self.cameras = cameras
+        self.action_noise, self.noise_correlation = action_noise, noise_correlation
+        self.arm = np.ones(robot.STATE_DIM, dtype=bool)
+        self.arm[list(robot.GRIPPER_INDICES)] = False  # the grippers: open / closed decisions, not noised
+
+    def play(self, seed: int) -> tuple[list[dict], bool]:
+        """The episode of `seed`: its frames (the schema's keys) and whether the expert succeeded."""
+        import numpy as np
+
+        obs, info = self.env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        offset = np.zeros(robot.STATE_DIM)
+        frames = []
+        while True:
+            label = self.expert(obs["agent_pos"], info["env_state"])
+            action = label
+            if self.action_noise:
+                step = rng.normal(0.0, self.action_noise, robot.STATE_DIM) * self.arm
+                offset = self.noise_correlation * offset + step
+                action = np.clip(label + offset, robot.JOINT_LOWER, robot.JOINT_UPPER)
+            frame = {
+                schema.STATE: obs["agent_pos"],
+                schema.ENV_STATE: info["env_state"],
+                schema.ACTION: action,
+                schema.EXPERT_ACTION: label,
+                schema.POLICY_ACTION: action,  # no policy ran: the executed action
+                schema.INTERVENTION: True,
+            }
+            for cam in self.cameras:
+                frame[schema.image_key(cam)] = obs["pixels"][cam]
+            obs, _reward, terminated, truncated, info = self.env.step(action)
+            frame[schema.SUCCESS] = info["is_success"]
+            frames.append(frame)
+            if terminated or truncated:
+                return frames, bool(info["is_success"])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_worker_episodes: _ExpertEpisodes | None = None
+
+
+def _worker_init(*args) -> None:
+    global _worker_episodes
+    _worker_episodes = _ExpertEpisodes(*args)
+
+
+def _worker_play(seed: int) -> tuple[list[dict], bool]:
+    assert _worker_episodes is not None
+    return _worker_episodes.play(seed)
+
+
+def _played(local: _ExpertEpisodes, setup: tuple, seed: int, workers: int
+            ) -> Iterator[tuple[int, list[dict], bool]]:
+    """(seed, frames, success) for seed, seed+1, ... in order, for as long as the caller asks: played by
+    `local` here, or with workers > 1 by spawned processes (no GL context crosses a fork) that play ahead
+    of the caller by at most workers + 1 episodes (each held in memory until written)."""
+    if workers <= 1:
+        s = seed
+        while True:
+            yield (s, *local.play(s))
+            s += 1
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                               initargs=setup)
+    pending: deque = deque()
+    try:
+        s = seed
+        while True:
+            while len(pending) < workers + 1:
+                pending.append((s, pool.submit(_worker_play, s)))
+                s += 1
+            done_seed, future = pending.popleft()
+            yield (done_seed, *future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("top",),
             image_size: tuple[int, int] = (480, 640), keep_failed: bool = False, seed: int = 0,
             overwrite: bool = False, episode_length: int = 400, progress: bool = True,
-            image_storage: str = "auto", action_noise: float = 0.0, noise_correlation: float = 0.9) -> CollectReport:
+            image_storage: str = "auto", action_noise: float = 0.0, noise_correlation: float = 0.9,
+            workers: int = 1) -> CollectReport:
     """Record `episodes` expert episodes (seeds seed, seed+1, ...). Failed episodes are left out
     unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number.
     `image_storage`: schema.image_dtype (auto: small frames lossless, large ones as video).
@@ -39,68 +133,54 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
     offset (AR(1): offset = noise_correlation * offset + N(0, action_noise)), grippers untouched; the
     frame's `action` is what was executed, `expert_action` the expert's label for the state (DART-style
     noise injection: the data shows the expert recovering from the small errors a learner makes, so
-    train on `expert_action`)."""
+    train on `expert_action`).
+
+    `workers` > 1: episodes are played in that many processes while this one writes them, in seed
+    order: the dataset is the one `workers=1` writes, episode for episode and frame for frame."""
     if action_noise < 0 or not 0 <= noise_correlation < 1:
         raise ValueError(f"action_noise must be >= 0 and noise_correlation in [0, 1), got {action_noise}, "
                          f"{noise_correlation}")
-    import numpy as np
-
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     from training.progress import tqdm
 
-    env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
-    expert = make_expert(task)
-    features = schema.features(robot.JOINT_NAMES, cameras, image_size, env.task.env_state_dim,
+    setup = (task, tuple(cameras), tuple(image_size), episode_length, action_noise, noise_correlation)
+    local = _ExpertEpisodes(*setup)  # here too with workers: a bad task or camera fails before the dataset exists
+    if workers > 1:
+        local.close()
+    features = schema.features(robot.JOINT_NAMES, cameras, image_size, local.env.task.env_state_dim,
                                image_storage=image_storage)
-    writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
-    arm = np.ones(robot.STATE_DIM, dtype=bool)
-    arm[list(robot.GRIPPER_INDICES)] = False  # the grippers: their commands are open / closed decisions, not noised
+    instruction = local.env.task.instruction
+    try:
+        writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
+    except BaseException:
+        local.close()
+        raise
     report = CollectReport(out=Path(out), kept_failed=keep_failed)
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
-    s = seed
+    played = _played(local, setup, seed, workers)
     try:
-        while report.saved < episodes:
-            if s - seed > 3 * episodes + 10:
-                raise RuntimeError(f"the expert failed {report.failed} of {s - seed} episodes: stopping")
-            obs, info = env.reset(seed=s)
-            rng = np.random.default_rng(s)
-            offset = np.zeros(robot.STATE_DIM)
-            while True:
-                label = expert(obs["agent_pos"], info["env_state"])
-                action = label
-                if action_noise:
-                    offset = noise_correlation * offset + rng.normal(0.0, action_noise, robot.STATE_DIM) * arm
-                    action = np.clip(label + offset, robot.JOINT_LOWER, robot.JOINT_UPPER)
-                frame = {
-                    schema.STATE: obs["agent_pos"],
-                    schema.ENV_STATE: info["env_state"],
-                    schema.ACTION: action,
-                    schema.EXPERT_ACTION: label,
-                    schema.POLICY_ACTION: action,  # no policy ran: the executed action
-                    schema.INTERVENTION: True,
-                }
-                for cam in cameras:
-                    frame[schema.image_key(cam)] = obs["pixels"][cam]
-                obs, _reward, terminated, truncated, info = env.step(action)
-                frame[schema.SUCCESS] = info["is_success"]
-                writer.add(frame, task=env.task.instruction)
-                if terminated or truncated:
-                    break
-            if info["is_success"] or keep_failed:
+        for s, frames, success in played:
+            if success or keep_failed:
+                for frame in frames:
+                    writer.add(frame, task=instruction)
                 report.frames += writer.frames_in_episode
                 writer.save_episode()
                 report.saved += 1
                 bar.update()
-            else:
-                writer.discard_episode()
-            if not info["is_success"]:
+            if not success:
                 report.failed += 1
                 report.seeds_failed.append(s)
             bar.set_postfix(failed=report.failed)
-            s += 1
+            if report.saved >= episodes:
+                break
+            if s + 1 - seed > 3 * episodes + 10:
+                raise RuntimeError(f"the expert failed {report.failed} of {s + 1 - seed} episodes: stopping")
     finally:
+        played.close()
         bar.close()
         writer.close()
-        env.close()
+        local.close()
     return report
 
 

@@ -101,3 +101,32 @@ def test_noise_injected_demos_keep_the_expert_label_beside_what_was_executed(tmp
     with pytest.raises(ValueError, match="action_noise must be >= 0"):
         collect("transfer_cube", episodes=1, out=tmp_path / "bad", cameras=(), action_noise=-1.0, progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was created
+
+
+def test_collect_with_workers_writes_the_dataset_one_process_writes(tmp_path):
+    """Episodes played in two spawned processes and written here in seed order: the same dataset, episode
+    for episode and frame for frame (images included), as one process playing them one after the other."""
+    kwargs = dict(task="transfer_cube", episodes=3, cameras=("top",), image_size=(48, 64), keep_failed=True,
+                  episode_length=20, progress=False, seed=11, action_noise=0.02)
+    one = collect(out=tmp_path / "one", **kwargs)
+    two = collect(out=tmp_path / "two", workers=2, **kwargs)
+    assert (one.saved, one.frames, one.seeds_failed) == (3, 60, [11, 12, 13])
+    assert (two.saved, two.frames, two.seeds_failed) == (3, 60, [11, 12, 13])
+    a, b = load(tmp_path / "one"), load(tmp_path / "two")
+    assert a.num_episodes == b.num_episodes == 3
+    for key in (schema.STATE, schema.ENV_STATE, schema.ACTION, schema.EXPERT_ACTION, "episode_index", "frame_index"):
+        assert np.array_equal(np.stack(a.hf_dataset.with_format("numpy")[key]),
+                              np.stack(b.hf_dataset.with_format("numpy")[key])), key
+    for i in (0, 19, 20, 45, 59):
+        assert np.array_equal(a[i][schema.image_key("top")].numpy(), b[i][schema.image_key("top")].numpy()), i
+    # the episodes differ from one another (the comparison above is not of three copies of one episode)
+    states = np.stack(a.hf_dataset.with_format("numpy")[schema.ENV_STATE])
+    assert not np.allclose(states[0], states[20])
+
+
+def test_collect_with_workers_stops_on_an_expert_that_always_fails(tmp_path):
+    with pytest.raises(RuntimeError, match="the expert failed 14 of 14 episodes"):
+        collect("transfer_cube", episodes=1, out=tmp_path / "d", cameras=(), episode_length=5, progress=False,
+                workers=2)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        collect("transfer_cube", episodes=1, out=tmp_path / "w", cameras=(), workers=0, progress=False)

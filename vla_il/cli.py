@@ -140,6 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--keep-failed", action="store_true", help="keep episodes the expert failed")
     collect.add_argument("--seed", type=nonnegative_int, default=0, help="first seed")
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    collect.add_argument("--workers", type=positive_int, default=1,
+                         help="processes that play the episodes while this one writes them (the same dataset, "
+                              "faster on several cores)")
     collect.add_argument(
         "--action-noise",
         type=nonnegative_float,
@@ -308,6 +311,7 @@ def _collect(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         image_storage=args.image_storage,
         action_noise=args.action_noise,
+        workers=args.workers,
     )
     print(report.line())
     return 0

@@ -218,9 +218,13 @@ def _cameras(cfg: DemoConfig) -> tuple[str, ...]:
 
 
 def _collect(cfg: DemoConfig, episodes: int, path: Path):
+    import os
+
     from sim.collect import collect
 
-    return collect(cfg.task, episodes, path, cameras=_cameras(cfg), image_size=cfg.image_size, seed=0)
+    # the episodes played in two processes while this one writes: the same dataset, sooner
+    return collect(cfg.task, episodes, path, cameras=_cameras(cfg), image_size=cfg.image_size, seed=0,
+                   workers=min(2, os.cpu_count() or 1))
 
 
 def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | None, env_name: str,

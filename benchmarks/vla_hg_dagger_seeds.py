@@ -113,7 +113,8 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
         ckpt, labels = fit_vla(data, runs / name, cameras=(args.camera,), image_size=tuple(args.image_size),
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
                                     learning_rate=args.learning_rate, seed=seed, previous=previous,
-                                    state_keep=tuple(args.state_keep))
+                                    state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
+                                    ema_decay=args.ema_decay)
         bundle = runs / name / "bundle"
         export_checkpoint(ckpt, bundle, overwrite=True)
         return bundle, labels
@@ -195,7 +196,9 @@ def measured_seeds(results: Path, args: argparse.Namespace) -> dict[int, dict[st
     except json.JSONDecodeError as e:
         raise ValueError(f"{results} is not readable JSON ({e}): move it away or choose another --out") from None
     same = {k: str(v) for k, v in vars(args).items() if k not in RUN_ONLY}
-    before = {k: str(v) for k, v in earlier.get("args", {}).items() if k not in RUN_ONLY}
+    # a setting added since those seeds ran: they ran with its default
+    defaults = {k: str(v) for k, v in vars(parse_args([])).items() if k not in RUN_ONLY}
+    before = {**defaults, **{k: str(v) for k, v in earlier.get("args", {}).items() if k not in RUN_ONLY}}
     changed = sorted(k for k in same.keys() | before.keys() if same.get(k) != before.get(k))
     if changed:
         raise ValueError(f"{results} holds seeds measured with other settings ({', '.join(changed)}): "
@@ -230,6 +233,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
     p.add_argument("--state-keep", type=int, nargs="*", default=[], metavar="INDEX",
                    help="state indices the vision-only VLA reads all the same (the grippers: 6 13); default none")
+    p.add_argument("--state-keep-dropout", type=float, default=0.0, metavar="P",
+                   help="share of training samples that do not see the --state-keep values either (default 0)")
+    p.add_argument("--ema-decay", type=float, default=0.0, metavar="DECAY",
+                   help="every fit keeps and leaves the weights' moving average (vla-il train bc --ema_decay; "
+                        "default 0: the trained weights)")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],

@@ -177,6 +177,15 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert vla_hg_dagger_seeds.main(argv) == 0  # nothing left to measure
     assert "seed 0: measured before" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
+    # seeds measured before a setting existed ran with its default: resumed, not refused
+    new_settings = ("ema_decay", "state_keep_dropout")
+    older = {**results, "args": {k: v for k, v in results["args"].items() if k not in new_settings}}
+    assert older["args"] != results["args"]
+    (out / "results.json").write_text(json.dumps(older))
+    assert vla_hg_dagger_seeds.main(argv) == 0
+    assert "seed 0: measured before" in capsys.readouterr().out
+    assert vla_hg_dagger_seeds.main([*argv, "--ema-decay", "0.999"]) == 2  # but not with another value
+    assert "other settings (ema_decay)" in capsys.readouterr().err
 
     before = (out / "results.json").read_text()
     assert vla_hg_dagger_seeds.main([*argv, "--round-epochs", "2"]) == 2

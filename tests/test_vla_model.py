@@ -205,6 +205,35 @@ def test_state_keep_shows_chosen_state_values_to_a_vision_only_model(tmp_path):
             tiny(state_keep=bad)
 
 
+def test_state_keep_dropout_hides_the_kept_values_from_a_share_of_training_samples_only():
+    """state_keep_dropout p: in training, a sample's kept values reach the decoder with probability 1 - p
+    (p = 1: never, so training does not read them); at run time always, whatever p."""
+    b = batch()
+    kept = {**b, "observation.state": b["observation.state"] + torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])}
+    always_hidden = tiny(state_dropout=1.0, state_keep=(1, 4), state_keep_dropout=1.0)
+    with torch.no_grad():
+        always_hidden.train()
+        assert torch.equal(always_hidden.predict(b), always_hidden.predict(kept))
+        always_hidden.eval()
+        assert not torch.allclose(always_hidden.predict(b), always_hidden.predict(kept))
+    half = tiny(state_dropout=1.0, state_keep=(1, 4), state_keep_dropout=0.5)
+    half.train()
+    n = 64
+    many = batch(n=n)
+    many_kept = {**many, "observation.state": many["observation.state"] + torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])}
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = half.predict(many)
+        torch.manual_seed(1)  # the same samples dropped: a sample differs only where it saw its kept values
+        c = half.predict(many_kept)
+    saw = (a - c).flatten(1).abs().amax(1) > 0
+    assert 0.25 * n < int(saw.sum()) < 0.75 * n, int(saw.sum())
+    with pytest.raises(ValueError, match=r"state_keep_dropout must be in \[0, 1\]"):
+        tiny(state_dropout=1.0, state_keep=(1,), state_keep_dropout=1.5)
+    with pytest.raises(ValueError, match="give state_keep"):
+        tiny(state_dropout=1.0, state_keep_dropout=0.5)
+
+
 def test_random_shift_moves_each_image_by_whole_pixels_within_its_range_and_repeats_the_edges():
     pad = 2
     images = torch.rand(16, 2, 3, 8, 10)

@@ -146,6 +146,10 @@ def test_bad_dataset_or_checkpoint_stops_the_cli_with_a_message(aloha, tmp_path,
     keep = ["--dataset", str(aloha), "--vla", "tiny", "--state_keep", "13", "14", "--output_dir", str(tmp_path / "s")]
     assert run_il_cli("bc", keep) == 2
     assert "--state_keep 14: the dataset's state has 14 values (indices 0..13)" in capsys.readouterr().err
+    alone = ["--dataset", str(aloha), "--vla", "tiny", "--state_keep_dropout", "0.5", "--output_dir",
+             str(tmp_path / "s")]
+    assert run_il_cli("bc", alone) == 2
+    assert "--state_keep_dropout drops the --state_keep values: give --state_keep" in capsys.readouterr().err
     assert not (tmp_path / "s" / "best").exists()
     assert (
         run_il_cli(
@@ -220,10 +224,13 @@ def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_e
     torch.set_num_threads(1)
     data = AlohaDataset(aloha, split="all", chunk_size=4, labels="intervention", action_key="expert_action")
     shape = dict(cameras=("top",), image_size=(48, 64), chunk_size=4, epochs=1, task="transfer_cube", batch_size=16)
-    ckpt, labels = fit_vla(data, tmp_path / "tiny", state_keep=(6, 13), **shape)
+    ckpt, labels = fit_vla(data, tmp_path / "tiny", state_keep=(6, 13), state_keep_dropout=0.5, ema_decay=0.9,
+                           **shape)
     tiny = load_checkpoint(ckpt)[0]
     assert labels == len(data) and tiny.config.state_dropout == 1.0 and tiny.image_size == (48, 64)
     assert tiny.config.state_keep == (6, 13)  # the grippers, read however the rest of the state is hidden
+    assert tiny.config.state_keep_dropout == 0.5
+    assert json.loads((ckpt / "config.json").read_text())["ema_decay"] == 0.9
     from training.checkpoint import read_provenance
 
     assert read_provenance(ckpt)["dataset"] == str(aloha)  # where the export takes the camera's view from

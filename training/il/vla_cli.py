@@ -79,6 +79,9 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(v, VLAConfig, VLA_FLAGS, aliases=VLA_ALIASES, types_=VLA_TYPES, helps=VLA_HELP)
     v.add_argument("--state_keep", nargs="+", type=nonnegative_int, default=None, metavar="INDEX",
                    help="state indices the model reads however --state_dropout hides the rest (ALOHA's grippers: 6 13)")
+    v.add_argument("--state_keep_dropout", type=unit_interval, default=None, metavar="P",
+                   help="fraction of training samples that do not see the --state_keep values either (run time "
+                        "always reads them; against copying the gripper's own motion; default: 0.0)")
     g.add_argument(
         "--action_key",
         default="action",
@@ -175,6 +178,10 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
                 raise ValueError(f"--state_keep {' '.join(map(str, bad))}: the dataset's state has "
                                  f"{train_ds.state_dim} values (indices 0..{train_ds.state_dim - 1})")
             shape["state_keep"] = tuple(args.state_keep)
+        if args.state_keep_dropout is not None:
+            if not args.state_keep:
+                raise ValueError("--state_keep_dropout drops the --state_keep values: give --state_keep")
+            shape["state_keep_dropout"] = args.state_keep_dropout
         if args.aux_state_weight:
             if not train_ds.env_state_dim:
                 raise ValueError(f"--aux_state_weight: {args.dataset} has no observation.environment_state")

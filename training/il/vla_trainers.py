@@ -46,7 +46,9 @@ def fit_vla(
     previous: Path | None = None,
     backbones: tuple[str, str] | None = None,
     state_keep: tuple[int, ...] = (),
+    state_keep_dropout: float = 0.0,
     image_shift: int = 0,
+    ema_decay: float = 0.0,
     **tuning: Any,
 ) -> tuple[Path, int]:
     """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only
@@ -55,18 +57,20 @@ def fit_vla(
     preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
     directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
     `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
-    grippers, 6 and 13); `image_shift`: random-shift augmentation of a new VLA's training images (pixels).
-    Returns (the checkpoint, the number of labelled frames)."""
+    grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `image_shift`:
+    random-shift augmentation of a new VLA's training images (pixels); `ema_decay` > 0: the fit keeps and
+    leaves the weights' moving average (ILConfig.ema_decay). Returns (the checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
     config = ILConfig.behavioral_cloning(
         bc_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
         action_chunk_size=chunk_size, bc_validation_split=0.0, bc_early_stopping=False, eval_episodes=0,
-        seed=seed, output_dir=str(output_dir), use_wandb=False,
+        seed=seed, output_dir=str(output_dir), use_wandb=False, ema_decay=ema_decay,
     )
     torch.manual_seed(seed)
     shape = dict(cameras=tuple(cameras), image_size=tuple(image_size), chunk_size=chunk_size, state_dropout=1.0,
-                 state_keep=tuple(state_keep), image_shift=image_shift)
+                 state_keep=tuple(state_keep), image_shift=image_shift,
+                 **({"state_keep_dropout": state_keep_dropout} if state_keep_dropout else {}))
     if previous is not None:
         model = load_checkpoint(previous)[0]
     elif backbones is not None:

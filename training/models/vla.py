@@ -395,7 +395,11 @@ class VLAModel(ILPolicy):
             if self.config.state_keep:
                 keep = list(self.config.state_keep)
                 kept = (state[:, keep] - self.state_mean[keep]) / self.state_std[keep]
-                st = st + self.kept_state_proj(kept)[:, None].to(st.dtype)
+                add = self.kept_state_proj(kept)[:, None].to(st.dtype)
+                if self.training and self.config.state_keep_dropout:
+                    seen = torch.rand(b, 1, 1, device=add.device) >= self.config.state_keep_dropout
+                    add = add * seen.to(add.dtype)
+                st = st + add
             queries = self.action_queries[None].expand(b, -1, -1)
             x = torch.cat([vis, text.to(vis.dtype), st.to(vis.dtype), queries.to(vis.dtype)], dim=1)
             ones = torch.ones(b, vis.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)

@@ -52,6 +52,10 @@ class VLAConfig:
     # "open and come in again") contradicts the demos in the picture alone: measured in
     # docs/results/vla_hg_dagger_seeds. A robot's joint states report them, so no recording lacks them.
     state_keep: tuple[int, ...] = ()
+    # In training, this fraction of samples does not see the kept state either (the copycat remedy: a model that
+    # reads the gripper's opening learns to continue what the gripper is doing, and nothing in the picture starts a
+    # close; measured: state_keep alone took round 0 from 62% to 2%). Run time and the exported graph read it always.
+    state_keep_dropout: float = 0.0
     # In training, every image is shifted by up to this many pixels in each direction, per sample and camera (edges
     # repeated): DrQ's random shift (Kostrikov et al., 2020), robomimic's crop randomisation. Run time and the
     # exported graph are unaffected. 0: off. Measured on the vision-only recipe, which places the arm by absolute
@@ -85,6 +89,10 @@ class VLAConfig:
         if not 0.0 <= self.state_dropout <= 1.0:
             raise ValueError(f"VLAConfig.state_dropout must be in [0, 1], got {self.state_dropout}")
         self.state_keep = tuple(self.state_keep)
+        if not 0.0 <= self.state_keep_dropout <= 1.0:
+            raise ValueError(f"VLAConfig.state_keep_dropout must be in [0, 1], got {self.state_keep_dropout}")
+        if self.state_keep_dropout and not self.state_keep:
+            raise ValueError("VLAConfig.state_keep_dropout drops the kept state: give state_keep")
         if (not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.state_dim for i in self.state_keep)
                 or len(set(self.state_keep)) != len(self.state_keep)):
             raise ValueError(f"VLAConfig.state_keep must be distinct state indices in 0..{self.state_dim - 1}, "

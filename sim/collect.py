@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,14 +43,14 @@ class _ExpertEpisodes:
         self.arm = np.ones(robot.STATE_DIM, dtype=bool)
         self.arm[list(robot.GRIPPER_INDICES)] = False  # the grippers: open / closed decisions, not noised
 
-    def play(self, seed: int) -> tuple[list[dict], bool]:
-        """The episode of `seed`: its frames (the schema's keys) and whether the expert succeeded."""
+    def play(self, seed: int, emit: Callable[[dict], None]) -> bool:
+        """Play the episode of `seed`, each frame (the schema's keys) to `emit` as it happens; whether the
+        expert succeeded."""
         import numpy as np
 
         obs, info = self.env.reset(seed=seed)
         rng = np.random.default_rng(seed)
         offset = np.zeros(robot.STATE_DIM)
-        frames = []
         while True:
             label = self.expert(obs["agent_pos"], info["env_state"])
             action = label
@@ -70,9 +70,9 @@ class _ExpertEpisodes:
                 frame[schema.image_key(cam)] = obs["pixels"][cam]
             obs, _reward, terminated, truncated, info = self.env.step(action)
             frame[schema.SUCCESS] = info["is_success"]
-            frames.append(frame)
+            emit(frame)
             if terminated or truncated:
-                return frames, bool(info["is_success"])
+                return bool(info["is_success"])
 
     def close(self) -> None:
         self.env.close()
@@ -88,18 +88,20 @@ def _worker_init(*args) -> None:
 
 def _worker_play(seed: int) -> tuple[list[dict], bool]:
     assert _worker_episodes is not None
-    return _worker_episodes.play(seed)
+    frames: list[dict] = []
+    return frames, _worker_episodes.play(seed, frames.append)
 
 
-def _played(local: _ExpertEpisodes, setup: tuple, seed: int, workers: int
+def _played(local: _ExpertEpisodes, emit: Callable[[dict], None], setup: tuple, seed: int, workers: int
             ) -> Iterator[tuple[int, list[dict], bool]]:
     """(seed, frames, success) for seed, seed+1, ... in order, for as long as the caller asks: played by
-    `local` here, or with workers > 1 by spawned processes (no GL context crosses a fork) that play ahead
-    of the caller by at most workers + 1 episodes (each held in memory until written)."""
+    `local` here, each frame to `emit` as it happens (frames then empty), or with workers > 1 by spawned
+    processes (no GL context crosses a fork) that play ahead of the caller by at most workers + 1 episodes,
+    each held in memory until written."""
     if workers <= 1:
         s = seed
         while True:
-            yield (s, *local.play(s))
+            yield s, [], local.play(s, emit)
             s += 1
     import multiprocessing as mp
     from collections import deque
@@ -158,16 +160,22 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
         raise
     report = CollectReport(out=Path(out), kept_failed=keep_failed)
     bar = tqdm(total=episodes, desc=f"collect {task}", unit="ep", disable=not progress)
-    played = _played(local, setup, seed, workers)
+
+    def emit(frame: dict) -> None:
+        writer.add(frame, task=instruction)
+
+    played = _played(local, emit, setup, seed, workers)
     try:
         for s, frames, success in played:
             if success or keep_failed:
-                for frame in frames:
-                    writer.add(frame, task=instruction)
+                for frame in frames:  # a worker's episode (played here: already in the writer)
+                    emit(frame)
                 report.frames += writer.frames_in_episode
                 writer.save_episode()
                 report.saved += 1
                 bar.update()
+            elif writer.frames_in_episode:
+                writer.discard_episode()
             if not success:
                 report.failed += 1
                 report.seeds_failed.append(s)

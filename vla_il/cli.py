@@ -142,7 +142,7 @@ def _build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     collect.add_argument("--workers", type=positive_int, default=1,
                          help="processes that play the episodes while this one writes them (the same dataset, "
-                              "faster on several cores)")
+                              "faster on several cores; N + 1 episodes' frames held in memory at a time)")
     collect.add_argument(
         "--action-noise",
         type=nonnegative_float,

@@ -252,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     out = Path(args.out)
+    if not 0.0 <= args.state_keep_dropout <= 1.0 or (args.state_keep_dropout and not args.state_keep):
+        print(f"--state-keep-dropout {args.state_keep_dropout}: a share in [0, 1] of the --state-keep values' "
+              "samples (give --state-keep)", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     n_pool = args.pool or 2 * args.demos

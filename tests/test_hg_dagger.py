@@ -186,6 +186,8 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "seed 0: measured before" in capsys.readouterr().out
     assert vla_hg_dagger_seeds.main([*argv, "--ema-decay", "0.999"]) == 2  # but not with another value
     assert "other settings (ema_decay)" in capsys.readouterr().err
+    assert vla_hg_dagger_seeds.main([*argv, "--state-keep-dropout", "0.5"]) == 2  # nothing kept to drop
+    assert "--state-keep-dropout 0.5: a share in [0, 1] of the --state-keep values' samples" in capsys.readouterr().err
 
     before = (out / "results.json").read_text()
     assert vla_hg_dagger_seeds.main([*argv, "--round-epochs", "2"]) == 2

@@ -182,6 +182,7 @@ class RecordingSession:
         self._write_s = 0.0
         self._jobs: queue.Queue[_EncodeJob | None] = queue.Queue()
         self._encoding: dict[int, EpisodeSummary] = {}  # queued or being encoded, by index
+        self._unreported = 0  # jobs queued whose on_encoded call has not returned yet
         self._encode_lock = threading.Lock()  # one episode encodes at a time, in stop order
         self._encoder: threading.Thread | None = None
         self._closing = threading.Event()
@@ -310,9 +311,10 @@ class RecordingSession:
         return ep
 
     def wait_encoded(self, timeout: float | None = None) -> bool:
-        """Wait until every stopped episode is encoded (or `timeout` s passed); True if none is left."""
+        """Wait until every stopped episode is encoded and reported to on_encoded (or `timeout` s passed); True
+        if none is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.encoding:
+        while self.encoding or self._unreported:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
@@ -361,6 +363,7 @@ class RecordingSession:
     def _queue(self, job: _EncodeJob) -> None:
         with self._state:
             self._encoding[job.summary.index] = job.summary
+            self._unreported += 1
         if self._encoder is None or not self._encoder.is_alive():
             self._encoder = threading.Thread(target=self._encoder_loop, name="episode-encoder", daemon=True)
             self._encoder.start()
@@ -373,14 +376,18 @@ class RecordingSession:
             pass
         while (job := self._jobs.get()) is not None and not self._closing.is_set():
             try:
-                summary = self._encode(job)
-            finally:
-                job.done.set()
-            if job.background and self.on_encoded is not None and not self._closing.is_set():
                 try:
-                    self.on_encoded(summary)
-                except Exception:  # noqa: BLE001 - a reporting error must not stop later encodings
-                    pass
+                    summary = self._encode(job)
+                finally:
+                    job.done.set()
+                if job.background and self.on_encoded is not None and not self._closing.is_set():
+                    try:
+                        self.on_encoded(summary)
+                    except Exception:  # noqa: BLE001 - a reporting error must not stop later encodings
+                        pass
+            finally:
+                with self._state:
+                    self._unreported -= 1
 
     def _encode(self, job: _EncodeJob) -> EpisodeSummary:
         """Encode a stopped episode into its staging dataset, move it into the log, merge the union."""

@@ -248,7 +248,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.collect import collect
+    from sim.collect import collect_once, recorded_episodes
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -266,10 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"--pool-from {pool}: {problem}", file=sys.stderr)
             return 2
-    elif not (pool / "meta" / "info.json").exists():
-        print(f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}", flush=True)
-        collect(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
-                overwrite=True, workers=args.workers)
+    else:
+        try:
+            if recorded_episodes(pool) is None:
+                print(f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}", flush=True)
+            collect_once(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
+                         workers=args.workers)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     results = out / "results.json"
     try:
         measured = measured_seeds(results, args)

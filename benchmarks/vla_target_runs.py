@@ -16,7 +16,9 @@ checkpoint with ACT's temporal ensembling (a chunk every step, overlapping predi
 table gives each run's success with its Wilson interval, how many seeds the bundle and the checkpoint agree
 on (played out, and ensembled), and the mean and spread over the runs; results.json and runs.png
 beside it. A run's data, checkpoint and outcomes are kept under --out and reused when the command is run
-again (--runs 3 after --runs 2 adds the third); a kept checkpoint trained with other settings is refused.
+again (--runs 3 after --runs 2 adds the third); a kept checkpoint trained with other settings, or a kept
+recording of another number of demos, is refused; a recording stopped part way (under run<i>/data.partial)
+is recorded again.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def trained_otherwise(checkpoint: Path, args: argparse.Namespace) -> str | None:
 
 
 def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
-    from sim.collect import collect
+    from sim.collect import collect_once, recorded_episodes
     from sim.evaluation import BundleFactory, evaluate
     from training.cli import run_il_cli
     from training.export.onnx_export import export_checkpoint
@@ -100,11 +102,16 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
             row = {}
     times: dict[str, float] = row.get("times", {})
     outcomes: dict[str, list[bool]] = row.get("outcomes", {})
-    if not (data / "meta" / "info.json").exists():
-        print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})", flush=True)
-        t = time.perf_counter()
-        report = collect(args.task, args.demos, data, cameras=("top",), image_size=tuple(args.image_size),
-                         seed=RECORDING_SEED_STRIDE * i, overwrite=True, workers=args.workers)
+    t = time.perf_counter()
+    try:
+        if recorded_episodes(data) is None:
+            print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})",
+                  flush=True)
+        report = collect_once(args.task, args.demos, data, cameras=("top",), image_size=tuple(args.image_size),
+                              seed=RECORDING_SEED_STRIDE * i, workers=args.workers)
+    except ValueError as exc:
+        raise SystemExit(f"run {i}: {exc}") from None
+    if report is not None:
         times["record_s"] = time.perf_counter() - t
         print(f"run {i}: {report.line()}", flush=True)
     if (bc / "best" / "model.pt").exists() and (differs := trained_otherwise(bc / "best", args)):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sim.aloha import robot
-from sim.collect import collect, load
+from sim.collect import collect, collect_once, load, recorded_episodes
 from training.datasets.writer import DatasetExistsError
 from vla_il_core import schema
 
@@ -130,3 +130,41 @@ def test_collect_with_workers_stops_on_an_expert_that_always_fails(tmp_path):
                 workers=2)
     with pytest.raises(ValueError, match="workers must be >= 1"):
         collect("transfer_cube", episodes=1, out=tmp_path / "w", cameras=(), workers=0, progress=False)
+
+
+def test_collect_once_never_takes_a_recording_stopped_part_way_for_a_finished_one(tmp_path):
+    """What the benchmarks resume from: lerobot finalises a dataset whose recording stopped part way with the
+    episodes it had, so a finished recording is one that reached its name whole."""
+    out = tmp_path / "run5" / "data"
+    tiny = dict(cameras=(), episode_length=5, progress=False)
+    # a recording that stops part way (here: the expert cannot succeed in 5 steps and collect gives up)
+    with pytest.raises(RuntimeError, match="the expert failed"):
+        collect_once("transfer_cube", 2, out, **tiny)
+    assert not out.exists() and recorded_episodes(out) is None
+    assert (tmp_path / "run5" / "data.partial").exists()
+    # the next call records it again, whole, under its name
+    report = collect_once("transfer_cube", 2, out, keep_failed=True, **tiny)
+    assert report.saved == 2 and report.out == out and recorded_episodes(out) == 2
+    assert not (tmp_path / "run5" / "data.partial").exists()
+    assert load(out).num_episodes == 2
+    # a finished recording is kept as it is
+    info = out / "meta" / "info.json"
+    written = info.stat().st_mtime_ns
+    assert collect_once("transfer_cube", 2, out, keep_failed=True, **tiny) is None
+    assert info.stat().st_mtime_ns == written
+
+
+def test_collect_once_refuses_a_recording_of_another_size_and_keeps_it(tmp_path):
+    out = tmp_path / "data"
+    collect("transfer_cube", 1, out, keep_failed=True, cameras=(), episode_length=5, progress=False)
+    with pytest.raises(ValueError, match=r"holds 1 episodes, this run records 2: remove it to record again"):
+        collect_once("transfer_cube", 2, out, keep_failed=True, cameras=(), episode_length=5, progress=False)
+    assert load(out).num_episodes == 1
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no dataset, this run records 2"):
+        collect_once("transfer_cube", 2, tmp_path / "other", cameras=(), episode_length=5, progress=False)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    (out / "meta" / "info.json").write_text("{not json")
+    with pytest.raises(ValueError, match="info.json is unreadable"):
+        recorded_episodes(out)

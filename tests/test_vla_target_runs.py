@@ -44,3 +44,16 @@ def test_a_checkpoint_from_before_a_setting_existed_reads_as_its_old_value(tmp_p
     (checkpoint / "config.json").write_text(json.dumps(config))
     asked = argparse.Namespace(lr_schedule="constant", ema_decay=0.0, image_shift=0, epochs=8)
     assert trained_otherwise(checkpoint, asked) is None
+
+
+def test_a_run_whose_recording_holds_another_number_of_demos_is_named_not_trained_on(tmp_path):
+    from benchmarks.vla_target_runs import main
+    from sim.collect import collect, recorded_episodes
+
+    data = tmp_path / "out" / "run0" / "data"
+    collect("transfer_cube", 1, data, cameras=("top",), image_size=(48, 64), keep_failed=True, episode_length=5,
+            progress=False)
+    with pytest.raises(SystemExit, match=r"run 0: .*run0/data holds 1 episodes, this run records 2"):
+        main(["--runs", "1", "--demos", "2", "--epochs", "1", "--image-size", "48", "64", "--eval-episodes", "1",
+              "--out", str(tmp_path / "out")])
+    assert recorded_episodes(data) == 1 and not (tmp_path / "out" / "run0" / "bc").exists()

@@ -163,13 +163,12 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
 
 def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
     """Why a recording cannot be the benchmark's pool (None when it can)."""
-    from training.cli import check_dataset
+    from training.datasets.lerobot_io import read_info
 
     try:
-        check_dataset(pool)  # a LeRobot dataset, its info.json readable, episodes in it
+        meta = read_info(pool)
     except (FileNotFoundError, ValueError) as exc:
         return str(exc)
-    meta = json.loads((pool / "meta" / "info.json").read_text())
     feature = meta.get("features", {}).get(f"observation.images.{args.camera}")
     if feature is None:
         return f"has no {args.camera} camera"
@@ -248,7 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.collect import collect_once, recorded_episodes
+    from sim.collect import collect_once
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -268,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         try:
-            if recorded_episodes(pool) is None:
-                print(f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}", flush=True)
             collect_once(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
-                         workers=args.workers)
+                         workers=args.workers,
+                         announce=f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}")
         except ValueError as exc:
             print(exc, file=sys.stderr)
             return 2

@@ -85,7 +85,7 @@ def trained_otherwise(checkpoint: Path, args: argparse.Namespace) -> str | None:
 
 
 def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
-    from sim.collect import collect_once, recorded_episodes
+    from sim.collect import collect_once
     from sim.evaluation import BundleFactory, evaluate
     from training.cli import run_il_cli
     from training.export.onnx_export import export_checkpoint
@@ -104,11 +104,10 @@ def run_one(i: int, args: argparse.Namespace) -> dict[str, Any]:
     outcomes: dict[str, list[bool]] = row.get("outcomes", {})
     t = time.perf_counter()
     try:
-        if recorded_episodes(data) is None:
-            print(f"run {i}: recording {args.demos} demonstrations (seeds from {RECORDING_SEED_STRIDE * i})",
-                  flush=True)
         report = collect_once(args.task, args.demos, data, cameras=("top",), image_size=tuple(args.image_size),
-                              seed=RECORDING_SEED_STRIDE * i, workers=args.workers)
+                              seed=RECORDING_SEED_STRIDE * i, workers=args.workers,
+                              announce=f"run {i}: recording {args.demos} demonstrations "
+                                       f"(seeds from {RECORDING_SEED_STRIDE * i})")
     except ValueError as exc:
         raise SystemExit(f"run {i}: {exc}") from None
     if report is not None:

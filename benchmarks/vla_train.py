@@ -171,15 +171,15 @@ def data_path(out: Path, episodes: int, cameras: int, image_size=(96, 128), chun
 
     import torch
 
-    from sim.collect import collect_once, recorded_episodes
+    from sim.collect import collect_once
     from training.datasets.lerobot_dataset import AlohaDataset
 
     cams = ("top", "left_wrist", "right_wrist")[:cameras]
     root = out / f"data_{episodes}x{cameras}cam_{image_size[0]}x{image_size[1]}"
     try:
-        if recorded_episodes(root) is None:
-            print(f"recording {episodes} episodes ({', '.join(cams)} at {image_size[0]}x{image_size[1]}) into {root}")
-        collect_once("transfer_cube", episodes, root, cameras=cams, image_size=image_size, keep_failed=True)
+        collect_once("transfer_cube", episodes, root, cameras=cams, image_size=image_size, keep_failed=True,
+                     announce=f"recording {episodes} episodes ({', '.join(cams)} at {image_size[0]}x{image_size[1]}) "
+                              f"into {root}")
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     torch.set_num_threads(2)

@@ -194,23 +194,24 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
 
 def recorded_episodes(out: Path) -> int | None:
     """How many episodes the dataset at `out` holds (None: no dataset there)."""
-    import json
+    from training.datasets.lerobot_io import read_info
 
-    info = Path(out) / "meta" / "info.json"
-    if not info.exists():
-        return None
     try:
-        return int(json.loads(info.read_text()).get("total_episodes", 0))
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{info} is unreadable ({exc}): remove {out} to record again") from exc
+        meta = read_info(out)
+        return int(meta.get("total_episodes", 0))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{Path(out) / 'meta' / 'info.json'} is unreadable ({exc}): remove {out} to record again"
+                         ) from exc
 
 
-def collect_once(task: str, episodes: int, out: Path, **kwargs) -> CollectReport | None:
+def collect_once(task: str, episodes: int, out: Path, announce: str | None = None, **kwargs) -> CollectReport | None:
     """`collect` for a benchmark that resumes: None when `out` already holds a recording of `episodes`; else
-    the episodes go to `<out>.partial`, renamed to `out` once all are written, so a recording stopped part
-    way (whose dataset lerobot still finalises with the episodes it had) is never taken for a finished one:
-    the next call records it again. ValueError when `out` holds another number of episodes (another
-    run's settings, or a recording stopped part way before recordings went through `.partial`): not
+    `announce` is printed and the episodes go to `<out>.partial`, renamed to `out` once all are written, so a
+    recording stopped part way (whose dataset lerobot still finalises with the episodes it had) is never taken
+    for a finished one: the next call records it again. ValueError when `out` holds another number of episodes
+    (another run's settings, or a recording stopped part way before recordings went through `.partial`): not
     overwritten."""
     out = Path(out)
     have = recorded_episodes(out)
@@ -220,6 +221,8 @@ def collect_once(task: str, episodes: int, out: Path, **kwargs) -> CollectReport
         held = "no dataset" if have is None else f"{have} episodes"
         raise ValueError(f"{out} holds {held}, this run records {episodes}: remove it to record again, "
                          f"or give another output directory")
+    if announce:
+        print(announce, flush=True)
     partial = out.with_name(out.name + ".partial")
     report = collect(task, episodes, partial, overwrite=True, **kwargs)
     if out.exists():

@@ -132,7 +132,7 @@ def test_collect_with_workers_stops_on_an_expert_that_always_fails(tmp_path):
         collect("transfer_cube", episodes=1, out=tmp_path / "w", cameras=(), workers=0, progress=False)
 
 
-def test_collect_once_never_takes_a_recording_stopped_part_way_for_a_finished_one(tmp_path):
+def test_collect_once_never_takes_a_recording_stopped_part_way_for_a_finished_one(tmp_path, capsys):
     """What the benchmarks resume from: lerobot finalises a dataset whose recording stopped part way with the
     episodes it had, so a finished recording is one that reached its name whole."""
     out = tmp_path / "run5" / "data"
@@ -143,15 +143,17 @@ def test_collect_once_never_takes_a_recording_stopped_part_way_for_a_finished_on
     assert not out.exists() and recorded_episodes(out) is None
     assert (tmp_path / "run5" / "data.partial").exists()
     # the next call records it again, whole, under its name
-    report = collect_once("transfer_cube", 2, out, keep_failed=True, **tiny)
+    capsys.readouterr()
+    report = collect_once("transfer_cube", 2, out, keep_failed=True, announce="recording run 5", **tiny)
+    assert capsys.readouterr().out.splitlines()[:1] == ["recording run 5"]  # said only when it records
     assert report.saved == 2 and report.out == out and recorded_episodes(out) == 2
     assert not (tmp_path / "run5" / "data.partial").exists()
     assert load(out).num_episodes == 2
     # a finished recording is kept as it is
     info = out / "meta" / "info.json"
     written = info.stat().st_mtime_ns
-    assert collect_once("transfer_cube", 2, out, keep_failed=True, **tiny) is None
-    assert info.stat().st_mtime_ns == written
+    assert collect_once("transfer_cube", 2, out, keep_failed=True, announce="recording run 5", **tiny) is None
+    assert info.stat().st_mtime_ns == written and "recording run 5" not in capsys.readouterr().out
 
 
 def test_collect_once_refuses_a_recording_of_another_size_and_keeps_it(tmp_path):
@@ -166,5 +168,8 @@ def test_collect_once_refuses_a_recording_of_another_size_and_keeps_it(tmp_path)
         collect_once("transfer_cube", 2, tmp_path / "other", cameras=(), episode_length=5, progress=False)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     (out / "meta" / "info.json").write_text("{not json")
-    with pytest.raises(ValueError, match="info.json is unreadable"):
+    with pytest.raises(ValueError, match="info.json is unreadable .*not valid JSON"):
+        recorded_episodes(out)
+    (out / "meta" / "info.json").write_text('{"total_episodes": 1}')
+    with pytest.raises(ValueError, match="has no features: not a LeRobot dataset's info.json"):
         recorded_episodes(out)

@@ -141,16 +141,9 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
 def check_dataset(root: Path) -> None:
     """Refuse, by name, a --dataset that is not a LeRobot dataset or holds no episode (before lerobot,
     which takes an empty local dataset for a hub id and fails on the network)."""
-    info = Path(root) / "meta" / "info.json"
-    if not info.is_file():
-        raise FileNotFoundError(f"{root} is not a LeRobot dataset (no meta/info.json)")
-    try:
-        meta = json.loads(info.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{info} is not valid JSON ({exc}): a damaged dataset") from exc
-    if not isinstance(meta, dict) or not isinstance(meta.get("features"), dict):
-        raise ValueError(f"{info} has no features: not a LeRobot dataset's info.json")
-    if not meta.get("total_episodes"):
+    from training.datasets.lerobot_io import read_info
+
+    if not read_info(root).get("total_episodes"):
         raise ValueError(f"{root} holds no episodes (an empty dataset: record or collect some first)")
 
 

@@ -37,19 +37,13 @@ class EpisodeSummary:
 
 
 def _load(root: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    import json
-
     from training.datasets.frame_cache import read_table
+    from training.datasets.lerobot_io import read_info
 
-    info = Path(root) / "meta" / "info.json"
-    if not info.is_file():
-        raise ViewError(f"{root} is not a LeRobot dataset (no meta/info.json)")
     try:
-        meta = json.loads(info.read_text())
-        if not isinstance(meta.get("features"), dict):
-            raise KeyError("features")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise ViewError(f"{info} is not a LeRobot dataset's info.json ({exc})") from exc
+        meta = read_info(root)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ViewError(str(exc)) from exc
     try:
         table = read_table(Path(root))
     except (FileNotFoundError, OSError) as exc:

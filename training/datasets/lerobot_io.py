@@ -10,6 +10,23 @@ from training.demonstrations import Demonstrations
 from vla_il_core import schema
 
 
+def read_info(root: Path) -> dict:
+    """A LeRobot dataset's meta/info.json, parsed: FileNotFoundError when `root` holds no dataset, ValueError
+    when the file is damaged or not a LeRobot dataset's, each naming it."""
+    import json
+
+    info = Path(root) / "meta" / "info.json"
+    if not info.is_file():
+        raise FileNotFoundError(f"{root} is not a LeRobot dataset (no meta/info.json)")
+    try:
+        meta = json.loads(info.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{info} is not valid JSON ({exc}): a damaged dataset") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("features"), dict):
+        raise ValueError(f"{info} has no features: not a LeRobot dataset's info.json")
+    return meta
+
+
 def open_dataset(root: Path):
     """A local LeRobot dataset, offline; a clear error when `root` is not one."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

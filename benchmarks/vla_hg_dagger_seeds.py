@@ -7,10 +7,10 @@
 
 `vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the
 same parts, in one process, once per training seed, as benchmarks/hg_dagger_seeds.py does for the MLP:
-the tiny VLA from the top camera's pixels (the demo's recipe, training.il.vla_trainers.fit_vla),
+the tiny VLA from the top camera's pixels (--cameras: more views; the demo's recipe, training.il.vla_trainers.fit_vla),
 driving through its exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the
 teleop_sim_expert's gate and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
-the expert's takeovers, with the frames the camera saw, as each round's new labels. Per seed: BC on the
+the expert's takeovers, with the frames the cameras saw, as each round's new labels. Per seed: BC on the
 demos; rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus every round's
 expert segments (as the demo does; --round-init scratch: a new VLA each round); BC on as many expert labels
 (the first whole expert episodes of a larger pool), continued from round 0 for as many epochs as the rounds
@@ -46,7 +46,7 @@ def _gated_rollouts(bundle: Path, args: argparse.Namespace, first_seed: int, gat
     from sim.evaluation import BundlePolicy, GatedPolicy
 
     gated = GatedPolicy(BundlePolicy(bundle), args.task, gate_config, mux_config)
-    env = AlohaEnv(args.task, cameras=(args.camera,), image_size=tuple(args.image_size),
+    env = AlohaEnv(args.task, cameras=tuple(args.cameras), image_size=tuple(args.image_size),
                    episode_length=args.episode_length, clamp_actions=True)
     engagements, successes, driven_frames = [], [], 0
     try:
@@ -58,13 +58,14 @@ def _gated_rollouts(bundle: Path, args: argparse.Namespace, first_seed: int, gat
             while not done:
                 command = gated(obs, info)
                 if gated.engaged:
-                    stretch.append((obs["agent_pos"], obs["pixels"][args.camera], gated.label, info["env_state"]))
+                    stretch.append((obs["agent_pos"], {c: obs["pixels"][c] for c in args.cameras}, gated.label,
+                                    info["env_state"]))
                     driven_frames += 1
                 else:
-                    _add_stretch(into, stretch, args.camera, info["instruction"])
+                    _add_stretch(into, stretch, info["instruction"])
                 obs, _reward, terminated, truncated, info = env.step(command)
                 done = terminated or truncated
-            _add_stretch(into, stretch, args.camera, info["instruction"])
+            _add_stretch(into, stretch, info["instruction"])
             engagements.append(gated.episode_interventions)
             successes.append(bool(info["is_success"]))
     finally:
@@ -73,11 +74,12 @@ def _gated_rollouts(bundle: Path, args: argparse.Namespace, first_seed: int, gat
             "intervention_frames": driven_frames}
 
 
-def _add_stretch(into, stretch: list[tuple[Any, ...]], camera: str, instruction: str) -> None:
+def _add_stretch(into, stretch: list[tuple[Any, ...]], instruction: str) -> None:
     """One stretch the expert drove, as its own episode: its chunks end where the stretch does."""
     if stretch:
         states, images, labels, envs = zip(*stretch, strict=True)
-        into.add_episode(np.stack(states), {camera: np.stack(images)}, np.stack(labels), instruction, np.stack(envs))
+        into.add_episode(np.stack(states), {c: np.stack([i[c] for i in images]) for c in into.cameras},
+                         np.stack(labels), instruction, np.stack(envs))
         stretch.clear()
 
 
@@ -106,11 +108,11 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     mux_config = default_mux_config()
     start = time.perf_counter()
     runs = out / "runs" / f"seed_{seed}"
-    common = dict(split="all", chunk_size=args.chunk, cameras=(args.camera,), labels="intervention",
+    common = dict(split="all", chunk_size=args.chunk, cameras=tuple(args.cameras), labels="intervention",
                   action_key=EXPERT_ACTION, progress=False)
 
     def fit(data, name: str, previous: Path | None = None, epochs: int | None = None) -> tuple[Path, int]:
-        ckpt, labels = fit_vla(data, runs / name, cameras=(args.camera,), image_size=tuple(args.image_size),
+        ckpt, labels = fit_vla(data, runs / name, cameras=tuple(args.cameras), image_size=tuple(args.image_size),
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
                                     learning_rate=args.learning_rate, seed=seed, previous=previous,
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
@@ -123,7 +125,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     demos = AlohaDataset(pool, episodes=range(args.demos), **common)
     bundle, _ = fit(demos, "round_0")
     bundles = [bundle]
-    segments = RolloutDataset((args.camera,), args.chunk, env_state=demos.env_state_dim > 0)
+    segments = RolloutDataset(tuple(args.cameras), args.chunk, env_state=demos.env_state_dim > 0)
     rounds = []
     for k in range(1, args.rounds + 1):
         stats = _gated_rollouts(bundle, args, 10_000 * k, gate_config, mux_config, segments)
@@ -169,12 +171,13 @@ def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
         meta = read_info(pool)
     except (FileNotFoundError, ValueError) as exc:
         return str(exc)
-    feature = meta.get("features", {}).get(f"observation.images.{args.camera}")
-    if feature is None:
-        return f"has no {args.camera} camera"
-    (h, w), (want_h, want_w) = feature["shape"][:2], args.image_size
-    if (h, w) != (want_h, want_w):
-        return f"its {args.camera} frames are {h}x{w}, the benchmark's {want_h}x{want_w} (--image-size)"
+    for camera in args.cameras:
+        feature = meta.get("features", {}).get(f"observation.images.{camera}")
+        if feature is None:
+            return f"has no {camera} camera"
+        (h, w), (want_h, want_w) = feature["shape"][:2], args.image_size
+        if (h, w) != (want_h, want_w):
+            return f"its {camera} frames are {h}x{w}, the benchmark's {want_h}x{want_w} (--image-size)"
     episodes = meta.get("total_episodes", 0)
     if episodes <= args.demos:
         return f"{episodes} episodes: too few for the demos (--demos {args.demos}) and more for the BC baseline"
@@ -197,7 +200,10 @@ def measured_seeds(results: Path, args: argparse.Namespace) -> dict[int, dict[st
     same = {k: str(v) for k, v in vars(args).items() if k not in RUN_ONLY}
     # a setting added since those seeds ran: they ran with its default
     defaults = {k: str(v) for k, v in vars(parse_args([])).items() if k not in RUN_ONLY}
-    before = {**defaults, **{k: str(v) for k, v in earlier.get("args", {}).items() if k not in RUN_ONLY}}
+    earlier_args = dict(earlier.get("args", {}))
+    if "camera" in earlier_args:  # one camera, before --cameras
+        earlier_args.setdefault("cameras", [earlier_args.pop("camera")])
+    before = {**defaults, **{k: str(v) for k, v in earlier_args.items() if k not in RUN_ONLY}}
     changed = sorted(k for k in same.keys() | before.keys() if same.get(k) != before.get(k))
     if changed:
         raise ValueError(f"{results} holds seeds measured with other settings ({', '.join(changed)}): "
@@ -221,7 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "collect's or vla-il bench vla-target's): its first --demos episodes are the demos")
     p.add_argument("--rounds", type=int, default=d["rounds"])
     p.add_argument("--episodes-per-round", type=int, default=d["episodes_per_round"])
-    p.add_argument("--camera", default="top")
+    p.add_argument("--cameras", "--camera", nargs="+", default=["top"], metavar="CAMERA",
+                   help="the cameras the VLA reads (default top; the right hand's view: top right_wrist)")
     p.add_argument("--image-size", type=int, nargs=2, default=[96, 128])
     p.add_argument("--chunk", type=int, default=d["chunk_size"])
     p.add_argument("--epochs", type=int, default=d["epochs"])
@@ -258,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     n_pool = args.pool or 2 * args.demos
-    pool = out / f"pool_{args.task}_{n_pool}_{args.camera}_{args.image_size[0]}x{args.image_size[1]}"
+    pool = out / f"pool_{args.task}_{n_pool}_{'_'.join(args.cameras)}_{args.image_size[0]}x{args.image_size[1]}"
     if args.pool_from is not None:
         pool = args.pool_from
         problem = pool_problem(pool, args)
@@ -267,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         try:
-            collect_once(args.task, n_pool, pool, cameras=(args.camera,), image_size=tuple(args.image_size), seed=0,
-                         workers=args.workers,
-                         announce=f"recording {n_pool} expert demonstrations ({args.camera} camera) into {pool}")
+            collect_once(args.task, n_pool, pool, cameras=tuple(args.cameras), image_size=tuple(args.image_size),
+                         seed=0, workers=args.workers,
+                         announce=f"recording {n_pool} expert demonstrations ({', '.join(args.cameras)}) into {pool}")
         except ValueError as exc:
             print(exc, file=sys.stderr)
             return 2

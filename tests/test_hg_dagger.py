@@ -148,7 +148,8 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     """benchmarks/vla_hg_dagger_seeds.py at a tiny budget on a recording of ours (--pool-from): the rounds
     continue the last VLA and BC at equal labels continues round 0 (their checkpoints' provenance); run again,
     it resumes from its results instead of measuring again; other settings into the same --out, or a
-    recording that does not fit, are refused and lose nothing."""
+    recording that does not fit, are refused and lose nothing. Two cameras (the top and the right hand's),
+    so the expert's segments carry every view the VLA reads."""
     import json
 
     import torch
@@ -158,10 +159,11 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     from training.checkpoint import load_checkpoint, read_provenance
 
     pool, out = tmp_path / "pool", tmp_path / "out"
-    collect("transfer_cube", 3, pool, cameras=("top",), image_size=(48, 64), seed=0)
-    argv = ["--pool-from", str(pool), "--image-size", "48", "64", "--demos", "2", "--rounds", "1",
-            "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1", "--eval-episodes", "1",
-            "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds", "1", "--out", str(out)]
+    collect("transfer_cube", 3, pool, cameras=("top", "right_wrist"), image_size=(48, 64), seed=0)
+    argv = ["--pool-from", str(pool), "--cameras", "top", "right_wrist", "--image-size", "48", "64", "--demos", "2",
+            "--rounds", "1", "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1",
+            "--eval-episodes", "1", "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds", "1",
+            "--out", str(out)]
     assert vla_hg_dagger_seeds.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     row = results["rows"][0]
@@ -172,6 +174,8 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     for name in ("round_1", "bc_equal_labels"):  # both continued from round 0, and trained on
         assert read_provenance(runs / name)["model_path"] == str(runs / "round_0"), name
         assert not torch.equal(next(load_checkpoint(runs / name)[0].parameters()), round_0), name
+    assert load_checkpoint(runs / "round_1")[0].config.cameras == ("top", "right_wrist")
+    assert row["rounds"][0]["intervention_frames"] > 0  # segments with both views went into round 1
 
     capsys.readouterr()
     assert vla_hg_dagger_seeds.main(argv) == 0  # nothing left to measure
@@ -188,6 +192,17 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "other settings (ema_decay)" in capsys.readouterr().err
     assert vla_hg_dagger_seeds.main([*argv, "--state-keep-dropout", "0.5"]) == 2  # nothing kept to drop
     assert "--state-keep-dropout 0.5: a share in [0, 1] of the --state-keep values' samples" in capsys.readouterr().err
+
+    # seeds measured with one --camera, before --cameras: the same setting
+    one = {**older, "args": {**{k: v for k, v in older["args"].items() if k != "cameras"}, "camera": "top"}}
+    (out / "results.json").write_text(json.dumps(one))
+    top_only = [a for a in argv if a != "right_wrist"]
+    assert list(vla_hg_dagger_seeds.measured_seeds(out / "results.json", vla_hg_dagger_seeds.parse_args(top_only)))
+    with pytest.raises(ValueError, match=r"other settings \(cameras\)"):
+        vla_hg_dagger_seeds.measured_seeds(out / "results.json", vla_hg_dagger_seeds.parse_args(argv))
+    (out / "results.json").write_text(json.dumps(older))
+    assert vla_hg_dagger_seeds.main([*argv, "--cameras", "top", "left_wrist", "--out", str(tmp_path / "y")]) == 2
+    assert "has no left_wrist camera" in capsys.readouterr().err
 
     before = (out / "results.json").read_text()
     assert vla_hg_dagger_seeds.main([*argv, "--round-epochs", "2"]) == 2

@@ -192,6 +192,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str, episodes_per_round:
         hi = [100 * (r[key]["success_rate_wilson95"][1] - r[key]["success_rate"]) for r in rows]
         ax1.errorbar(x + offset, y, yerr=[lo, hi], fmt="o", capsize=4, color=color, label=label)
     ax1.set_xticks(x, [f"seed {r['seed']}" for r in rows])
+    ax1.set_xlim(-0.5, len(rows) - 0.5)  # each seed's pair beside its tick, however few seeds
     ax1.set_ylabel("success (%), Wilson 95%")
     ax1.set_ylim(0, 100)
     ax1.legend()

@@ -198,12 +198,15 @@ def recorded_episodes(out: Path) -> int | None:
 
     try:
         meta = read_info(out)
-        return int(meta.get("total_episodes", 0))
     except FileNotFoundError:
         return None
+    except ValueError as exc:  # its message names the file
+        raise ValueError(f"{exc}: remove {out} to record again") from exc
+    try:
+        return int(meta.get("total_episodes", 0))
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{Path(out) / 'meta' / 'info.json'} is unreadable ({exc}): remove {out} to record again"
-                         ) from exc
+        raise ValueError(f"{Path(out) / 'meta' / 'info.json'} holds no number of episodes ({exc}): remove {out} "
+                         "to record again") from exc
 
 
 def collect_once(task: str, episodes: int, out: Path, announce: str | None = None, **kwargs) -> CollectReport | None:

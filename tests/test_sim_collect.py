@@ -168,7 +168,11 @@ def test_collect_once_refuses_a_recording_of_another_size_and_keeps_it(tmp_path)
         collect_once("transfer_cube", 2, tmp_path / "other", cameras=(), episode_length=5, progress=False)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     (out / "meta" / "info.json").write_text("{not json")
-    with pytest.raises(ValueError, match="info.json is unreadable .*not valid JSON"):
+    with pytest.raises(ValueError, match="info.json is not valid JSON .*: remove .* to record again") as refused:
+        recorded_episodes(out)
+    assert str(refused.value).count("info.json") == 1  # named once (it was twice)
+    (out / "meta" / "info.json").write_text('{"features": {}, "total_episodes": "many"}')
+    with pytest.raises(ValueError, match="info.json holds no number of episodes .*: remove .* to record again"):
         recorded_episodes(out)
     (out / "meta" / "info.json").write_text('{"total_episodes": 1}')
     with pytest.raises(ValueError, match="has no features: not a LeRobot dataset's info.json"):

@@ -28,12 +28,11 @@ def read_info(root: Path) -> dict:
 
 
 def open_dataset(root: Path):
-    """A local LeRobot dataset, offline; a clear error when `root` is not one."""
+    """A local LeRobot dataset, offline; a clear error when `root` is not one (read_info's)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     root = Path(root)
-    if not (root / "meta" / "info.json").exists():
-        raise FileNotFoundError(f"{root} is not a LeRobot dataset (no meta/info.json)")
+    read_info(root)
     return LeRobotDataset(f"local/{root.name}", root=root, video_backend="pyav")
 
 
@@ -41,15 +40,10 @@ def robot_of_dataset(root: Path) -> dict:
     """What a policy trained on this dataset drives, from the dataset itself (meta/info.json, meta/tasks): the joint
     names of observation.state/action, the recording's fps, its cameras, the size of its object poses (0 on a robot)
     and its task string (the instruction, where the dataset has one task). Saved in the checkpoint's provenance, it
-    is what the exporters write into the bundle: no robot's joint names are assumed."""
-    import json
-
+    is what the exporters write into the bundle: no robot's joint names are assumed. read_info's errors."""
     root = Path(root)
-    try:
-        info = json.loads((root / "meta" / "info.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FileNotFoundError(f"{root} is not a readable LeRobot dataset (meta/info.json: {exc})") from exc
-    features = info.get("features", {})
+    info = read_info(root)
+    features = info["features"]
     state = features.get(schema.STATE) or {}
     names = state.get("names")
     if isinstance(names, dict):  # lerobot also writes {"motors": [...]}

@@ -107,10 +107,17 @@ def _is_vla_checkpoint(path: Path | None) -> bool:
 
 
 def _has_cameras(root: Path | None) -> bool:
-    info = Path(root) / "meta" / "info.json" if root is not None else None
-    if info is None or not info.is_file():
+    """Whether the dataset at `root` records images (False where there is none; read_info's ValueError when its
+    info.json is damaged)."""
+    from training.datasets.lerobot_io import read_info
+
+    if root is None:
         return False
-    return any(f.get("dtype") in ("video", "image") for f in json.loads(info.read_text())["features"].values())
+    try:
+        features = read_info(root)["features"]
+    except FileNotFoundError:
+        return False
+    return any(isinstance(f, dict) and f.get("dtype") in ("video", "image") for f in features.values())
 
 
 def wants_vla(args: argparse.Namespace) -> bool:

@@ -18,7 +18,9 @@ added (scratch: a new VLA), so the two differ in which labels they saw, not in h
 trained; both evaluated alone on the same held-out seeds, and every round's policy with the expert watching
 (the takeovers it needs). The demonstrations are recorded once and shared by all seeds (--pool-from: an
 existing recording instead). The table, results.json and hg_vs_bc.png are
-those of benchmarks/hg_dagger_seeds.py.
+those of benchmarks/hg_dagger_seeds.py. Run again into the same --out, it resumes: seeds measured before are
+read back, and a seed stopped part way keeps its round 0 (the longest fit) when its checkpoint was trained as
+this run would train it (trained_otherwise: seed, pool and frames, every training setting).
 """
 
 from __future__ import annotations
@@ -116,14 +118,23 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
                                     learning_rate=args.learning_rate, seed=seed, previous=previous,
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
-                                    ema_decay=args.ema_decay)
+                                    ema_decay=args.ema_decay, lr_schedule=args.lr_schedule)
         bundle = runs / name / "bundle"
         export_checkpoint(ckpt, bundle, overwrite=True)
         return bundle, labels
 
     continued = args.round_init == "continue"
     demos = AlohaDataset(pool, episodes=range(args.demos), **common)
-    bundle, _ = fit(demos, "round_0")
+    kept = runs / "round_0"
+    differs = trained_otherwise(kept / "best", args, seed, pool, len(demos))
+    if differs is None and (kept / "bundle" / "policy.onnx").is_file():  # a stopped run's: the longest fit
+        print(f"seed {seed}: round 0 kept from {kept} (trained with these settings)", flush=True)
+        bundle = kept / "bundle"
+    else:
+        if (kept / "best").exists():
+            print(f"seed {seed}: {kept} was trained with {differs or 'no bundle exported'}: training it again",
+                  flush=True)
+        bundle, _ = fit(demos, "round_0")
     bundles = [bundle]
     segments = RolloutDataset(tuple(args.cameras), args.chunk, env_state=demos.env_state_dim > 0)
     rounds = []
@@ -161,6 +172,32 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     return {"seed": seed, "hg_labels": hg_labels, "bc_labels": bc_labels, "hg": hg, "bc": bc,
             "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
             "help_needed": help_needed, "seconds": time.perf_counter() - start}
+
+
+def trained_otherwise(checkpoint: Path, args: argparse.Namespace, seed: int, pool: Path, frames: int) -> str | None:
+    """What differs between how the round 0 kept at `checkpoint` was trained and how this run trains it (None:
+    alike, and then it is not trained again). A checkpoint that is missing, unreadable or from before fits
+    recorded their frames differs."""
+    try:
+        config = json.loads((checkpoint / "config.json").read_text())
+        model = json.loads((checkpoint / "policy.json").read_text())["config"]
+        provenance = json.loads((checkpoint / "provenance.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"no readable checkpoint ({type(exc).__name__})"
+    had = {"seed": config.get("seed"), "epochs": config.get("bc_epochs"), "learning_rate": config.get("learning_rate"),
+           "lr_schedule": config.get("lr_schedule"), "ema_decay": config.get("ema_decay", 0.0),
+           "chunk": config.get("action_chunk_size"), "cameras": list(model.get("cameras", [])),
+           "image_size": list(model.get("image_size", [])), "state_keep": list(model.get("state_keep", [])),
+           "state_keep_dropout": model.get("state_keep_dropout", 0.0), "continued": provenance.get("model_path"),
+           "frames": provenance.get("frames"),
+           "pool": str(Path(provenance["dataset"]).resolve()) if provenance.get("dataset") else None}
+    want = {"seed": seed, "epochs": args.epochs, "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
+            "ema_decay": args.ema_decay, "chunk": args.chunk, "cameras": list(args.cameras),
+            "image_size": list(args.image_size), "state_keep": list(args.state_keep),
+            "state_keep_dropout": args.state_keep_dropout, "continued": None, "frames": frames,
+            "pool": str(Path(pool).resolve())}
+    differ = [f"{k} {had[k]} (this run: {want[k]})" for k in want if had[k] != want[k]]
+    return ", ".join(differ) or None
 
 
 def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
@@ -244,6 +281,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema-decay", type=float, default=0.0, metavar="DECAY",
                    help="every fit keeps and leaves the weights' moving average (vla-il train bc --ema_decay; "
                         "default 0: the trained weights)")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                   help="every fit's learning rate: annealed to 0 (default) or constant")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],

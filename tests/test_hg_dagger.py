@@ -151,6 +151,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     recording that does not fit, are refused and lose nothing. Two cameras (the top and the right hand's),
     so the expert's segments carry every view the VLA reads."""
     import json
+    import shutil
 
     import torch
 
@@ -182,7 +183,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "seed 0: measured before" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
     # seeds measured before a setting existed ran with its default: resumed, not refused
-    new_settings = ("ema_decay", "state_keep_dropout")
+    new_settings = ("ema_decay", "state_keep_dropout", "lr_schedule")
     older = {**results, "args": {k: v for k, v in results["args"].items() if k not in new_settings}}
     assert older["args"] != results["args"]
     (out / "results.json").write_text(json.dumps(older))
@@ -210,3 +211,32 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert vla_hg_dagger_seeds.main([*argv, "--image-size", "96", "128", "--out", str(tmp_path / "x")]) == 2
     assert "its top frames are 48x64, the benchmark's 96x128" in capsys.readouterr().err
     assert (out / "results.json").read_text() == before
+
+    # a seed stopped after round 0 (no row in results.json) keeps it when trained as this run would train it
+    round_0 = (runs / "round_0" / "best" / "model.pt").read_bytes()
+    (out / "results.json").unlink()
+    assert vla_hg_dagger_seeds.main(argv) == 0
+    assert f"seed 0: round 0 kept from {runs / 'round_0'}" in capsys.readouterr().out
+    assert (runs / "round_0" / "best" / "model.pt").read_bytes() == round_0
+    args = vla_hg_dagger_seeds.parse_args(argv)
+    alike = dict(args=args, seed=0, pool=pool, frames=read_provenance(runs / "round_0")["frames"])
+    assert vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best", **alike) is None
+    for other, says in ((["--lr-schedule", "constant"], "lr_schedule cosine (this run: constant)"),
+                        (["--state-keep", "6", "13"], "state_keep [] (this run: [6, 13])"),
+                        (["--learning-rate", "3e-4"], "learning_rate 0.001 (this run: 0.0003)")):
+        changed = vla_hg_dagger_seeds.parse_args([*argv, *other])
+        assert says in vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best", **{**alike, "args": changed})
+    assert "seed 0 (this run: 2)" in vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best",
+                                                                           **{**alike, "seed": 2})
+    assert "frames" in vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best",
+                                                               **{**alike, "frames": alike["frames"] + 1})
+    assert "round_0 (this run: None)" in vla_hg_dagger_seeds.trained_otherwise(runs / "round_1" / "best", **alike)
+    assert "no readable checkpoint" in vla_hg_dagger_seeds.trained_otherwise(tmp_path / "nowhere", **alike)
+    # trained otherwise (here: a constant rate asked of a fresh --out's copy): trained again, and said so
+    other = tmp_path / "other"
+    shutil.copytree(runs / "round_0", other / "runs" / "seed_0" / "round_0")
+    assert vla_hg_dagger_seeds.main([*argv, "--lr-schedule", "constant", "--out", str(other)]) == 0
+    assert "was trained with lr_schedule cosine (this run: constant): training it again" in capsys.readouterr().out
+    assert read_provenance(other / "runs" / "seed_0" / "round_0")["model_path"] is None
+    assert json.loads((other / "runs" / "seed_0" / "round_0" / "best" / "config.json").read_text())[
+        "lr_schedule"] == "constant"

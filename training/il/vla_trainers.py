@@ -79,9 +79,11 @@ def fit_vla(
         model = VLAModel.tiny(patch_size=16, **shape)
     # provenance.json says where a continued fit started, as `vla-il train --model_path` records it, and the
     # recordings it fit (as `vla-il train --dataset/--extra_dataset`: the export takes the cameras' views there)
+    # and how many labelled frames (a benchmark that resumes tells its own kept fit by it)
     roots = _roots(data)
     provenance = {"model_path": str(previous) if previous is not None else None,
-                  "dataset": roots[0] if roots else None, **({"extra_datasets": roots[1:]} if len(roots) > 1 else {})}
+                  "dataset": roots[0] if roots else None, **({"extra_datasets": roots[1:]} if len(roots) > 1 else {}),
+                  "frames": len(data)}
     trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task, provenance=provenance)
     trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed))
     trainer.close()

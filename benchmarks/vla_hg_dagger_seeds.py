@@ -129,13 +129,13 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     demos = AlohaDataset(pool, episodes=range(args.demos), **common)
     kept = runs / "round_0"
     differs = trained_otherwise(kept / "best", args, seed, pool, len(demos))
-    if differs is None and (kept / "bundle" / "policy.onnx").is_file():  # a stopped run's: the longest fit
+    if differs is None:  # a stopped run's: the longest fit, exported again (seconds; a stop may have cut the export)
         print(f"seed {seed}: round 0 kept from {kept} (trained with these settings)", flush=True)
         bundle = kept / "bundle"
+        export_checkpoint(kept / "best", bundle, overwrite=True)
     else:
         if (kept / "best").exists():
-            print(f"seed {seed}: {kept} was trained with {differs or 'no bundle exported'}: training it again",
-                  flush=True)
+            print(f"seed {seed}: {kept} was trained with {differs}: training it again", flush=True)
         bundle, _ = fit(demos, "round_0")
     bundles = [bundle]
     segments = RolloutDataset(tuple(args.cameras), args.chunk, env_state=demos.env_state_dim > 0)

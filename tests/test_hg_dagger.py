@@ -215,9 +215,11 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     # a seed stopped after round 0 (no row in results.json) keeps it when trained as this run would train it
     round_0 = (runs / "round_0" / "best" / "model.pt").read_bytes()
     (out / "results.json").unlink()
+    shutil.rmtree(runs / "round_0" / "bundle")  # a stop during its export: exported again, not trained again
     assert vla_hg_dagger_seeds.main(argv) == 0
     assert f"seed 0: round 0 kept from {runs / 'round_0'}" in capsys.readouterr().out
     assert (runs / "round_0" / "best" / "model.pt").read_bytes() == round_0
+    assert (runs / "round_0" / "bundle" / "policy.onnx").is_file()
     args = vla_hg_dagger_seeds.parse_args(argv)
     alike = dict(args=args, seed=0, pool=pool, frames=read_provenance(runs / "round_0")["frames"])
     assert vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best", **alike) is None

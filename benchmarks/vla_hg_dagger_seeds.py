@@ -180,10 +180,12 @@ def trained_otherwise(checkpoint: Path, args: argparse.Namespace, seed: int, poo
     """What differs between how the round 0 kept at `checkpoint` was trained and how this run trains it (None:
     alike, and then it is not trained again). A checkpoint that is missing, unreadable or from before fits
     recorded their frames differs."""
+    from training.checkpoint import read_provenance
+
     try:
         config = json.loads((checkpoint / "config.json").read_text())
         model = json.loads((checkpoint / "policy.json").read_text())["config"]
-        provenance = json.loads((checkpoint / "provenance.json").read_text())
+        provenance = read_provenance(checkpoint)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"no readable checkpoint ({type(exc).__name__})"
     had = {"seed": config.get("seed"), "epochs": config.get("bc_epochs"), "learning_rate": config.get("learning_rate"),

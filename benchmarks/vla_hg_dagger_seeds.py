@@ -2,25 +2,24 @@
 
     python benchmarks/vla_hg_dagger_seeds.py [--seeds 3] [--demos 40] [--rounds 2] [--episodes-per-round 8]
         [--epochs 8] [--round-init continue] [--round-epochs 4] [--eval-episodes 20] [--gated-episodes 20]
-        [--pool-from DATASET] [--out output/vla_hg_dagger_seeds]
+        [--pool-from DATASET] [--gate FIELD=VALUE ...] [--out output/vla_hg_dagger_seeds]
     (or: vla-il bench vla-hg-dagger-seeds ...)
 
-`vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the
-same parts, in one process, once per training seed, as benchmarks/hg_dagger_seeds.py does for the MLP:
-the tiny VLA from the top camera's pixels (--cameras: more views; the demo's recipe, training.il.vla_trainers.fit_vla),
-driving through its exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the
-teleop_sim_expert's gate and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
-the expert's takeovers, with the frames the cameras saw, as each round's new labels. Per seed: BC on the
-demos; rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus every round's
-expert segments (as the demo does; --round-init scratch: a new VLA each round); BC on as many expert labels
-(the first whole expert episodes of a larger pool), continued from round 0 for as many epochs as the rounds
-added (scratch: a new VLA), so the two differ in which labels they saw, not in how many or how long they
-trained; both evaluated alone on the same held-out seeds, and every round's policy with the expert watching
-(the takeovers it needs). The demonstrations are recorded once and shared by all seeds (--pool-from: an
-existing recording instead). The table, results.json and hg_vs_bc.png are
-those of benchmarks/hg_dagger_seeds.py. Run again into the same --out, it resumes: seeds measured before are
-read back, and a seed stopped part way keeps its round 0 (the longest fit) when its checkpoint was trained as
-this run would train it (trained_otherwise: seed, pool and frames, every training setting).
+`vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the same parts, in
+one process, once per training seed, as benchmarks/hg_dagger_seeds.py does for the MLP: the tiny VLA from the top
+camera's pixels (--cameras: more views; the demo's recipe, training.il.vla_trainers.fit_vla), driving through its
+exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the teleop_sim_expert's gate (its
+settings as the demo's, or --gate's) and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
+the expert's takeovers, with the frames the cameras saw, as each round's new labels. Per seed: BC on the demos;
+rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus every round's expert segments
+(as the demo does; --round-init scratch: a new VLA each round); BC on as many expert labels (the first whole expert
+episodes of a larger pool), continued from round 0 for as many epochs as the rounds added (scratch: a new VLA), so
+the two differ in which labels they saw, not in how many or how long they trained; both evaluated alone on the same
+held-out seeds, and every round's policy with the expert watching (the takeovers it needs). The demonstrations are
+recorded once and shared by all seeds (--pool-from: an existing recording instead). The table, results.json and
+hg_vs_bc.png are those of benchmarks/hg_dagger_seeds.py. Run again into the same --out, it resumes: seeds measured
+before are read back, and a seed stopped part way keeps its round 0 (the longest fit) when its checkpoint was trained
+as this run would train it (trained_otherwise: seed, pool and frames, every training setting).
 """
 
 from __future__ import annotations
@@ -96,6 +95,27 @@ def _evaluate(bundle: Path, args: argparse.Namespace, name: str, gate=None, epis
     return result.summary()
 
 
+def gate_settings(pairs: list[str]) -> dict[str, Any]:
+    """--gate's FIELD=VALUE pairs -> GateConfig fields, typed as the field's default (ValueError naming the
+    pair that is not one; the combination is checked by GateConfig itself)."""
+    from sim.evaluation import default_gate_config
+
+    base = default_gate_config()
+    settable = {f.name for f in dataclasses.fields(base)} - {"seed", "gripper_joints"}
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in settable:
+            raise ValueError(f"--gate {pair}: FIELD=VALUE with FIELD one of {', '.join(sorted(settable))}")
+        kind = type(getattr(base, name))
+        try:
+            settings[name] = kind(value) if kind is not int else int(value, 10)
+        except ValueError:
+            raise ValueError(f"--gate {pair}: {name} takes a {kind.__name__}") from None
+    dataclasses.replace(base, **settings)  # GateConfig's own checks (e.g. gripper_drift_ticks >= drift_ticks)
+    return settings
+
+
 def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict[str, Any]:
     import torch
 
@@ -106,7 +126,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     from training.il.vla_trainers import fit_vla
     from vla_il_core.schema import EXPERT_ACTION
 
-    gate_config = dataclasses.replace(default_gate_config(), seed=seed)
+    gate_config = dataclasses.replace(default_gate_config(), seed=seed, **gate_settings(args.gate))
     mux_config = default_mux_config()
     start = time.perf_counter()
     runs = out / "runs" / f"seed_{seed}"
@@ -288,6 +308,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                    help="a new VLA's learning rate (round 0's; with --round-init scratch every fit's): annealed to\n"
                         "0 (default) or constant; a continued fit always anneals")
+    p.add_argument("--gate", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="the expert gate's settings that differ from the demo's (config/teleop_sim_expert.yaml),\n"
+                        "as vla_il_core.teleop.GateConfig fields: e.g. --gate agree_ticks=5 handback_ticks=30")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],
@@ -305,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.state_keep_dropout <= 1.0 or (args.state_keep_dropout and not args.state_keep):
         print(f"--state-keep-dropout {args.state_keep_dropout}: a share in [0, 1] of the --state-keep values' "
               "samples (give --state-keep)", file=sys.stderr)
+        return 2
+    try:
+        gate_settings(args.gate)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

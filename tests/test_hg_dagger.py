@@ -183,7 +183,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "seed 0: measured before" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
     # seeds measured before a setting existed ran with its default: resumed, not refused
-    new_settings = ("ema_decay", "state_keep_dropout", "lr_schedule")
+    new_settings = ("ema_decay", "state_keep_dropout", "lr_schedule", "gate")
     older = {**results, "args": {k: v for k, v in results["args"].items() if k not in new_settings}}
     assert older["args"] != results["args"]
     (out / "results.json").write_text(json.dumps(older))
@@ -191,6 +191,13 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "seed 0: measured before" in capsys.readouterr().out
     assert vla_hg_dagger_seeds.main([*argv, "--ema-decay", "0.999"]) == 2  # but not with another value
     assert "other settings (ema_decay)" in capsys.readouterr().err
+    assert vla_hg_dagger_seeds.main([*argv, "--gate", "agree_ticks=5"]) == 2  # nor with another gate
+    assert "other settings (gate)" in capsys.readouterr().err
+    for bad, says in ((["handback=5"], "--gate handback=5: FIELD=VALUE with FIELD one of agree_ticks, beta"),
+                      (["agree_ticks=0.5"], "--gate agree_ticks=0.5: agree_ticks takes a int"),
+                      (["drift_ticks=9", "gripper_drift_ticks=3"], "gripper_drift_ticks: 0 (as drift_ticks) or >= ")):
+        assert vla_hg_dagger_seeds.main([*argv, "--gate", *bad]) == 2
+        assert says in capsys.readouterr().err
     assert vla_hg_dagger_seeds.main([*argv, "--state-keep-dropout", "0.5"]) == 2  # nothing kept to drop
     assert "--state-keep-dropout 0.5: a share in [0, 1] of the --state-keep values' samples" in capsys.readouterr().err
 
@@ -245,3 +252,12 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
 
     assert schedule("round_0") == "constant"
     assert schedule("round_1") == schedule("bc_equal_labels") == "cosine"  # continued fits anneal
+
+    # another gate (here the expert drives every tick of the round's episode): round 0 is kept, the rounds
+    # run with that gate
+    gated = tmp_path / "gated"
+    shutil.copytree(runs / "round_0", gated / "runs" / "seed_0" / "round_0")
+    assert vla_hg_dagger_seeds.main([*argv, "--gate", "mode=always", "--out", str(gated)]) == 0
+    assert "round 0 kept" in capsys.readouterr().out
+    rounds = json.loads((gated / "results.json").read_text())["rows"][0]["rounds"]
+    assert rounds[0]["intervention_frames"] == 40 and rounds[0]["interventions_per_episode"] == 1

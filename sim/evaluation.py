@@ -196,6 +196,7 @@ class GatedPolicy:
         self.t = 0
         self.episode_interventions = 0
         self.episode_intervention_frames = 0
+        self.episode_step_limited: dict[str, int] = {}
 
     def reset(self, seed: int | None = None) -> None:
         reset_policy(self.base, seed)
@@ -207,6 +208,7 @@ class GatedPolicy:
         self.t = 0
         self.episode_interventions = 0
         self.episode_intervention_frames = 0
+        self.episode_step_limited = {}
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         from vla_il_core.mux import EXPERT, POLICY
@@ -220,17 +222,69 @@ class GatedPolicy:
             self.gate.step(progress=float(info["max_reward"]), success=bool(info["is_success"]))
         self.t += 1
         self.mux.on_engaged(self.gate.engaged, self.now)
-        out = self.mux.on_action(EXPERT if self.gate.engaged else POLICY,
-                                 (label if self.gate.engaged else proposal).tolist(), self.now)
-        command = out.command
-        if command is None:  # the mux refused (e.g. a NaN from the policy): it holds, as on the robot
-            if self.mux.last_command is None:
-                raise RuntimeError(f"the mux refused the first command: {[e.detail for e in out.events]}")
-            command = list(self.mux.last_command)
+        command = _through_mux(self.mux, EXPERT if self.gate.engaged else POLICY,
+                               label if self.gate.engaged else proposal, self.now, self.episode_step_limited)
         self.engaged, self.label = self.gate.engaged, label
         self.episode_interventions = self.gate.engagements
         self.episode_intervention_frames += int(self.gate.engaged)
-        return np.asarray(command, dtype=np.float64)
+        return command
+
+
+def _through_mux(mux, driver: str, action: np.ndarray, now: float, limited: dict[str, int]) -> np.ndarray:
+    """One driver's action through the mux core -> the command the robot gets. `limited` counts, per joint,
+    the ticks whose command differs from the action within the joint limits (the step limit, or a hold)."""
+    out = mux.on_action(driver, action.tolist(), now)
+    command = out.command
+    if command is None:  # the mux refused (e.g. a NaN from the policy): it holds, as on the robot
+        if mux.last_command is None:
+            raise RuntimeError(f"the mux refused the first command: {[e.detail for e in out.events]}")
+        command = list(mux.last_command)
+    cfg = mux.config
+    command = np.asarray(command, dtype=np.float64)
+    changed = ~(np.abs(command - np.clip(action, cfg.joint_lower, cfg.joint_upper)) <= 1e-9)  # NaN: changed
+    for j in np.flatnonzero(changed):
+        limited[cfg.joint_names[j]] = limited.get(cfg.joint_names[j], 0) + 1
+    return command
+
+
+class MuxedPolicy:
+    """A policy alone with every command passing the intervention mux's core (joint limits, step limit,
+    holds), as on the graph, where the policy node's actions reach the robot only through the mux
+    (`vla-il eval --through-mux`); the limits are the sim profile's, as the demo runs them.
+    `episode_step_limited`: per joint, the ticks of the episode whose command the mux changed."""
+
+    def __init__(self, base: Policy, mux_config=None) -> None:
+        from vla_il_core.mux import InterventionMux
+
+        self.base = base
+        self.mux = InterventionMux(mux_config or default_mux_config())
+        self.now = 0.0
+        self.episode_step_limited: dict[str, int] = {}
+
+    def reset(self, seed: int | None = None) -> None:
+        reset_policy(self.base, seed)
+        self.mux = type(self.mux)(self.mux.config)  # each episode a robot session of its own (as GatedPolicy's)
+        self.now = 0.0
+        self.episode_step_limited = {}
+
+    def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
+        from vla_il_core.mux import POLICY
+
+        self.now += 1.0 / FPS
+        self.mux.on_observation(obs["agent_pos"].tolist(), self.now)
+        proposal = np.asarray(self.base(obs, info), dtype=np.float64)
+        self.mux.on_engaged(False, self.now)
+        return _through_mux(self.mux, POLICY, proposal, self.now, self.episode_step_limited)
+
+
+class MuxedFactory:
+    """Picklable: wraps a policy factory in a MuxedPolicy in each evaluation worker."""
+
+    def __init__(self, base: PolicyFactory) -> None:
+        self.base = base
+
+    def __call__(self, task: str) -> MuxedPolicy:
+        return MuxedPolicy(self.base(task))
 
 
 def default_mux_config():
@@ -287,6 +341,8 @@ class EpisodeResult:
     interventions: int | None = None  # expert takeovers (a GatedPolicy ran), else None
     intervention_frames: int | None = None
     clamped: dict[str, int] = field(default_factory=dict)  # steps whose action was clamped, per joint
+    # commands the intervention mux changed (step limit, holds), per joint; None: no mux ran
+    step_limited: dict[str, int] | None = None
 
 
 @dataclass
@@ -311,6 +367,18 @@ class EvalResult:
             for k, v in e.clamped.items():
                 total[k] = total.get(k, 0) + v
         return total
+
+    @property
+    def step_limited(self) -> dict[str, float] | None:
+        """Commands per episode the mux changed, per joint, most first; None where no mux ran."""
+        ran = [e.step_limited for e in self.episodes if e.step_limited is not None]
+        if not ran:
+            return None
+        total: dict[str, int] = {}
+        for counts in ran:
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
+        return {k: v / len(ran) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
 
     @property
     def success_rate(self) -> float:
@@ -347,6 +415,7 @@ class EvalResult:
             "mean_max_reward": float(np.mean([e.max_reward for e in self.episodes])) if self.n else 0.0,
             "mean_length": float(np.mean([e.length for e in self.episodes])) if self.n else 0.0,
             **gated,
+            **({"mux_limited_per_episode": self.step_limited} if self.step_limited is not None else {}),
         }
 
     def line(self) -> str:
@@ -357,6 +426,9 @@ class EvalResult:
             f"{self.summary()['mean_max_reward']:.2f}, mean length {self.summary()['mean_length']:.0f}"
             + (f", expert takeovers per episode {self.interventions[0]:.2f} +- {self.interventions[1]:.2f}"
                if self.interventions is not None else "")
+            + (", commands the mux limited per episode: " + (", ".join(
+                f"{k} {v:.1f}" for k, v in list(self.step_limited.items())[:3]) or "none")
+               if self.step_limited is not None else "")
         )
 
 
@@ -375,6 +447,8 @@ def run_episode(env: AlohaEnv, policy: Policy, seed: int, video: list | None = N
     return EpisodeResult(seed, success=bool(info["is_success"]), max_reward=float(info["max_reward"]), length=steps,
                          interventions=getattr(policy, "episode_interventions", None),
                          intervention_frames=getattr(policy, "episode_intervention_frames", None),
+                         step_limited=(dict(policy.episode_step_limited)
+                                       if hasattr(policy, "episode_step_limited") else None),
                          clamped={k: v - clamped_before.get(k, 0) for k, v in getattr(env, "clamped", {}).items()
                                   if v > clamped_before.get(k, 0)})
 

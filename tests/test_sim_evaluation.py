@@ -12,6 +12,9 @@ from sim.evaluation import (
     EvalResult,
     ExpertPolicy,
     GatedFactory,
+    MuxedFactory,
+    MuxedPolicy,
+    default_mux_config,
     evaluate,
     wilson_interval,
     write_report,
@@ -39,6 +42,58 @@ class OpensTheGripperTooFar(HoldStill):
         action = robot.START_STATE.copy()
         action[robot.GRIPPER_INDICES[0]] = robot.JOINT_UPPER[robot.GRIPPER_INDICES[0]] + 0.2
         return action
+
+
+class SnapsTheGripper(HoldStill):
+    """Closes and opens the right gripper in one command every 10 ticks, as a policy trained on the sim
+    expert's recordings does (the expert's gripper commands jump; `vla-il collect` records them without the mux)."""
+
+    def __init__(self, task):
+        self.t = 0
+
+    def reset(self):
+        self.t = 0
+
+    def __call__(self, obs, info):
+        self.t += 1
+        action = robot.START_STATE.copy()
+        action[robot.GRIPPER_INDICES[1]] = float((self.t // 10) % 2 == 0)
+        return action
+
+
+def test_through_the_mux_every_command_obeys_its_step_limit_and_the_limited_ones_are_counted(capsys):
+    """A policy alone as the graph deploys it: its gripper's jumps reach the robot as the mux's steps, and
+    the evaluation says which joints' commands the mux changed; without the mux nothing is counted."""
+    config = default_mux_config()
+    g = robot.GRIPPER_INDICES[1]
+    policy = MuxedPolicy(SnapsTheGripper("transfer_cube"), config)
+    from sim.aloha.env import AlohaEnv
+
+    env = AlohaEnv("transfer_cube", episode_length=60)
+    try:
+        obs, info = env.reset(seed=1)
+        policy.reset()
+        previous = None
+        for _ in range(60):
+            command = policy(obs, info)
+            if previous is not None:
+                assert np.all(np.abs(command - previous) <= np.asarray(config.max_step) + 1e-9)
+            previous = command
+            obs, _r, _term, _trunc, info = env.step(command)
+    finally:
+        env.close()
+    steps = int(np.ceil(1.0 / config.max_step[g] - 1e-9))  # a jump from open to closed takes this many commands
+    assert steps > 1 and policy.episode_step_limited["right_gripper"] >= 5 * (steps - 1)
+
+    kwargs = dict(env_kwargs={"episode_length": 40}, progress=False)
+    alone = evaluate("transfer_cube", SnapsTheGripper, [1], **kwargs)
+    muxed = evaluate("transfer_cube", MuxedFactory(SnapsTheGripper), [1, 2], **kwargs)
+    assert alone.step_limited is None and "mux" not in alone.line() and "mux_limited_per_episode" not in alone.summary()
+    assert set(muxed.step_limited) == {"right_gripper"} and muxed.step_limited["right_gripper"] >= 3 * (steps - 1)
+    assert "commands the mux limited per episode: right_gripper" in muxed.line()
+    assert muxed.summary()["mux_limited_per_episode"] == muxed.step_limited
+    assert [e.interventions for e in muxed.episodes] == [None, None]  # no expert: no takeovers reported
+    assert pickle.loads(pickle.dumps(MuxedFactory(SnapsTheGripper))).base is SnapsTheGripper  # crosses to workers
 
 
 def test_clamped_actions_are_one_warning_with_their_counts_for_any_number_of_workers():
@@ -120,3 +175,17 @@ def test_vla_il_eval_with_the_expert_watching_reports_the_takeovers(tmp_path, ca
     assert "the sim expert watching" in capsys.readouterr().out
     episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
     assert [e["interventions"] for e in episodes] == [0, 0]
+    assert all(isinstance(e["step_limited"], dict) for e in episodes)  # the expert's commands passed the mux too
+
+
+def test_vla_il_eval_through_the_mux_reports_what_it_limited(tmp_path, capsys):
+    """The scripted expert's gripper commands jump (its recordings are made without the mux): through the
+    mux, as on the graph, they are stepped, and the report says so."""
+    from vla_il.cli import main
+
+    assert main(["eval", "--policy", "expert", "--episodes", "1", "--through-mux", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "expert, through the mux: success" in out and "commands the mux limited per episode: " in out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "interventions_per_episode" not in summary
+    assert any(k.endswith("gripper") for k in summary["mux_limited_per_episode"]), summary

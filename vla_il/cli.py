@@ -186,6 +186,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--with-expert", action="store_true",
                     help="the sim expert watches and takes over as in the demo's rounds (the gate of "
                          "config/teleop_sim_expert.yaml): reports the takeovers per episode the policy needs")
+    ev.add_argument("--through-mux", action="store_true",
+                    help="every command passes the intervention mux's limits (the sim profile's joint and step "
+                         "limits), as on the graph, where the policy reaches the robot only through the mux; "
+                         "reports the commands it limited (--with-expert: always)")
     ev.set_defaults(func=_eval)
 
     view = sub.add_parser(
@@ -374,6 +378,10 @@ def _eval(args: argparse.Namespace) -> int:
         from sim.evaluation import GatedFactory, default_gate_config
 
         factory, name = GatedFactory(factory, default_gate_config()), f"{name}, the sim expert watching"
+    elif args.through_mux:
+        from sim.evaluation import MuxedFactory
+
+        factory, name = MuxedFactory(factory), f"{name}, through the mux"
     seeds = range(args.seed, args.seed + args.episodes)
     result = evaluate(args.task, factory, seeds, policy_name=name, workers=args.workers, env_kwargs=env_kwargs)
     print(result.line())

@@ -33,8 +33,10 @@ class _ExpertEpisodes:
     plays it and whatever it played before (reset re-seeds the scene and the noise)."""
 
     def __init__(self, task: str, cameras: tuple[str, ...], image_size: tuple[int, int], episode_length: int,
-                 action_noise: float, noise_correlation: float) -> None:
+                 action_noise: float, noise_correlation: float, through_mux: bool = False) -> None:
         import numpy as np
+
+        from sim.evaluation import default_mux_config
 
         self.env = AlohaEnv(task, cameras=cameras, image_size=image_size, episode_length=episode_length)
         self.expert = make_expert(task)
@@ -42,15 +44,23 @@ class _ExpertEpisodes:
         self.action_noise, self.noise_correlation = action_noise, noise_correlation
         self.arm = np.ones(robot.STATE_DIM, dtype=bool)
         self.arm[list(robot.GRIPPER_INDICES)] = False  # the grippers: open / closed decisions, not noised
+        self.mux_config = default_mux_config() if through_mux else None
 
     def play(self, seed: int, emit: Callable[[dict], None]) -> bool:
         """Play the episode of `seed`, each frame (the schema's keys) to `emit` as it happens; whether the
         expert succeeded."""
         import numpy as np
 
+        from sim.evaluation import mux_command
+        from vla_il_core.mux import EXPERT, InterventionMux
+
         obs, info = self.env.reset(seed=seed)
         rng = np.random.default_rng(seed)
         offset = np.zeros(robot.STATE_DIM)
+        # a session of its own per episode, the expert engaged: the commands the graph's recorder would record
+        mux = InterventionMux(self.mux_config) if self.mux_config is not None else None
+        limited: dict[str, int] = {}
+        now = 0.0
         while True:
             label = self.expert(obs["agent_pos"], info["env_state"])
             action = label
@@ -58,6 +68,11 @@ class _ExpertEpisodes:
                 step = rng.normal(0.0, self.action_noise, robot.STATE_DIM) * self.arm
                 offset = self.noise_correlation * offset + step
                 action = np.clip(label + offset, robot.JOINT_LOWER, robot.JOINT_UPPER)
+            if mux is not None:
+                now += 1.0 / FPS
+                mux.on_observation(obs["agent_pos"].tolist(), now)
+                mux.on_engaged(True, now)
+                action = mux_command(mux, EXPERT, np.asarray(action, np.float64), now, limited)
             frame = {
                 schema.STATE: obs["agent_pos"],
                 schema.ENV_STATE: info["env_state"],
@@ -126,7 +141,7 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
             image_size: tuple[int, int] = (480, 640), keep_failed: bool = False, seed: int = 0,
             overwrite: bool = False, episode_length: int = 400, progress: bool = True,
             image_storage: str = "auto", action_noise: float = 0.0, noise_correlation: float = 0.9,
-            workers: int = 1) -> CollectReport:
+            workers: int = 1, through_mux: bool = False) -> CollectReport:
     """Record `episodes` expert episodes (seeds seed, seed+1, ...). Failed episodes are left out
     unless `keep_failed`; either way they are counted, and more seeds are drawn to reach the number.
     `image_storage`: schema.image_dtype (auto: small frames lossless, large ones as video).
@@ -137,6 +152,12 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
     noise injection: the data shows the expert recovering from the small errors a learner makes, so
     train on `expert_action`).
 
+    `through_mux`: the executed commands (the frame's `action`) pass the intervention mux's core with the sim
+    profile's limits (joint and step limits), as on the graph, where the recorder records the mux's commands;
+    `expert_action` stays the expert's label. Without it the expert's gripper commands jump from open to
+    closed in one step, which the graph's mux never lets through: a policy trained on such a recording meets
+    other dynamics when it is deployed through the mux (`vla-il eval --through-mux`).
+
     `workers` > 1: episodes are played in that many processes while this one writes them, in seed
     order: the dataset is the one `workers=1` writes, episode for episode and frame for frame."""
     if action_noise < 0 or not 0 <= noise_correlation < 1:
@@ -146,7 +167,7 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
         raise ValueError(f"workers must be >= 1, got {workers}")
     from training.progress import tqdm
 
-    setup = (task, tuple(cameras), tuple(image_size), episode_length, action_noise, noise_correlation)
+    setup = (task, tuple(cameras), tuple(image_size), episode_length, action_noise, noise_correlation, through_mux)
     local = _ExpertEpisodes(*setup)  # here too with workers: a bad task or camera fails before the dataset exists
     if workers > 1:
         local.close()

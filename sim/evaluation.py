@@ -222,7 +222,7 @@ class GatedPolicy:
             self.gate.step(progress=float(info["max_reward"]), success=bool(info["is_success"]))
         self.t += 1
         self.mux.on_engaged(self.gate.engaged, self.now)
-        command = _through_mux(self.mux, EXPERT if self.gate.engaged else POLICY,
+        command = mux_command(self.mux, EXPERT if self.gate.engaged else POLICY,
                                label if self.gate.engaged else proposal, self.now, self.episode_step_limited)
         self.engaged, self.label = self.gate.engaged, label
         self.episode_interventions = self.gate.engagements
@@ -230,7 +230,7 @@ class GatedPolicy:
         return command
 
 
-def _through_mux(mux, driver: str, action: np.ndarray, now: float, limited: dict[str, int]) -> np.ndarray:
+def mux_command(mux, driver: str, action: np.ndarray, now: float, limited: dict[str, int]) -> np.ndarray:
     """One driver's action through the mux core -> the command the robot gets. `limited` counts, per joint,
     the ticks whose command differs from the action within the joint limits (the step limit, or a hold)."""
     out = mux.on_action(driver, action.tolist(), now)
@@ -274,7 +274,7 @@ class MuxedPolicy:
         self.mux.on_observation(obs["agent_pos"].tolist(), self.now)
         proposal = np.asarray(self.base(obs, info), dtype=np.float64)
         self.mux.on_engaged(False, self.now)
-        return _through_mux(self.mux, POLICY, proposal, self.now, self.episode_step_limited)
+        return mux_command(self.mux, POLICY, proposal, self.now, self.episode_step_limited)
 
 
 class MuxedFactory:

@@ -103,6 +103,35 @@ def test_noise_injected_demos_keep_the_expert_label_beside_what_was_executed(tmp
     assert not (tmp_path / "bad").exists()  # refused before anything was created
 
 
+def test_demos_recorded_through_the_mux_are_the_commands_the_graph_would_record(tmp_path):
+    """--through-mux: the executed commands (action) obey the mux's step limit from the first one on, as the
+    graph's recorder would record them; expert_action keeps the expert's label, whose gripper jumps."""
+    from sim.evaluation import default_mux_config
+    from vla_il.cli import main
+
+    out = tmp_path / "muxed"
+    collect("transfer_cube", episodes=1, out=out, cameras=(), keep_failed=True, episode_length=120, progress=False,
+            through_mux=True)
+    table = load(out).hf_dataset.with_format("numpy")
+    executed, label = np.stack(table[schema.ACTION]), np.stack(table[schema.EXPERT_ACTION])
+    state = np.stack(table[schema.STATE])
+    step = np.asarray(default_mux_config().max_step)
+    assert (np.abs(np.diff(executed, axis=0)) <= step + 1e-6).all()
+    assert (np.abs(executed[0] - state[0]) <= step + 1e-6).all()  # the first command: from the measured pose
+    g = list(robot.GRIPPER_INDICES)
+    assert (np.abs(np.diff(label[:, g], axis=0)) > step[g] + 1e-6).any()  # the label jumps; the command did not
+    assert not np.allclose(executed[:, g], label[:, g])
+    plain = tmp_path / "plain"
+    collect("transfer_cube", episodes=1, out=plain, cameras=(), keep_failed=True, episode_length=120, progress=False)
+    plain_table = load(plain).hf_dataset.with_format("numpy")
+    assert np.array_equal(np.stack(plain_table[schema.ACTION]), np.stack(plain_table[schema.EXPERT_ACTION]))
+
+    assert main(["collect", "--episodes", "1", "--cameras", "--keep-failed", "--through-mux",
+                 "--out", str(tmp_path / "cli")]) == 0
+    cli = load(tmp_path / "cli").hf_dataset.with_format("numpy")
+    assert (np.abs(np.diff(np.stack(cli[schema.ACTION]), axis=0)) <= step + 1e-6).all()
+
+
 def test_collect_with_workers_writes_the_dataset_one_process_writes(tmp_path):
     """Episodes played in two spawned processes and written here in seed order: the same dataset, episode
     for episode and frame for frame (images included), as one process playing them one after the other."""

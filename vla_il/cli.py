@@ -152,6 +152,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "(action = executed, expert_action = the label: train with --action_key expert_action)",
     )
     collect.add_argument(
+        "--through-mux",
+        action="store_true",
+        help="the expert's commands pass the intervention mux's limits, as on the graph (action = the mux's "
+        "command, as the graph's recorder records it; expert_action = the label)",
+    )
+    collect.add_argument(
         "--image-storage",
         choices=IMAGE_STORAGES,
         default="auto",
@@ -316,6 +322,7 @@ def _collect(args: argparse.Namespace) -> int:
         image_storage=args.image_storage,
         action_noise=args.action_noise,
         workers=args.workers,
+        through_mux=args.through_mux,
     )
     print(report.line())
     return 0

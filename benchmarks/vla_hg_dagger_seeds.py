@@ -85,10 +85,11 @@ def _add_stretch(into, stretch: list[tuple[Any, ...]], instruction: str) -> None
 
 
 def _evaluate(bundle: Path, args: argparse.Namespace, name: str, gate=None, episodes: int | None = None):
-    from sim.evaluation import BundleFactory, GatedFactory, evaluate
+    from sim.evaluation import BundleFactory, GatedFactory, MuxedFactory, evaluate
 
     factory = BundleFactory(bundle)
-    result = evaluate(args.task, factory if gate is None else GatedFactory(factory, gate),
+    driver = GatedFactory(factory, gate) if gate is not None else MuxedFactory(factory) if args.through_mux else factory
+    result = evaluate(args.task, driver,
                       range(EVAL_SEED, EVAL_SEED + (episodes or args.eval_episodes)), name, workers=args.workers,
                       env_kwargs=factory.env_kwargs() | {"episode_length": args.episode_length}, progress=False)
     print(result.line(), flush=True)
@@ -311,6 +312,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gate", nargs="*", default=[], metavar="FIELD=VALUE",
                    help="the expert gate's settings that differ from the demo's (config/teleop_sim_expert.yaml),\n"
                         "as vla_il_core.teleop.GateConfig fields: e.g. --gate agree_ticks=5 handback_ticks=30")
+    p.add_argument("--through-mux", action="store_true",
+                   help="HG-DAgger and BC alone are evaluated through the intervention mux's core, as the rounds'\n"
+                        "policies drive and as the graph deploys them; a pool the benchmark records is recorded\n"
+                        "through it too (vla-il collect --through-mux; a --pool-from recording: record it so)")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],
@@ -337,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     n_pool = args.pool or 2 * args.demos
-    pool = out / f"pool_{args.task}_{n_pool}_{'_'.join(args.cameras)}_{args.image_size[0]}x{args.image_size[1]}"
+    pool = out / (f"pool_{args.task}_{n_pool}_{'_'.join(args.cameras)}_{args.image_size[0]}x{args.image_size[1]}"
+                  + ("_mux" if args.through_mux else ""))
     if args.pool_from is not None:
         pool = args.pool_from
         problem = pool_problem(pool, args)
@@ -347,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             collect_once(args.task, n_pool, pool, cameras=tuple(args.cameras), image_size=tuple(args.image_size),
-                         seed=0, workers=args.workers,
+                         seed=0, workers=args.workers, through_mux=args.through_mux,
                          announce=f"recording {n_pool} expert demonstrations ({', '.join(args.cameras)}) into {pool}")
         except ValueError as exc:
             print(exc, file=sys.stderr)

@@ -183,7 +183,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "seed 0: measured before" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["rows"] == results["rows"]
     # seeds measured before a setting existed ran with its default: resumed, not refused
-    new_settings = ("ema_decay", "state_keep_dropout", "lr_schedule", "gate")
+    new_settings = ("ema_decay", "state_keep_dropout", "lr_schedule", "gate", "through_mux")
     older = {**results, "args": {k: v for k, v in results["args"].items() if k not in new_settings}}
     assert older["args"] != results["args"]
     (out / "results.json").write_text(json.dumps(older))
@@ -257,7 +257,10 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     # run with that gate
     gated = tmp_path / "gated"
     shutil.copytree(runs / "round_0", gated / "runs" / "seed_0" / "round_0")
-    assert vla_hg_dagger_seeds.main([*argv, "--gate", "mode=always", "--out", str(gated)]) == 0
+    assert vla_hg_dagger_seeds.main([*argv, "--gate", "mode=always", "--through-mux", "--out", str(gated)]) == 0
     assert "round 0 kept" in capsys.readouterr().out
-    rounds = json.loads((gated / "results.json").read_text())["rows"][0]["rounds"]
-    assert rounds[0]["intervention_frames"] == 40 and rounds[0]["interventions_per_episode"] == 1
+    row = json.loads((gated / "results.json").read_text())["rows"][0]
+    assert row["rounds"][0]["intervention_frames"] == 40 and row["rounds"][0]["interventions_per_episode"] == 1
+    # --through-mux: HG-DAgger and BC alone were evaluated through the mux, as the rounds drove
+    assert "mux_limited_per_episode" in row["hg"] and "mux_limited_per_episode" in row["bc"]
+    assert "mux_limited_per_episode" not in results["rows"][0]["hg"]  # without it: not

@@ -59,7 +59,6 @@ class _ExpertEpisodes:
         offset = np.zeros(robot.STATE_DIM)
         # a session of its own per episode, the expert engaged: the commands the graph's recorder would record
         mux = InterventionMux(self.mux_config) if self.mux_config is not None else None
-        limited: dict[str, int] = {}
         now = 0.0
         while True:
             label = self.expert(obs["agent_pos"], info["env_state"])
@@ -72,7 +71,7 @@ class _ExpertEpisodes:
                 now += 1.0 / FPS
                 mux.on_observation(obs["agent_pos"].tolist(), now)
                 mux.on_engaged(True, now)
-                action = mux_command(mux, EXPERT, np.asarray(action, np.float64), now, limited)
+                action = mux_command(mux, EXPERT, np.asarray(action, np.float64), now)
             frame = {
                 schema.STATE: obs["agent_pos"],
                 schema.ENV_STATE: info["env_state"],

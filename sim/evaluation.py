@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -230,9 +231,9 @@ class GatedPolicy:
         return command
 
 
-def mux_command(mux, driver: str, action: np.ndarray, now: float, limited: dict[str, int]) -> np.ndarray:
-    """One driver's action through the mux core -> the command the robot gets. `limited` counts, per joint,
-    the ticks whose command differs from the action within the joint limits (the step limit, or a hold)."""
+def mux_command(mux, driver: str, action: np.ndarray, now: float, limited: dict[str, int] | None = None) -> np.ndarray:
+    """One driver's action through the mux core -> the command the robot gets. `limited` (if given) counts, per
+    joint, the ticks whose command differs from the action within the joint limits (the step limit, or a hold)."""
     out = mux.on_action(driver, action.tolist(), now)
     command = out.command
     if command is None:  # the mux refused (e.g. a NaN from the policy): it holds, as on the robot
@@ -241,6 +242,8 @@ def mux_command(mux, driver: str, action: np.ndarray, now: float, limited: dict[
         command = list(mux.last_command)
     cfg = mux.config
     command = np.asarray(command, dtype=np.float64)
+    if limited is None:
+        return command
     changed = ~(np.abs(command - np.clip(action, cfg.joint_lower, cfg.joint_upper)) <= 1e-9)  # NaN: changed
     for j in np.flatnonzero(changed):
         limited[cfg.joint_names[j]] = limited.get(cfg.joint_names[j], 0) + 1
@@ -362,11 +365,7 @@ class EvalResult:
     @property
     def clamped(self) -> dict[str, int]:
         """Steps whose action was clamped to the joint limits, per joint, over all episodes."""
-        total: dict[str, int] = {}
-        for e in self.episodes:
-            for k, v in e.clamped.items():
-                total[k] = total.get(k, 0) + v
-        return total
+        return dict(sum((Counter(e.clamped) for e in self.episodes), Counter()))
 
     @property
     def step_limited(self) -> dict[str, float] | None:
@@ -374,11 +373,8 @@ class EvalResult:
         ran = [e.step_limited for e in self.episodes if e.step_limited is not None]
         if not ran:
             return None
-        total: dict[str, int] = {}
-        for counts in ran:
-            for k, v in counts.items():
-                total[k] = total.get(k, 0) + v
-        return {k: v / len(ran) for k, v in sorted(total.items(), key=lambda kv: -kv[1])}
+        total = sum((Counter(counts) for counts in ran), Counter())
+        return {k: v / len(ran) for k, v in total.most_common()}
 
     @property
     def success_rate(self) -> float:

@@ -227,12 +227,19 @@ def trained_otherwise(checkpoint: Path, args: argparse.Namespace, seed: int, poo
 
 def pool_problem(pool: Path, args: argparse.Namespace) -> str | None:
     """Why a recording cannot be the benchmark's pool (None when it can)."""
-    from training.datasets.lerobot_io import read_info
+    from training.datasets.lerobot_io import read_info, read_recording
 
     try:
         meta = read_info(pool)
+        recording = read_recording(pool)
     except (FileNotFoundError, ValueError) as exc:
         return str(exc)
+    through_mux = recording.get("through_mux")
+    if through_mux is not None and bool(through_mux) != args.through_mux:
+        # a policy trained on commands the mux never lets through loses 46 points through it (docs/results)
+        return ("recorded through the intervention mux, this run evaluates without it (add --through-mux)"
+                if through_mux else "recorded without the intervention mux, this run evaluates through it "
+                "(record with vla-il collect --through-mux)")
     for camera in args.cameras:
         feature = meta.get("features", {}).get(f"observation.images.{camera}")
         if feature is None:

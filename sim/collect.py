@@ -9,6 +9,7 @@ from pathlib import Path
 from sim.aloha import robot
 from sim.aloha.env import FPS, AlohaEnv
 from sim.experts import make_expert
+from training.datasets.lerobot_io import write_recording
 from training.datasets.writer import EpisodeWriter
 from vla_il_core import schema
 
@@ -164,6 +165,7 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
                          f"{noise_correlation}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    from sim.evaluation import SIM_PROFILE
     from training.progress import tqdm
 
     setup = (task, tuple(cameras), tuple(image_size), episode_length, action_noise, noise_correlation, through_mux)
@@ -175,6 +177,11 @@ def collect(task: str, episodes: int, out: Path, cameras: tuple[str, ...] = ("to
     instruction = local.env.task.instruction
     try:
         writer = EpisodeWriter(out, features, fps=FPS, overwrite=overwrite)
+        # how: what info.json does not tell (a recording through the mux or not differs by 46 points through it)
+        write_recording(out, {"recorded_by": "vla-il collect", "task": task, "first_seed": seed,
+                              "episode_length": episode_length, "kept_failed": keep_failed,
+                              "through_mux": through_mux, "mux_profile": SIM_PROFILE if through_mux else None,
+                              "action_noise": action_noise, "noise_correlation": noise_correlation})
     except BaseException:
         local.close()
         raise

@@ -290,12 +290,15 @@ class MuxedFactory:
         return MuxedPolicy(self.base(task))
 
 
+SIM_PROFILE = "aloha_sim"  # the robot profile (config/robots) of the simulated ALOHA
+
+
 def default_mux_config():
     """The intervention mux's limits for the simulated ALOHA (the aloha_sim profile), as the demo runs it."""
     from vla_il_core.mux import MuxConfig
     from vla_il_core.profiles import load_profile
 
-    return MuxConfig(**{k: tuple(v) for k, v in load_profile("aloha_sim").mux_parameters().items()})
+    return MuxConfig(**{k: tuple(v) for k, v in load_profile(SIM_PROFILE).mux_parameters().items()})
 
 
 def default_gate_config():

@@ -253,14 +253,19 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert schedule("round_0") == "constant"
     assert schedule("round_1") == schedule("bc_equal_labels") == "cosine"  # continued fits anneal
 
-    # another gate (here the expert drives every tick of the round's episode): round 0 is kept, the rounds
-    # run with that gate
-    gated = tmp_path / "gated"
-    shutil.copytree(runs / "round_0", gated / "runs" / "seed_0" / "round_0")
-    assert vla_hg_dagger_seeds.main([*argv, "--gate", "mode=always", "--through-mux", "--out", str(gated)]) == 0
-    assert "round 0 kept" in capsys.readouterr().out
+    # --through-mux: refused on this recording, made without the mux (its meta/recording.json says so)
+    assert vla_hg_dagger_seeds.main([*argv, "--through-mux", "--out", str(tmp_path / "z")]) == 2
+    assert "recorded without the intervention mux" in capsys.readouterr().err
+    # on one made through it, with another gate (here the expert drives every tick of the round's episode): the
+    # rounds run with that gate, and HG-DAgger and BC alone are evaluated through the mux, as the rounds drove
+    muxed_pool, gated = tmp_path / "pool_mux", tmp_path / "gated"
+    collect("transfer_cube", 3, muxed_pool, cameras=("top", "right_wrist"), image_size=(48, 64), seed=0,
+            through_mux=True)
+    muxed = [*argv[2:], "--pool-from", str(muxed_pool), "--gate", "mode=always", "--through-mux"]
+    assert vla_hg_dagger_seeds.main([*muxed, "--out", str(gated)]) == 0
     row = json.loads((gated / "results.json").read_text())["rows"][0]
     assert row["rounds"][0]["intervention_frames"] == 40 and row["rounds"][0]["interventions_per_episode"] == 1
-    # --through-mux: HG-DAgger and BC alone were evaluated through the mux, as the rounds drove
     assert "mux_limited_per_episode" in row["hg"] and "mux_limited_per_episode" in row["bc"]
     assert "mux_limited_per_episode" not in results["rows"][0]["hg"]  # without it: not
+    assert vla_hg_dagger_seeds.main([a for a in muxed if a != "--through-mux"] + ["--out", str(tmp_path / "w")]) == 2
+    assert "recorded through the intervention mux, this run evaluates without it" in capsys.readouterr().err

@@ -107,6 +107,7 @@ def test_demos_recorded_through_the_mux_are_the_commands_the_graph_would_record(
     """--through-mux: the executed commands (action) obey the mux's step limit from the first one on, as the
     graph's recorder would record them; expert_action keeps the expert's label, whose gripper jumps."""
     from sim.evaluation import default_mux_config
+    from training.datasets.lerobot_io import read_recording
     from vla_il.cli import main
 
     out = tmp_path / "muxed"
@@ -125,6 +126,14 @@ def test_demos_recorded_through_the_mux_are_the_commands_the_graph_would_record(
     collect("transfer_cube", episodes=1, out=plain, cameras=(), keep_failed=True, episode_length=120, progress=False)
     plain_table = load(plain).hf_dataset.with_format("numpy")
     assert np.array_equal(np.stack(plain_table[schema.ACTION]), np.stack(plain_table[schema.EXPERT_ACTION]))
+    # each says how it was recorded (meta/recording.json), which info.json does not
+    assert read_recording(out)["through_mux"] is True and read_recording(out)["mux_profile"] == "aloha_sim"
+    assert read_recording(plain)["through_mux"] is False and read_recording(plain)["first_seed"] == 0
+    (plain / "meta" / "recording.json").unlink()
+    assert read_recording(plain) == {}  # recorded otherwise (the graph's recorder, lerobot): nothing said
+    (out / "meta" / "recording.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"recording.json is not valid JSON"):
+        read_recording(out)
 
     assert main(["collect", "--episodes", "1", "--cameras", "--keep-failed", "--through-mux",
                  "--out", str(tmp_path / "cli")]) == 0

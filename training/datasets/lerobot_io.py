@@ -27,6 +27,36 @@ def read_info(root: Path) -> dict:
     return meta
 
 
+RECORDING = "recording.json"  # meta/recording.json: how vla-il recorded the dataset (absent elsewhere)
+
+
+def write_recording(root: Path, settings: dict) -> None:
+    """How a dataset was recorded (`vla-il collect`'s settings: the mux, the action noise, the seeds), beside its
+    info.json, so that a tool training or benchmarking on it can tell recordings apart that info.json does not."""
+    import json
+
+    meta = Path(root) / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / RECORDING).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def read_recording(root: Path) -> dict:
+    """write_recording's settings ({} for a dataset recorded otherwise: the graph's recorder, lerobot, before
+    vla-il wrote them); ValueError naming the file when it is damaged."""
+    import json
+
+    path = Path(root) / "meta" / RECORDING
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): a damaged recording") from exc
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} holds no settings (a JSON object): a damaged recording")
+    return settings
+
+
 def open_dataset(root: Path):
     """A local LeRobot dataset, offline; a clear error when `root` is not one (read_info's)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

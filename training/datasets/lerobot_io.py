@@ -10,18 +10,23 @@ from training.demonstrations import Demonstrations
 from vla_il_core import schema
 
 
+def _read_json(path: Path, what: str):
+    """The JSON value in `path`; ValueError naming the file when it cannot be read as JSON (a damaged `what`)."""
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): a damaged {what}") from exc
+
+
 def read_info(root: Path) -> dict:
     """A LeRobot dataset's meta/info.json, parsed: FileNotFoundError when `root` holds no dataset, ValueError
     when the file is damaged or not a LeRobot dataset's, each naming it."""
-    import json
-
     info = Path(root) / "meta" / "info.json"
     if not info.is_file():
         raise FileNotFoundError(f"{root} is not a LeRobot dataset (no meta/info.json)")
-    try:
-        meta = json.loads(info.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{info} is not valid JSON ({exc}): a damaged dataset") from exc
+    meta = _read_json(info, "dataset")
     if not isinstance(meta, dict) or not isinstance(meta.get("features"), dict):
         raise ValueError(f"{info} has no features: not a LeRobot dataset's info.json")
     return meta
@@ -43,15 +48,10 @@ def write_recording(root: Path, settings: dict) -> None:
 def read_recording(root: Path) -> dict:
     """write_recording's settings ({} for a dataset recorded otherwise: the graph's recorder, lerobot, before
     vla-il wrote them); ValueError naming the file when it is damaged."""
-    import json
-
     path = Path(root) / "meta" / RECORDING
     if not path.is_file():
         return {}
-    try:
-        settings = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}): a damaged recording") from exc
+    settings = _read_json(path, "recording")
     if not isinstance(settings, dict):
         raise ValueError(f"{path} holds no settings (a JSON object): a damaged recording")
     return settings

@@ -2,7 +2,7 @@
 
     python benchmarks/vla_hg_dagger_seeds.py [--seeds 3] [--demos 40] [--rounds 2] [--episodes-per-round 8]
         [--epochs 8] [--round-init continue] [--round-epochs 4] [--eval-episodes 20] [--gated-episodes 20]
-        [--pool-from DATASET] [--gate FIELD=VALUE ...] [--out output/vla_hg_dagger_seeds]
+        [--pool-from DATASET] [--gate FIELD=VALUE ...] [--intervention-weight K] [--out output/vla_hg_dagger_seeds]
     (or: vla-il bench vla-hg-dagger-seeds ...)
 
 `vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the same parts, in
@@ -12,7 +12,8 @@ exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the 
 settings as the demo's, or --gate's) and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
 the expert's takeovers, with the frames the cameras saw, as each round's new labels. Per seed: BC on the demos;
 rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus every round's expert segments
-(as the demo does; --round-init scratch: a new VLA each round); BC on as many expert labels (the first whole expert
+(as the demo does; --round-init scratch: a new VLA each round; --intervention-weight K: the segments' frames
+drawn K times as often as the demos'); BC on as many expert labels (the first whole expert
 episodes of a larger pool), continued from round 0 for as many epochs as the rounds added (scratch: a new VLA), so
 the two differ in which labels they saw, not in how many or how long they trained; both evaluated alone on the same
 held-out seeds, and every round's policy with the expert watching (the takeovers it needs). The demonstrations are
@@ -134,12 +135,13 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     common = dict(split="all", chunk_size=args.chunk, cameras=tuple(args.cameras), labels="intervention",
                   action_key=EXPERT_ACTION, progress=False)
 
-    def fit(data, name: str, previous: Path | None = None, epochs: int | None = None) -> tuple[Path, int]:
+    def fit(data, name: str, previous: Path | None = None, epochs: int | None = None,
+            weights: list[float] | None = None) -> tuple[Path, int]:
         ckpt, labels = fit_vla(data, runs / name, cameras=tuple(args.cameras), image_size=tuple(args.image_size),
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
                                     learning_rate=args.learning_rate, seed=seed, previous=previous,
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
-                                    ema_decay=args.ema_decay,
+                                    ema_decay=args.ema_decay, sample_weights=weights,
                                     # a continued fit anneals whatever the new VLAs do (constant: 24% against 74%)
                                     lr_schedule=args.lr_schedule if previous is None else "cosine")
         bundle = runs / name / "bundle"
@@ -164,10 +166,14 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     for k in range(1, args.rounds + 1):
         stats = _gated_rollouts(bundle, args, 10_000 * k, gate_config, mux_config, segments)
         data = torch.utils.data.ConcatDataset([demos, segments]) if len(segments) else demos
+        # --intervention-weight: the segments drawn that many times as often as a demo's frame, in as many steps
+        weights = [1.0] * len(demos) + [args.intervention_weight] * len(segments) \
+            if args.intervention_weight != 1.0 and len(segments) else None
         if continued:  # the last VLA, trained on for --round-epochs on everything so far
-            bundle, labels = fit(data, f"round_{k}", previous=runs / f"round_{k - 1}", epochs=args.round_epochs)
+            bundle, labels = fit(data, f"round_{k}", previous=runs / f"round_{k - 1}", epochs=args.round_epochs,
+                                 weights=weights)
         else:  # a new VLA on everything so far, with BC's recipe
-            bundle, labels = fit(data, f"round_{k}")
+            bundle, labels = fit(data, f"round_{k}", weights=weights)
         bundles.append(bundle)
         rounds.append({"round": k, "labels": labels, **stats})
         print(f"seed {seed} round {k}: {stats['intervention_frames']} expert frames, "
@@ -305,6 +311,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="each round: a new VLA on all labels (--epochs), or the last one continued for --round-epochs\n"
                         "(then BC at equal labels continues round 0 for rounds x --round-epochs: equal steps too)")
     p.add_argument("--round-epochs", type=int, default=d["round_epochs"])
+    p.add_argument("--intervention-weight", type=float, default=1.0, metavar="K",
+                   help="the rounds draw each expert segment's frame K times as often as a demo's, in as many\n"
+                        "steps per epoch (weighted sampling with replacement; the MLP's HG-DAgger oversamples so);\n"
+                        "default 1: every frame alike")
     p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
     p.add_argument("--state-keep", type=int, nargs="*", default=[], metavar="INDEX",
                    help="state indices the vision-only VLA reads all the same (the grippers: 6 13); default none")
@@ -340,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.state_keep_dropout <= 1.0 or (args.state_keep_dropout and not args.state_keep):
         print(f"--state-keep-dropout {args.state_keep_dropout}: a share in [0, 1] of the --state-keep values' "
               "samples (give --state-keep)", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.intervention_weight) and args.intervention_weight >= 1.0):
+        print(f"--intervention-weight {args.intervention_weight}: a weight >= 1 (the segments above the demos)",
+              file=sys.stderr)
         return 2
     try:
         gate_settings(args.gate)

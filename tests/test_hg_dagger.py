@@ -261,10 +261,18 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     muxed_pool, gated = tmp_path / "pool_mux", tmp_path / "gated"
     collect("transfer_cube", 3, muxed_pool, cameras=("top", "right_wrist"), image_size=(48, 64), seed=0,
             through_mux=True)
-    muxed = [*argv[2:], "--pool-from", str(muxed_pool), "--gate", "mode=always", "--through-mux"]
+    # and the segments weighted 3 times a demo's frame (--intervention-weight): round 1 draws them so
+    muxed = [*argv[2:], "--pool-from", str(muxed_pool), "--gate", "mode=always", "--through-mux",
+             "--intervention-weight", "3"]
     assert vla_hg_dagger_seeds.main([*muxed, "--out", str(gated)]) == 0
     row = json.loads((gated / "results.json").read_text())["rows"][0]
     assert row["rounds"][0]["intervention_frames"] == 40 and row["rounds"][0]["interventions_per_episode"] == 1
+    weighted = gated / "runs" / "seed_0"
+    assert read_provenance(weighted / "round_1")["frame_weights"] == {"1": row["rounds"][0]["labels"] - 40, "3": 40}
+    assert "frame_weights" not in read_provenance(weighted / "bc_equal_labels")  # whole demos: nothing to weight
+    assert "frame_weights" not in read_provenance(runs / "round_1")  # weight 1 (the default): shuffled as BC's
+    assert vla_hg_dagger_seeds.main([*muxed, "--intervention-weight", "0.5", "--out", str(tmp_path / "v")]) == 2
+    assert "--intervention-weight 0.5: a weight >= 1" in capsys.readouterr().err
     assert "mux_limited_per_episode" in row["hg"] and "mux_limited_per_episode" in row["bc"]
     assert "mux_limited_per_episode" not in results["rows"][0]["hg"]  # without it: not
     assert vla_hg_dagger_seeds.main([a for a in muxed if a != "--through-mux"] + ["--out", str(tmp_path / "w")]) == 2

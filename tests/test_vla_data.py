@@ -68,6 +68,25 @@ def test_dataloader_batches_and_shuffles_reproducibly(aloha):
     assert len(first["task"]) == 4 and torch.equal(first["action"], again["action"])
 
 
+def test_weighted_loading_draws_items_in_proportion_in_as_many_batches(aloha):
+    """weights: item 0 weighted as all the others together is about half of every epoch's draws, the epoch
+    keeps its number of batches, and the same seed draws the same; weights that cannot be are refused."""
+    ds = AlohaDataset(aloha, split="all", chunk_size=5)
+    weights = np.ones(len(ds))
+    weights[0] = len(ds) - 1
+    loader = create_lerobot_dataloader(ds, batch_size=16, seed=1, weights=weights)
+    plain = create_lerobot_dataloader(ds, batch_size=16, seed=1)
+    assert len(loader) == len(plain)
+    drawn = np.concatenate([list(loader.sampler) for _ in range(4)])
+    assert 0.4 < np.mean(drawn == 0) < 0.6 and len(np.unique(drawn)) > len(ds) // 4
+    assert list(create_lerobot_dataloader(ds, batch_size=16, seed=1, weights=weights).sampler) == \
+        list(create_lerobot_dataloader(ds, batch_size=16, seed=1, weights=weights).sampler)
+    for bad, says in ((np.ones(3), "one per item"), (np.full(len(ds), np.nan), "finite"),
+                      (np.zeros(len(ds)), "not all 0"), (-weights, ">= 0")):
+        with pytest.raises(ValueError, match=says):
+            create_lerobot_dataloader(ds, batch_size=16, weights=bad)
+
+
 def test_missing_camera_or_column_is_a_clear_error(aloha, tmp_path):
     with pytest.raises(DatasetError, match="lacks the camera.*left_wrist.*it has: top"):
         AlohaDataset(aloha, cameras=["top", "left_wrist"])

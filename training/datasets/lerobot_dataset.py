@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -355,19 +356,32 @@ def create_lerobot_dataloader(
     pin_memory: bool | None = None,
     drop_last: bool = False,
     seed: int = 0,
+    weights: Sequence[float] | None = None,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader with worker processes where there are cores to spare, pinned memory with a GPU, and a
-    DistributedSampler (one shard per rank) when torch.distributed is initialised."""
+    DistributedSampler (one shard per rank) when torch.distributed is initialised. `weights` (one per item,
+    relative): each epoch draws len(dataset) items with replacement in proportion to them instead of shuffling
+    (the epoch keeps its number of batches; one process only)."""
     import torch.distributed as dist
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    sampler = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(dataset),):
+            raise ValueError(f"weights: one per item ({len(dataset)}), got shape {w.shape}")
+        if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+            raise ValueError("weights: finite, >= 0 and not all 0")
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            raise ValueError("weights: weighted sampling runs in one process (torch.distributed is initialised)")
+        sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), len(dataset), replacement=True,
+                                                         generator=torch.Generator().manual_seed(seed))
+    elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        sampler = torch.utils.data.DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_workers is None:
         cores = os.cpu_count() or 1
         num_workers = 0 if cores <= 2 else min(4, cores // 2)
-    sampler = None
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        sampler = torch.utils.data.DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

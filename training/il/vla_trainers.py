@@ -7,9 +7,11 @@ The trainers live beside their algorithms, under the specification's import path
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from training.config import ILConfig
@@ -49,6 +51,7 @@ def fit_vla(
     state_keep_dropout: float = 0.0,
     image_shift: int = 0,
     ema_decay: float = 0.0,
+    sample_weights: Sequence[float] | None = None,
     **tuning: Any,
 ) -> tuple[Path, int]:
     """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only
@@ -59,7 +62,9 @@ def fit_vla(
     `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
     grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `image_shift`:
     random-shift augmentation of a new VLA's training images (pixels); `ema_decay` > 0: the fit keeps and
-    leaves the weights' moving average (ILConfig.ema_decay). Returns (the checkpoint, the number of labelled frames)."""
+    leaves the weights' moving average (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each epoch
+    draws as many items as `data` holds, in proportion to them (e.g. an expert's corrections above the demos;
+    create_lerobot_dataloader). Returns (the checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
     config = ILConfig.behavioral_cloning(
@@ -84,8 +89,11 @@ def fit_vla(
     provenance = {"model_path": str(previous) if previous is not None else None,
                   "dataset": roots[0] if roots else None, **({"extra_datasets": roots[1:]} if len(roots) > 1 else {}),
                   "frames": len(data)}
+    if sample_weights is not None:  # how many frames were drawn at which weight
+        values, counts = np.unique(np.asarray(sample_weights, dtype=float), return_counts=True)
+        provenance["frame_weights"] = {f"{v:g}": int(n) for v, n in zip(values, counts, strict=True)}
     trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task, provenance=provenance)
-    trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed))
+    trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed, weights=sample_weights))
     trainer.close()
     return Path(output_dir) / "best", len(data)
 

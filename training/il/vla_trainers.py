@@ -89,7 +89,7 @@ def fit_vla(
     provenance = {"model_path": str(previous) if previous is not None else None,
                   "dataset": roots[0] if roots else None, **({"extra_datasets": roots[1:]} if len(roots) > 1 else {}),
                   "frames": len(data)}
-    if sample_weights is not None:  # how many frames were drawn at which weight
+    if sample_weights is not None:  # how many frames carried which weight
         values, counts = np.unique(np.asarray(sample_weights, dtype=float), return_counts=True)
         provenance["frame_weights"] = {f"{v:g}": int(n) for v, n in zip(values, counts, strict=True)}
     trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task, provenance=provenance)

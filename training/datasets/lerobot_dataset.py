@@ -367,17 +367,18 @@ def create_lerobot_dataloader(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sampler = None
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (len(dataset),):
             raise ValueError(f"weights: one per item ({len(dataset)}), got shape {w.shape}")
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
             raise ValueError("weights: finite, >= 0 and not all 0")
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if distributed:
             raise ValueError("weights: weighted sampling runs in one process (torch.distributed is initialised)")
         sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), len(dataset), replacement=True,
                                                          generator=torch.Generator().manual_seed(seed))
-    elif dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    elif distributed:
         sampler = torch.utils.data.DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     if num_workers is None:
         cores = os.cpu_count() or 1

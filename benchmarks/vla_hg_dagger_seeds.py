@@ -141,6 +141,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
                                     learning_rate=args.learning_rate, seed=seed, previous=previous,
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
+                                    camera_dropout=camera_dropout(args.camera_dropout, args.cameras),
                                     ema_decay=args.ema_decay, sample_weights=weights,
                                     # a continued fit anneals whatever the new VLAs do (constant: 24% against 74%)
                                     lr_schedule=args.lr_schedule if previous is None else "cosine")
@@ -203,6 +204,13 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
             "help_needed": help_needed, "seconds": time.perf_counter() - start}
 
 
+def camera_dropout(pairs: list[str], cameras: list[str]) -> dict[str, float]:
+    """--camera-dropout's CAMERA=P pairs -> VLAConfig.camera_dropout (ValueError naming the pair that is not one)."""
+    from training.models.vla_config import camera_dropout_pairs
+
+    return camera_dropout_pairs(pairs, cameras, "--camera-dropout")
+
+
 def trained_otherwise(checkpoint: Path, args: argparse.Namespace, seed: int, pool: Path, frames: int) -> str | None:
     """What differs between how the round 0 kept at `checkpoint` was trained and how this run trains it (None:
     alike, and then it is not trained again). A checkpoint that is missing, unreadable or from before fits
@@ -220,12 +228,14 @@ def trained_otherwise(checkpoint: Path, args: argparse.Namespace, seed: int, poo
            "chunk": config.get("action_chunk_size"), "cameras": list(model.get("cameras", [])),
            "image_size": list(model.get("image_size", [])), "state_keep": list(model.get("state_keep", [])),
            "state_keep_dropout": model.get("state_keep_dropout", 0.0), "continued": provenance.get("model_path"),
+           "camera_dropout": model.get("camera_dropout", {}),
            "frames": provenance.get("frames"),
            "pool": str(Path(provenance["dataset"]).resolve()) if provenance.get("dataset") else None}
     want = {"seed": seed, "epochs": args.epochs, "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
             "ema_decay": args.ema_decay, "chunk": args.chunk, "cameras": list(args.cameras),
             "image_size": list(args.image_size), "state_keep": list(args.state_keep),
             "state_keep_dropout": args.state_keep_dropout, "continued": None, "frames": frames,
+            "camera_dropout": camera_dropout(args.camera_dropout, args.cameras),
             "pool": str(Path(pool).resolve())}
     differ = [f"{k} {had[k]} (this run: {want[k]})" for k in want if had[k] != want[k]]
     return ", ".join(differ) or None
@@ -320,6 +330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="state indices the vision-only VLA reads all the same (the grippers: 6 13); default none")
     p.add_argument("--state-keep-dropout", type=float, default=0.0, metavar="P",
                    help="share of training samples that do not see the --state-keep values either (default 0)")
+    p.add_argument("--camera-dropout", nargs="*", default=[], metavar="CAMERA=P",
+                   help="a new VLA does not see CAMERA in a share P of its training samples (e.g. right_wrist=0.5: "
+                        "the wrist view shows the fingers' opening, the copycat input in pixels; run time sees it)")
     p.add_argument("--ema-decay", type=float, default=0.0, metavar="DECAY",
                    help="every fit keeps and leaves the weights' moving average (vla-il train bc --ema_decay; "
                         "default 0: the trained weights)")
@@ -357,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         gate_settings(args.gate)
+        camera_dropout(args.camera_dropout, args.cameras)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -149,7 +149,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     continue the last VLA and BC at equal labels continues round 0 (their checkpoints' provenance); run again,
     it resumes from its results instead of measuring again; other settings into the same --out, or a
     recording that does not fit, are refused and lose nothing. Two cameras (the top and the right hand's),
-    so the expert's segments carry every view the VLA reads."""
+    so the expert's segments carry every view the VLA reads; the wrist's hidden from half the training samples."""
     import json
     import shutil
 
@@ -164,7 +164,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     argv = ["--pool-from", str(pool), "--cameras", "top", "right_wrist", "--image-size", "48", "64", "--demos", "2",
             "--rounds", "1", "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1",
             "--eval-episodes", "1", "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds", "1",
-            "--out", str(out)]
+            "--camera-dropout", "right_wrist=0.5", "--out", str(out)]
     assert vla_hg_dagger_seeds.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     row = results["rows"][0]
@@ -176,6 +176,11 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
         assert read_provenance(runs / name)["model_path"] == str(runs / "round_0"), name
         assert not torch.equal(next(load_checkpoint(runs / name)[0].parameters()), round_0), name
     assert load_checkpoint(runs / "round_1")[0].config.cameras == ("top", "right_wrist")
+    assert load_checkpoint(runs / "round_0")[0].config.camera_dropout == {"right_wrist": 0.5}
+    no_dropout = vla_hg_dagger_seeds.parse_args([a for a in argv if a != "right_wrist=0.5"])
+    differs = vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best", no_dropout, 0, pool,
+                                                    read_provenance(runs / "round_0")["frames"])
+    assert differs == "camera_dropout {'right_wrist': 0.5} (this run: {})", differs
     assert row["rounds"][0]["intervention_frames"] > 0  # segments with both views went into round 1
 
     capsys.readouterr()
@@ -209,7 +214,11 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     with pytest.raises(ValueError, match=r"other settings \(cameras\)"):
         vla_hg_dagger_seeds.measured_seeds(out / "results.json", vla_hg_dagger_seeds.parse_args(argv))
     (out / "results.json").write_text(json.dumps(older))
-    assert vla_hg_dagger_seeds.main([*argv, "--cameras", "top", "left_wrist", "--out", str(tmp_path / "y")]) == 2
+    for bad in ("right_wrist=1", "left_wrist=0.5", "right_wrist"):
+        assert vla_hg_dagger_seeds.main([*argv, "--camera-dropout", bad, "--out", str(tmp_path / "y")]) == 2
+        assert f"--camera-dropout {bad}: CAMERA=P with CAMERA one of the cameras" in capsys.readouterr().err
+    assert vla_hg_dagger_seeds.main([*argv, "--cameras", "top", "left_wrist", "--camera-dropout",
+                                     "--out", str(tmp_path / "y")]) == 2
     assert "has no left_wrist camera" in capsys.readouterr().err
 
     before = (out / "results.json").read_text()

@@ -118,6 +118,7 @@ def test_every_config_field_is_a_flag_of_its_own_name():
     assert parser.parse_args(["--state_keep", "6", "13"]).state_keep == [6, 13]
     assert parser.parse_args([]).state_keep is None
     assert parser.parse_args(["--state_keep_dropout", "0.5"]).state_keep_dropout == 0.5
+    assert parser.parse_args(["--camera_dropout", "right_wrist=0.5"]).camera_dropout == ["right_wrist=0.5"]
     for bad in (["--state_dropout", "1.5"], ["--lora_rank", "-1"], ["--freeze_llm", "maybe"], ["--state_keep", "-1"],
                 ["--state_keep_dropout", "1.5"]):
         with pytest.raises(SystemExit):

@@ -234,6 +234,46 @@ def test_state_keep_dropout_hides_the_kept_values_from_a_share_of_training_sampl
         tiny(state_dropout=1.0, state_keep_dropout=0.5)
 
 
+def test_camera_dropout_hides_a_camera_from_a_share_of_training_samples_only():
+    """camera_dropout {camera: p}: in training, a sample sees that camera with probability 1 - p (the others always);
+    at run time every camera, always. It survives the checkpoint (a continued fit keeps it); a camera the model
+    does not have, or a share outside [0, 1), is refused."""
+    from training.models.vla_config import VLAConfig, camera_dropout_pairs
+
+    n = 64
+    model = tiny(cameras=("top", "wrist"), camera_dropout={"wrist": 0.5})
+    wrist = torch.rand(n, 3, 32, 48, generator=torch.Generator().manual_seed(3))
+    many = {**batch(n=n), "observation.images.wrist": wrist}
+    other_wrist = {**many, "observation.images.wrist": 1 - many["observation.images.wrist"]}
+    other_top = {**many, "observation.images.top": 1 - many["observation.images.top"]}
+
+    def changed(a, c):  # per sample: did its prediction move
+        return (a - c).flatten(1).abs().amax(1) > 0
+
+    with torch.no_grad():
+        model.train()
+        runs = []
+        for other in (many, other_wrist, other_top):
+            torch.manual_seed(1)  # the same samples dropped in each
+            runs.append(model.predict(other))
+        model.eval()
+        assert changed(model.predict(many), model.predict(other_wrist)).all()  # run time: always seen
+    saw = changed(runs[0], runs[1])
+    assert 0.25 * n < int(saw.sum()) < 0.75 * n, int(saw.sum())
+    assert changed(runs[0], runs[2]).all()  # the top camera: never dropped
+    assert not hasattr(tiny(cameras=("top", "wrist")), "no_view")  # without it, checkpoints are as before
+    assert VLAConfig.from_dict(model.config.to_dict()).camera_dropout == {"wrist": 0.5}
+    for bad, says in (({"left": 0.5}, "names 'left', not one of the cameras"),
+                      ({"wrist": 1.0}, r"camera_dropout\['wrist'\] must be in \[0, 1\)"),
+                      ({"wrist": float("nan")}, "must be in")):
+        with pytest.raises(ValueError, match=says):
+            tiny(cameras=("top", "wrist"), camera_dropout=bad)
+    assert camera_dropout_pairs(["wrist=0.25"], ("top", "wrist"), "--x") == {"wrist": 0.25}
+    for bad in ("wrist", "wrist=x", "wrist=1", "left=0.5", "wrist=-0.1"):
+        with pytest.raises(ValueError, match=f"--x {bad}: CAMERA=P with CAMERA one of the cameras"):
+            camera_dropout_pairs([bad], ("top", "wrist"), "--x")
+
+
 def test_random_shift_moves_each_image_by_whole_pixels_within_its_range_and_repeats_the_edges():
     pad = 2
     images = torch.rand(16, 2, 3, 8, 10)

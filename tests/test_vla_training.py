@@ -48,6 +48,8 @@ def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path
                 "0.34",
                 "--ema_decay",  # the VLA's fit keeps its weights' average too (ILConfig.ema_decay)
                 "0.9",
+                "--camera_dropout",  # training hides the camera from a share of the samples
+                "top=0.25",
                 "--eval_episodes",
                 "1",
                 "--episode_length",
@@ -64,6 +66,7 @@ def test_stage_pipeline_bc_then_dagger_then_gail_runs_end_to_end(aloha, tmp_path
     assert all("val/loss_trained_weights" in r for r in history if "val/loss" in r)
     model, config, metrics = load_checkpoint(bc)
     assert isinstance(model, VLAModel) and model.chunk_size == 5 and read_provenance(bc)["dataset"] == str(aloha)
+    assert model.config.camera_dropout == {"top": 0.25}
     assert (bc / "learning_curves.png").exists() and (bc / "last/model.pt").exists()
 
     assert (
@@ -150,6 +153,10 @@ def test_bad_dataset_or_checkpoint_stops_the_cli_with_a_message(aloha, tmp_path,
              str(tmp_path / "s")]
     assert run_il_cli("bc", alone) == 2
     assert "--state_keep_dropout drops the --state_keep values: give --state_keep" in capsys.readouterr().err
+    unseen = ["--dataset", str(aloha), "--vla", "tiny", "--camera_dropout", "right_wrist=0.5", "--output_dir",
+              str(tmp_path / "s")]
+    assert run_il_cli("bc", unseen) == 2
+    assert "--camera_dropout right_wrist=0.5: CAMERA=P with CAMERA one of the cameras (top)" in capsys.readouterr().err
     assert not (tmp_path / "s" / "best").exists()
     assert (
         run_il_cli(

@@ -20,7 +20,7 @@ from typing import Any
 
 from training.argtypes import add_dataclass_arguments, nonnegative_float, nonnegative_int, positive_int, unit_interval
 from training.config import ILConfig
-from training.models.vla_config import VLAConfig
+from training.models.vla_config import VLAConfig, camera_dropout_pairs
 
 DEFAULT_CHUNK = 10
 # VLAConfig fields that are flags of the same name (the rest come from the data or the preset); the earlier
@@ -82,6 +82,9 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--state_keep_dropout", type=unit_interval, default=None, metavar="P",
                    help="fraction of training samples that do not see the --state_keep values either (run time "
                         "always reads them; against copying the gripper's own motion; default: 0.0)")
+    v.add_argument("--camera_dropout", nargs="+", default=None, metavar="CAMERA=P",
+                   help="a share P of the training samples does not see CAMERA (run time sees every camera; e.g. "
+                        "right_wrist=0.5: the wrist view shows the fingers' opening, which a model copies)")
     g.add_argument(
         "--action_key",
         default="action",
@@ -189,6 +192,8 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             if not args.state_keep:
                 raise ValueError("--state_keep_dropout drops the --state_keep values: give --state_keep")
             shape["state_keep_dropout"] = args.state_keep_dropout
+        if args.camera_dropout:
+            shape["camera_dropout"] = camera_dropout_pairs(args.camera_dropout, train_ds.cameras, "--camera_dropout")
         if args.aux_state_weight:
             if not train_ds.env_state_dim:
                 raise ValueError(f"--aux_state_weight: {args.dataset} has no observation.environment_state")

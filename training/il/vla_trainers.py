@@ -49,6 +49,7 @@ def fit_vla(
     backbones: tuple[str, str] | None = None,
     state_keep: tuple[int, ...] = (),
     state_keep_dropout: float = 0.0,
+    camera_dropout: dict[str, float] | None = None,
     image_shift: int = 0,
     ema_decay: float = 0.0,
     sample_weights: Sequence[float] | None = None,
@@ -60,7 +61,8 @@ def fit_vla(
     preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
     directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
     `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
-    grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `image_shift`:
+    grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `camera_dropout`: cameras a
+    new VLA does not see in that share of its training samples (VLAConfig.camera_dropout); `image_shift`:
     random-shift augmentation of a new VLA's training images (pixels); `ema_decay` > 0: the fit keeps and
     leaves the weights' moving average (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each epoch
     draws as many items as `data` holds, in proportion to them (e.g. an expert's corrections above the demos;
@@ -75,7 +77,8 @@ def fit_vla(
     torch.manual_seed(seed)
     shape = dict(cameras=tuple(cameras), image_size=tuple(image_size), chunk_size=chunk_size, state_dropout=1.0,
                  state_keep=tuple(state_keep), image_shift=image_shift,
-                 **({"state_keep_dropout": state_keep_dropout} if state_keep_dropout else {}))
+                 **({"state_keep_dropout": state_keep_dropout} if state_keep_dropout else {}),
+                 **({"camera_dropout": dict(camera_dropout)} if camera_dropout else {}))
     if previous is not None:
         model = load_checkpoint(previous)[0]
     elif backbones is not None:

@@ -147,6 +147,8 @@ class VLAModel(ILPolicy):
         self.state_proj = nn.Linear(c.state_dim, hidden)
         if c.state_dropout:  # only then: checkpoints without it load as before
             self.no_state = nn.Parameter(torch.zeros(hidden))
+        if c.camera_dropout:  # only then: checkpoints without it load as before
+            self.no_view = nn.Parameter(torch.zeros(len(self.cameras), hidden))
         if c.state_keep:  # the state values every sample sees, however state_dropout hides the rest
             self.kept_state_proj = nn.Linear(len(c.state_keep), hidden)
         self.action_queries = nn.Parameter(torch.randn(c.chunk_size, hidden) * 0.02)
@@ -376,6 +378,16 @@ class VLAModel(ILPolicy):
         """The decoder's hidden states at the action queries (B, chunk, hidden)."""
         return self._decode(state, images, input_ids, attention_mask)[:, -self.chunk_size :]
 
+    def _hide_views(self, vis: torch.Tensor) -> torch.Tensor:
+        """camera_dropout: per sample, a dropped camera's image tokens become its learned "no view" token."""
+        blocks = list(vis.split(self.patches, dim=1))
+        for i, cam in enumerate(self.cameras):
+            share = self.config.camera_dropout.get(cam, 0.0)
+            if share:
+                hide = torch.rand(vis.shape[0], 1, 1, device=vis.device) < share
+                blocks[i] = torch.where(hide, self.no_view[i].to(vis.dtype).expand_as(blocks[i]), blocks[i])
+        return torch.cat(blocks, dim=1)
+
     def _decode(
         self, state: torch.Tensor, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
@@ -383,6 +395,8 @@ class VLAModel(ILPolicy):
         b = state.shape[0]
         with self._autocast():
             vis = self.projector(self.visual_tokens(images))
+            if self.training and self.config.camera_dropout:
+                vis = self._hide_views(vis)
             vis = vis + self.camera_embed.repeat_interleave(self.patches, dim=0)[None]
             text = self.llm.get_input_embeddings()(input_ids)
             if self.config.state_dropout >= 1.0:  # vision only: the state never reaches the decoder

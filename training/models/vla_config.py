@@ -57,6 +57,11 @@ class VLAConfig:
     # close; measured on round 0: state_keep alone 6% against 63% vision only, with 0.5 of it 60%, docs/results/
     # vla_hg_dagger_seeds). Run time and the exported graph read it always.
     state_keep_dropout: float = 0.0
+    # In training, each camera named here is hidden from this share of the samples: its image tokens are replaced by
+    # a learned "no view" token. A view that shows what the robot is doing (the wrist camera sees the fingers'
+    # opening) is the copycat input of state_keep again, in pixels: hidden from a share, it cannot be the whole
+    # answer. Run time and the exported graph see every camera always. E.g. {"right_wrist": 0.5}.
+    camera_dropout: dict[str, float] = field(default_factory=dict)
     # In training, every image is shifted by up to this many pixels in each direction, per sample and camera (edges
     # repeated): DrQ's random shift (Kostrikov et al., 2020), robomimic's crop randomisation. Run time and the
     # exported graph are unaffected. 0: off. Measured on the vision-only recipe, which places the arm by absolute
@@ -98,6 +103,14 @@ class VLAConfig:
                 or len(set(self.state_keep)) != len(self.state_keep)):
             raise ValueError(f"VLAConfig.state_keep must be distinct state indices in 0..{self.state_dim - 1}, "
                              f"got {list(self.state_keep)}")
+        self.camera_dropout = {str(cam): float(p) for cam, p in dict(self.camera_dropout).items()}
+        for cam, p in self.camera_dropout.items():
+            if cam not in self.cameras:
+                raise ValueError(f"VLAConfig.camera_dropout names {cam!r}, not one of the cameras "
+                                 f"({', '.join(self.cameras)})")
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"VLAConfig.camera_dropout[{cam!r}] must be in [0, 1) (a camera never shown: leave "
+                                 f"it out of cameras), got {p}")
         if not isinstance(self.image_shift, int) or isinstance(self.image_shift, bool) or self.image_shift < 0:
             raise ValueError(f"VLAConfig.image_shift must be a number of pixels >= 0, got {self.image_shift!r}")
         if self.image_size is not None and 2 * self.image_shift >= min(self.image_size):
@@ -125,6 +138,23 @@ class VLAConfig:
         if unknown:
             raise ValueError(f"unknown VLAConfig fields {', '.join(unknown)}")
         return cls(**data)
+
+
+def camera_dropout_pairs(pairs: list[str], cameras: list[str] | tuple[str, ...], flag: str) -> dict[str, float]:
+    """A command line's CAMERA=P pairs (after `flag`) -> VLAConfig.camera_dropout; ValueError naming the flag and the
+    pair that is not one."""
+    shares: dict[str, float] = {}
+    for pair in pairs:
+        cam, sep, value = pair.partition("=")
+        try:
+            share = float(value) if sep else float("nan")
+        except ValueError:
+            share = float("nan")
+        if cam not in cameras or not 0.0 <= share < 1.0:
+            raise ValueError(f"{flag} {pair}: CAMERA=P with CAMERA one of the cameras ({', '.join(cameras)}) "
+                             "and P a share in [0, 1)")
+        shares[cam] = share
+    return shares
 
 
 def tiny_backbone_configs(

@@ -238,6 +238,10 @@ def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_e
     assert tiny.config.state_keep == (6, 13)  # the grippers, read however the rest of the state is hidden
     assert tiny.config.state_keep_dropout == 0.5
     assert json.loads((ckpt / "config.json").read_text())["ema_decay"] == 0.9
+    with pytest.raises(ValueError, match="one per item"):  # refused before any backbone loads or anything is written
+        fit_vla(data, tmp_path / "weighted", sample_weights=[1.0, 3.0], backbones=("/nowhere/a", "/nowhere/b"),
+                **shape)
+    assert not (tmp_path / "weighted").exists()
     from training.checkpoint import read_provenance
 
     assert read_provenance(ckpt)["dataset"] == str(aloha)  # where the export takes the camera's view from

@@ -69,6 +69,8 @@ def fit_vla(
     create_lerobot_dataloader). Returns (the checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
+    # first: weights that cannot be are refused before a model exists or anything is written
+    loader = create_lerobot_dataloader(data, batch_size, seed=seed, weights=sample_weights)
     config = ILConfig.behavioral_cloning(
         bc_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
         action_chunk_size=chunk_size, bc_validation_split=0.0, bc_early_stopping=False, eval_episodes=0,
@@ -96,7 +98,7 @@ def fit_vla(
         values, counts = np.unique(np.asarray(sample_weights, dtype=float), return_counts=True)
         provenance["frame_weights"] = {f"{v:g}": int(n) for v, n in zip(values, counts, strict=True)}
     trainer = VLABehavioralCloning(model, config, use_wandb=False, eval_task=task, provenance=provenance)
-    trainer.train(create_lerobot_dataloader(data, batch_size, seed=seed, weights=sample_weights))
+    trainer.train(loader)
     trainer.close()
     return Path(output_dir) / "best", len(data)
 

@@ -61,8 +61,8 @@ def fit_vla(
     preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
     directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
     `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
-    grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `camera_dropout`: cameras a
-    new VLA does not see in that share of its training samples (VLAConfig.camera_dropout); `image_shift`:
+    grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `camera_dropout`
+    ({camera: share}): a new VLA does not see that camera in that share of its training samples; `image_shift`:
     random-shift augmentation of a new VLA's training images (pixels); `ema_decay` > 0: the fit keeps and
     leaves the weights' moving average (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each epoch
     draws as many items as `data` holds, in proportion to them (e.g. an expert's corrections above the demos;

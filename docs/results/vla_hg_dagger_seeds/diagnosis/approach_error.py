@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import pool_frames, pool_of, run_args
+from common import first_action_errors, pool_frames, pool_of, run_args
 
 from training.checkpoint import load_checkpoint
 from training.datasets.lerobot_dataset import AlohaDataset
@@ -41,14 +41,10 @@ def main(run: Path, seed: int, first: int, last: int) -> None:
         items = approach_items(pool_frames(pool, episodes, ["expert_action"]))
         print(f"{name} ({episodes.start}-{episodes.stop - 1}): {len(items)} approach frames of {len(data)}")
         for policy, model in models.items():
-            arm, wrong = [], []
-            with torch.no_grad():
-                for batch in torch.utils.data.DataLoader(torch.utils.data.Subset(data, items), batch_size=64):
-                    predicted, label = model.predict(batch)[:, 0], batch["action"][:, 0]
-                    arm.append((((predicted - label) / model.action_std.cpu())[:, 7:13] ** 2).mean(-1).numpy())
-                    wrong.append(((predicted[:, 13] - label[:, 13]).abs() > 0.5).numpy())
-            print(f"  {policy:16s} right arm mse {np.concatenate(arm).mean():.4f}  gripper wrong "
-                  f"{np.concatenate(wrong).mean():.3f}", flush=True)
+            squared, wrong = first_action_errors(model, torch.utils.data.Subset(data, items))
+            arm = squared[:, 7:13].mean(-1)
+            print(f"  {policy:16s} right arm mse {arm.mean():.4f}  gripper wrong "
+                  f"{wrong.mean():.3f}", flush=True)
 
 
 if __name__ == "__main__":

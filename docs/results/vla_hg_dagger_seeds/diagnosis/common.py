@@ -108,3 +108,23 @@ def nearest(queries, query_episodes: np.ndarray, reference, reference_episodes: 
     d[torch.from_numpy(query_episodes[:, None] == reference_episodes[None, :])] = float("inf")
     v, i = d.min(1)
     return v.numpy(), i.numpy()
+
+
+def label_gaps(labels: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair of ALOHA action labels: does the right gripper say the opposite (open against close), and how far
+    apart are the right arm's joints."""
+    return np.abs(labels[:, 13] - others[:, 13]) > 0.5, np.linalg.norm(labels[:, 7:13] - others[:, 7:13], axis=1)
+
+
+def first_action_errors(model, data) -> tuple[np.ndarray, np.ndarray]:
+    """A VLA checkpoint's first action of each chunk against the label, per item: squared error per action value in
+    the model's normalised units (N, action_dim), and whether the right gripper says the opposite (N,)."""
+    import torch
+
+    squared, wrong = [], []
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(data, batch_size=64):
+            predicted, label = model.predict(batch)[:, 0], batch["action"][:, 0]
+            squared.append((((predicted - label) / model.action_std.cpu()) ** 2).numpy())
+            wrong.append(((predicted[:, 13] - label[:, 13]).abs() > 0.5).numpy())
+    return np.concatenate(squared), np.concatenate(wrong)

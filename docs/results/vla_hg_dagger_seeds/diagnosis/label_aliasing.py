@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import approach_region, decode, features, nearest, pool_frames, pool_of, round_segments, run_args
+from common import (
+    approach_region,
+    decode,
+    features,
+    label_gaps,
+    nearest,
+    pool_frames,
+    pool_of,
+    round_segments,
+    run_args,
+)
 
 BINS = (0.0, 0.33, 0.48, 0.65)
 
@@ -36,8 +46,7 @@ def main(run: Path, seed: int) -> None:
              "segment -> segment": (s_f, seg["ep"], seg["lab"], seg["st"], s_in, s_f, seg["ep"], seg["lab"], seg["st"])}
     for name, (qf, qep, qlab, qst, qin, rf, rep, rlab, rst) in pairs.items():
         dist, i = nearest(qf, qep, rf, rep)
-        flip = np.abs(qlab[:, 13] - rlab[i, 13]) > 0.5
-        arm = np.linalg.norm(qlab[:, 7:13] - rlab[i, 7:13], axis=1)
+        flip, arm = label_gaps(qlab, rlab[i])
         same_grip = np.abs(qst[:, 13] - rst[i, 13]) < 0.1
         print(f"{name}: {len(dist)} frames, median distance to the nearest {np.median(dist):.2f}")
         for lo, hi in zip(BINS, BINS[1:], strict=False):

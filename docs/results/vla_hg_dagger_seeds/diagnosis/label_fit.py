@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROUND_SEEDS, pool_of, record, round_segments, run_args
+from common import ROUND_SEEDS, first_action_errors, pool_of, record, round_segments, run_args
 
 from training.checkpoint import load_checkpoint
 from training.datasets.lerobot_dataset import AlohaDataset
@@ -52,14 +52,10 @@ def main(run: Path, seed: int) -> None:
     for policy in ("round_0", last, "bc_equal_labels"):
         model = load_checkpoint(runs / policy / "best")[0].eval()
         for name, data in sets.items():
-            mse, wrong = [], []
-            with torch.no_grad():
-                for batch in torch.utils.data.DataLoader(data, batch_size=64):
-                    predicted, label = model.predict(batch)[:, 0], batch["action"][:, 0]
-                    mse.append((((predicted - label) / model.action_std.cpu()) ** 2).mean(-1).numpy())
-                    wrong.append(((predicted[:, 13] - label[:, 13]).abs() > 0.5).numpy())
-            print(f"{policy:16s} {name:32s} n={len(np.concatenate(mse)):5d} mse {np.concatenate(mse).mean():.3f} "
-                  f"gripper wrong {np.concatenate(wrong).mean():.3f}", flush=True)
+            squared, wrong = first_action_errors(model, data)
+            mse = squared.mean(-1)
+            print(f"{policy:16s} {name:32s} n={len(mse):5d} mse {mse.mean():.3f} "
+                  f"gripper wrong {wrong.mean():.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import approach_region, decode, features, nearest, pool_frames
+from common import approach_region, decode, features, label_gaps, nearest, pool_frames
 
 from training.datasets.lerobot_io import read_info
 
@@ -37,8 +37,7 @@ def main(dataset: Path) -> None:
     print(f"{len(states)} frames of {len(np.unique(episodes))} episodes; {len(q)} in the approach region")
     for name, f in views.items():
         _, i = nearest(f[q], episodes[q], f, episodes)
-        flip = np.abs(labels[q, 13] - labels[i, 13]) > 0.5
-        arm = np.linalg.norm(labels[q, 7:13] - labels[i, 7:13], axis=1)
+        flip, arm = label_gaps(labels[q], labels[i])
         print(f"  nearest by {name:40s} open/close disagrees {flip.mean():.3f}, arm label distance {arm.mean():.3f}")
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -175,6 +176,36 @@ def test_bad_dataset_or_checkpoint_stops_the_cli_with_a_message(aloha, tmp_path,
         == 2
     )
     assert "no tokenizer for" in capsys.readouterr().err
+
+
+def test_a_continued_fit_refuses_flags_that_would_shape_another_model(aloha, tmp_path, capsys):
+    """--model_path continues the checkpoint's model as it is: a new-model flag at another value than the
+    checkpoint's is refused naming both (before, it was ignored without a word); at the same value it is fine."""
+    from training.checkpoint import save_checkpoint
+    from training.config import ILConfig
+
+    model = VLAModel.tiny(chunk_size=5, hidden=32, state_keep=(6, 13), camera_dropout={"top": 0.25})
+    model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    save_checkpoint(tmp_path / "ckpt", model, ILConfig(action_chunk_size=5))
+    base = ["--model_path", str(tmp_path / "ckpt"), "--dataset", str(aloha), "--bc_epochs", "1", "--eval_episodes",
+            "0", "--output_dir", str(tmp_path / "refused")]
+    refused = {
+        ("--camera_dropout", "top=0.5"): "--camera_dropout top=0.5 (the checkpoint's: top=0.25)",
+        ("--vla_hidden", "64"): "--vla_hidden 64 (the checkpoint's: 32)",
+        ("--state_dropout", "1.0"): "--state_dropout 1.0 (the checkpoint's: 0.0)",
+        ("--state_keep_dropout", "0.5"): "--state_keep_dropout 0.5 (the checkpoint's: 0.0)",
+        ("--action_chunk_size", "10"): "--action_chunk_size 10 (the checkpoint's: 5)",
+        ("--image_size", "96", "128"): "--image_size 96 128 (the checkpoint's: 48 64)",
+    }
+    for flags, says in refused.items():
+        assert run_il_cli("bc", [*base, *flags]) == 2, flags
+        err = " ".join(capsys.readouterr().err.split())
+        assert says in err and "drop these flags, or train a new model without --model_path" in err, err
+    assert not (tmp_path / "refused").exists()  # refused before anything was written
+    same = ["--camera_dropout", "top=0.25", "--vla_hidden", "32", "--state_keep", "6", "13", "--batch_size", "16",
+            "--output_dir", str(tmp_path / "continued")]
+    assert run_il_cli("bc", [*base[:-2], *same]) == 0
+    assert load_checkpoint(tmp_path / "continued")[0].config.camera_dropout == {"top": 0.25}
 
 
 def test_ddp_with_two_cpu_processes_under_torchrun(aloha, tmp_path):

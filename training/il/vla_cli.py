@@ -67,13 +67,16 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("H", "W"),
         help="image size the VLA takes (resized from the dataset's, with a log line)",
     )
-    g.add_argument("--vla_hidden", type=positive_int, default=64, help="width of the tiny preset")
-    g.add_argument("--vla_layers", type=positive_int, default=2, help="layers of the tiny preset's SigLIP and Qwen2")
+    # None when not given: a continued fit (--model_path) tells them from its checkpoint's (TINY_DEFAULTS otherwise)
+    g.add_argument("--vla_hidden", type=positive_int, default=None, help="width of the tiny preset (default: 64)")
+    g.add_argument("--vla_layers", type=positive_int, default=None,
+                   help="layers of the tiny preset's SigLIP and Qwen2 (default: 2)")
     g.add_argument(
         "--vla_patch_size",
         type=positive_int,
-        default=8,
-        help="the tiny preset's SigLIP patch size in pixels (16 at 96x128: the tokens of 8 at 48x64, finer pixels)",
+        default=None,
+        help="the tiny preset's SigLIP patch size in pixels (16 at 96x128: the tokens of 8 at 48x64, finer pixels; "
+        "default: 8)",
     )
     v = parser.add_argument_group("VLAConfig (a new model's)")
     add_dataclass_arguments(v, VLAConfig, VLA_FLAGS, aliases=VLA_ALIASES, types_=VLA_TYPES, helps=VLA_HELP)
@@ -94,6 +97,45 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--num_workers", type=nonnegative_int, default=None,
                    help="dataloader workers (default: by core count)")
     g.add_argument("--episode_length", type=positive_int, default=400, help="sim episode length (evaluation, rollouts)")
+
+
+TINY_DEFAULTS = {"vla_hidden": 64, "vla_layers": 2, "vla_patch_size": 8}
+
+
+def continued_model_conflicts(args: argparse.Namespace, model) -> list[str]:
+    """The flags that shape a new model, given with --model_path at values other than its checkpoint's (a continued
+    fit keeps the checkpoint's model: such a flag would be ignored), each as `--flag X (the checkpoint's: Y)`."""
+    c = model.config
+    given: list[tuple[str, Any, Any]] = [
+        (f"--{f}", getattr(args, f), getattr(c, f)) for f in VLA_FLAGS if getattr(args, f, None) is not None
+    ]
+    backbone = {"vla_hidden": model.vision.config.hidden_size, "vla_layers": model.vision.config.num_hidden_layers,
+                "vla_patch_size": model.vision.config.patch_size}
+    given += [(f"--{f}", getattr(args, f), v) for f, v in backbone.items() if getattr(args, f, None) is not None]
+    if getattr(args, "vla", None) is not None:
+        given.append(("--vla", args.vla, "tiny" if c.vision_model_name is None else "pretrained"))
+    for flag in ("vision_model_name", "llm_model_name"):
+        if getattr(args, flag, None) is not None:
+            given.append((f"--{flag}", getattr(args, flag), getattr(c, flag)))
+    if getattr(args, "cameras", None) is not None:
+        given.append(("--cameras", " ".join(args.cameras), " ".join(model.cameras)))
+    if getattr(args, "image_size", None) is not None:
+        given.append(("--image_size", " ".join(map(str, args.image_size)), " ".join(map(str, model.image_size))))
+    if getattr(args, "action_chunk_size", None) is not None:
+        given.append(("--action_chunk_size", args.action_chunk_size, model.chunk_size))
+    if getattr(args, "state_keep", None) is not None:
+        given.append(("--state_keep", " ".join(map(str, args.state_keep)), " ".join(map(str, c.state_keep))))
+    if getattr(args, "state_keep_dropout", None) is not None:
+        given.append(("--state_keep_dropout", args.state_keep_dropout, c.state_keep_dropout))
+    if getattr(args, "camera_dropout", None):
+        pairs = camera_dropout_pairs(args.camera_dropout, model.cameras, "--camera_dropout")
+        given.append(("--camera_dropout", _pairs_text(pairs), _pairs_text(c.camera_dropout)))
+    return [f"{flag} {value} (the checkpoint's: {theirs})" for flag, value, theirs in given
+            if str(value) != str(theirs)]
+
+
+def _pairs_text(pairs: dict[str, float]) -> str:
+    return " ".join(f"{cam}={share:g}" for cam, share in sorted(pairs.items())) or "none"
 
 
 def _is_vla_checkpoint(path: Path | None) -> bool:
@@ -153,6 +195,10 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
         model, _, _ = load_checkpoint(args.model_path)
         if not isinstance(model, VLAModel):
             raise ValueError(f"{args.model_path} holds a {type(model).__name__}, not a VLAModel")
+        conflicts = continued_model_conflicts(args, model)
+        if conflicts:
+            raise ValueError(f"--model_path {args.model_path} continues that model as it is: {'; '.join(conflicts)}; "
+                             "drop these flags, or train a new model without --model_path")
         config.action_chunk_size = model.chunk_size
     train_ds = val_ds = None
     if args.dataset is not None:
@@ -205,8 +251,9 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
                 **shape,
             )
         else:
+            tiny = {f: TINY_DEFAULTS[f] if getattr(args, f) is None else getattr(args, f) for f in TINY_DEFAULTS}
             model = VLAModel.tiny(
-                hidden=args.vla_hidden, layers=args.vla_layers, patch_size=args.vla_patch_size, **shape
+                hidden=tiny["vla_hidden"], layers=tiny["vla_layers"], patch_size=tiny["vla_patch_size"], **shape
             )
     if rank == 0:
         counts = model.parameter_counts()

@@ -50,21 +50,26 @@ def test_flow_matching_vla_is_refused_without_writing(tmp_path):
     assert not (tmp_path / "bundle").exists() and not (tmp_path / "bundle.tmp").exists()
 
 
-def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_path):
+@pytest.mark.parametrize("cameras", [("top",), ("top", "right_wrist")], ids=["top", "top-and-wrist"])
+def test_a_vla_checkpoint_drives_the_sim_through_its_bundle_as_in_training(tmp_path, cameras):
     """`vla-il eval --policy <VLA checkpoint>` exports it and drives the sim through the bundle and the node's
     PolicyRunner (cameras rendered for it); those actions are the ones the PyTorch model gives in training's
-    evaluation (VLASimPolicy), step for step."""
+    evaluation (VLASimPolicy), step for step. With two cameras too (the bundle takes them by name, in the model's
+    order; a checkpoint trained with one hidden from a share of the samples sees both at run time)."""
     from sim.aloha.env import AlohaEnv
     from training.il.vla_rollouts import VLASimPolicy
     from vla_il.cli import _policy_factory, main
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = VLAModel.tiny(chunk_size=5, hidden=32)
+    dropout = {"right_wrist": 0.5} if "right_wrist" in cameras else {}
+    model = VLAModel.tiny(chunk_size=5, hidden=32, cameras=cameras, camera_dropout=dropout)
     model.set_normalization(np.zeros(14), np.full(14, 0.5), np.ones(14), np.full(14, 0.2))
+    if dropout:  # a trained no-view token is not zero: a bundle that used it at run time would differ
+        torch.nn.init.normal_(model.no_view, std=1.0)
     save_checkpoint(tmp_path / "run/best", model, ILConfig(action_chunk_size=5), provenance={"task": "transfer_cube"})
     factory, env_kwargs = _policy_factory(str(tmp_path / "run"))
-    assert env_kwargs["cameras"] == ("top",) and env_kwargs["image_size"] == (48, 64)
+    assert env_kwargs["cameras"] == cameras and env_kwargs["image_size"] == (48, 64)
     bundle = factory("transfer_cube")
     # the runner in lockstep plays every action of a chunk, as training's evaluation does
     reference = VLASimPolicy(model.eval())

@@ -25,8 +25,10 @@ from vla_il_core.schema import EXPERT_ACTION
 
 
 def hide_camera(model, camera: str) -> None:
-    """Every sample's `camera` tokens become the model's learned no-view token (as camera_dropout does in training)."""
-    i, project = model.cameras.index(camera), model.projector
+    """Every sample's `camera` tokens become the model's learned no-view token: the model's own camera_dropout
+    (VLAModel._hide_views) at a share of 1 for that camera, applied at run time too."""
+    model.config.camera_dropout = {camera: 1.0}
+    project = model.projector
 
     class Hidden(torch.nn.Module):
         def __init__(self) -> None:
@@ -34,9 +36,7 @@ def hide_camera(model, camera: str) -> None:
             self.project = project
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            blocks = list(self.project(x).split(model.patches, dim=1))
-            blocks[i] = model.no_view[i].to(blocks[i].dtype).expand_as(blocks[i])
-            return torch.cat(blocks, dim=1)
+            return model._hide_views(self.project(x))
 
     model.projector = Hidden()
 

@@ -330,3 +330,94 @@ def test_bc_trains_on_several_recordings_with_statistics_pooled_over_them(aloha,
     capsys.readouterr()
     assert bc(smaller, tmp_path / "refused") == 2
     assert f"{smaller} does not go with {aloha}: image_size" in " ".join(capsys.readouterr().err.split())
+
+
+def _recorded_round(root, episodes):
+    """A dataset in the dagger_recorder's schema with the top camera (48x64): each episode a list of flags, True
+    where the expert drove. The expert's labels are near +0.5, the policy's commands -1 (what `action` holds where
+    the policy drove), so a VLA that learnt from the policy's frames or from `action` would show it."""
+    from sim.aloha import robot
+    from training.datasets.writer import EpisodeWriter
+    from vla_il_core import schema
+
+    writer = EpisodeWriter(root, schema.features(robot.JOINT_NAMES, ("top",), (48, 64), env_state_dim=7,
+                                                 recorder_flags=True), fps=50)
+    rng = np.random.default_rng(0)
+    for flags in episodes:
+        for t, driven in enumerate(flags):
+            expert = np.full(14, 0.5 + 0.01 * t, np.float32)
+            policy = np.full(14, -1.0, np.float32)
+            writer.add({
+                schema.STATE: robot.START_STATE + 0.001 * t, schema.ENV_STATE: np.r_[0.1, 0.5, 0.02, 1, 0, 0, 0],
+                schema.image_key("top"): rng.integers(0, 256, (48, 64, 3), np.uint8),
+                schema.ACTION: expert if driven else policy, schema.EXPERT_ACTION: expert,
+                schema.POLICY_ACTION: policy, schema.INTERVENTION: driven, schema.SUCCESS: False,
+                schema.EXPERT_LABEL: True, schema.POLICY_VALID: True,
+            }, task="transfer the cube")
+        writer.save_episode()
+    writer.close()
+    return root
+
+
+def test_hg_dagger_from_a_recording_trains_the_next_vla_on_the_experts_segments(aloha, tmp_path, capsys):
+    """The README's step 8 with a VLA: `vla-il train dagger --dagger_mode human_gated --model_path <VLA>` trains
+    the next VLA on the expert-driven frames of the recording (their camera frames, the expert's labels), continuing
+    the checkpoint, and exports its bundle (before, it failed on the MLP's data path: "no 'observation.state'")."""
+    from training.datasets.lerobot_dataset import LeRobotVLADataset
+
+    flags = [[False] * 6 + [True] * 14 + [False] * 4, [False] * 10 + [True] * 12 + [False] * 2]
+    rec = _recorded_round(tmp_path / "rec", flags)
+    driven = sum(map(sum, flags))
+    assert run_il_cli("bc", ["--dataset", str(aloha), "--vla", "tiny", *TINY, "--bc_epochs", "1", "--eval_episodes",
+                             "0", "--action_chunk_size", "4", "--output_dir", str(tmp_path / "bc")]) == 0
+    hg = ["--dagger_mode", "human_gated", "--dataset", str(rec), "--model_path", str(tmp_path / "bc"),
+          "--bc_validation_split", "0", "--bc_epochs", "25", "--batch_size", "8", "--learning_rate", "3e-3",
+          "--eval_episodes", "0", "--output_dir", str(tmp_path / "r1"), "--export_bundle", str(tmp_path / "b1")]
+    assert run_il_cli("dagger", hg) == 0
+    assert f"HG-DAgger: {driven} labels ({driven} of them expert-driven) from 1 recording(s), imitating " \
+           "expert_action" in capsys.readouterr().out
+    prov = read_provenance(tmp_path / "r1" / "best")
+    assert (prov["labels"], prov["expert_driven_labels"], prov["dagger_labels"]) == (driven, driven, "intervention")
+    assert prov["model_path"] == str(tmp_path / "bc")
+    spec = json.loads((tmp_path / "b1" / "policy.json").read_text())
+    assert (tmp_path / "b1" / "policy.onnx").is_file() and "top" in json.dumps(spec)
+    # it learnt the expert's labels on the segments' frames, none of the policy's -1
+    model = load_checkpoint(tmp_path / "r1")[0].eval()
+    seg = LeRobotVLADataset(rec, split="all", chunk_size=4, labels="intervention", action_key="expert_action",
+                            progress=False)
+    with torch.no_grad():
+        first = model.predict(torch.utils.data.default_collate([seg[i] for i in range(len(seg))]))[:, 0]
+    assert abs(float(first.mean()) - 0.6) < 0.25, float(first.mean())
+    # every expert-labelled frame, the segments drawn 3x as often: said in the provenance
+    every = [*hg[:-4], "--dagger_labels", "expert", "--intervention_weight", "3", "--bc_epochs", "1",
+             "--output_dir", str(tmp_path / "r1e")]
+    assert run_il_cli("dagger", every) == 0
+    prov = read_provenance(tmp_path / "r1e" / "best")
+    assert (prov["labels"], prov["expert_driven_labels"], prov["intervention_weight"]) == (
+        sum(map(len, flags)), driven, 3.0)
+    # a recording where the expert never drove: nothing to learn, said so
+    none = _recorded_round(tmp_path / "none", [[False] * 8])
+    assert run_il_cli("dagger", [*hg[:3], str(none), *hg[4:-4], "--output_dir", str(tmp_path / "r0")]) == 2
+    assert "no expert labels in the training episodes of" in capsys.readouterr().err
+
+
+def test_the_mlp_refuses_the_vlas_flags_instead_of_ignoring_them(tmp_path, capsys):
+    """A run that trains the MLP policy names the VLA flags it was given (they used to be ignored without a word);
+    so does a pretrained VLA given the tiny preset's sizes."""
+    from tests.test_hg_dagger import _write_recording
+
+    mlp = ["--env", "CartPole-v1", "--bc_epochs", "1", "--output_dir", str(tmp_path / "m")]
+    assert run_il_cli("bc", [*mlp, "--camera_dropout", "top=0.5", "--vla_hidden", "32"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--vla_hidden, --camera_dropout: flags of the VLA, and this run trains the MLP policy (--env " \
+           "CartPole-v1)" in err, err
+    rec = _write_recording(tmp_path / "rec", [[False, True, True, True]])
+    hg = ["--dagger_mode", "human_gated", "--dataset", str(rec), "--output_dir", str(tmp_path / "h")]
+    assert run_il_cli("dagger", [*hg, "--state_dropout", "1.0"]) == 2
+    assert "--state_dropout: a flag of the VLA, and this run trains the MLP policy (human-gated DAgger trains the " \
+           "MLP without --vla or a VLA --model_path)" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "m").exists() and not (tmp_path / "h").exists()
+    pretrained = ["--dataset", str(rec), "--vla", "pretrained", "--vla_layers", "1", "--output_dir", str(tmp_path)]
+    assert run_il_cli("bc", pretrained) == 2
+    assert "--vla_layers 1: the tiny preset's size; a pretrained VLA takes its size from its backbones" in \
+        " ".join(capsys.readouterr().err.split())

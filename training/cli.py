@@ -84,10 +84,12 @@ def run(method: str, args: argparse.Namespace) -> dict[str, Any]:
         provenance["robot"] = robot_of_dataset(args.dataset)
     if method == "dagger" and config.dagger_mode == "human_gated":
         return _run_hg_dagger(args, config, provenance)
-    from training.il.vla_cli import run_vla, wants_vla
+    from training.il.vla_cli import refuse_vla_flags, run_vla, wants_vla
 
     if wants_vla(args):  # images + instruction + state: the VLA's data path
         return run_vla(method, args, config, provenance)
+    refuse_vla_flags(args, f"--model_path {args.model_path} is not a VLA" if args.model_path is not None
+                     else f"--env {args.env}" if args.env is not None else "no --vla and no cameras in the data")
     # --env: the env to evaluate in (and, for DAgger/GAIL, to collect in); the specification's CartPole
     # without a dataset; none with one (a robot's dataset has no env: BC trains and validates on it alone)
     env_name = args.env or (None if args.dataset is not None else "CartPole-v1")
@@ -148,7 +150,8 @@ def check_dataset(root: Path) -> None:
 
 
 def _run_hg_dagger(args: argparse.Namespace, config: ILConfig, provenance: dict[str, Any]) -> dict[str, Any]:
-    """HG-DAgger from recorded datasets: train on the expert's segments, export."""
+    """HG-DAgger from recorded datasets: train on the expert's segments (the MLP, or the VLA with --vla or a VLA
+    --model_path), export."""
     from training.checkpoint import load_checkpoint
     from training.il.hg_dagger import HGDAgger, export_bundle
 
@@ -156,12 +159,19 @@ def _run_hg_dagger(args: argparse.Namespace, config: ILConfig, provenance: dict[
         raise ValueError("--dagger_mode human_gated needs --dataset (the recording: <record_dir>/dataset)")
     if args.load_policy_service:  # `vla-il train` takes it off the command line and hot-loads after training
         raise ValueError("--load_policy_service talks to the ROS graph: run this as `vla-il train dagger ...`")
-    env_name = args.env or "aloha:transfer_cube"
-    policy = load_checkpoint(args.model_path)[0] if args.model_path is not None else None
-    trainer = HGDAgger(config, policy, env_name=env_name, provenance=provenance)
-    result = trainer.train([args.dataset, *args.extra_dataset])
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
+    from training.il.vla_cli import asks_for_vla, refuse_vla_flags, run_vla
+
+    if asks_for_vla(args):  # the next VLA on the expert's segments and their camera frames
+        result = run_vla("dagger", args, config, provenance)
+    else:
+        refuse_vla_flags(args, f"--model_path {args.model_path} is not a VLA" if args.model_path is not None
+                         else "human-gated DAgger trains the MLP without --vla or a VLA --model_path")
+        env_name = args.env or "aloha:transfer_cube"
+        policy = load_checkpoint(args.model_path)[0] if args.model_path is not None else None
+        trainer = HGDAgger(config, policy, env_name=env_name, provenance=provenance)
+        result = trainer.train([args.dataset, *args.extra_dataset])
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(config.output_dir) / "results.json").write_text(json.dumps(result, indent=2, default=float))
     if args.export_bundle is not None:
         print(export_bundle(Path(config.output_dir) / "best", args.export_bundle))
     return result

@@ -146,6 +146,7 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
         self._last_row[kept] = ends[segment[kept]]
         in_split = np.isin(episode, self.episodes)
         self._rows = np.flatnonzero(keep & in_split)
+        self._driven = driven
         self._actions = self.table[action_key].astype(np.float32)
         self._states = self.table[schema.STATE].astype(np.float32)
         self._env = self.table[schema.ENV_STATE].astype(np.float32) if schema.ENV_STATE in self.table else None
@@ -212,6 +213,10 @@ class LeRobotVLADataset(torch.utils.data.Dataset):
     @property
     def tasks(self) -> list[str]:
         return [self.task_override] if self.task_override else self._tasks
+
+    def expert_drove(self) -> np.ndarray:
+        """Per item, whether the expert drove its frame (every item of labels='all')."""
+        return self._driven[self._rows]
 
     def stats(self) -> dict[str, np.ndarray]:
         """Normalisation statistics of state and actions (lerobot's, over the whole dataset)."""
@@ -317,6 +322,9 @@ class Recordings(torch.utils.data.ConcatDataset):
     @property
     def tasks(self) -> list[str]:
         return list(dict.fromkeys(t for p in self.parts for t in p.tasks))
+
+    def expert_drove(self) -> np.ndarray:
+        return np.concatenate([p.expert_drove() for p in self.parts])
 
     def stats(self) -> dict[str, np.ndarray]:
         """Each recording's mean and std (lerobot's, over its frames) pooled by frame count; the binary

@@ -6,6 +6,9 @@
         --dagger_beta_schedule exponential --output_dir ./output/vla_dagger
     python training/il/gail.py --model_path ./output/vla_dagger/best --total_timesteps 10000 \
         --output_dir ./output/vla_gail
+    vla-il train dagger --dagger_mode human_gated --dataset <record_dir>/dataset --extra_dataset <demos> \
+        --model_path ./output/vla_bc/best --output_dir ./output/vla_r1 --export_bundle ./bundles/vla_r1
+                                    # HG-DAgger: the next VLA on the expert's recorded segments
 
 The model: `--vla tiny` (the CPU preset; the default for a new model), or `--vision_model_name` /
 `--llm_model_name` (hub ids or local directories, through from_pretrained), or `--model_path`.
@@ -17,6 +20,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from training.argtypes import add_dataclass_arguments, nonnegative_float, nonnegative_int, positive_int, unit_interval
 from training.config import ILConfig
@@ -90,9 +95,10 @@ def add_vla_arguments(parser: argparse.ArgumentParser) -> None:
                         "right_wrist=0.5: the wrist view shows the fingers' opening, which a model copies)")
     g.add_argument(
         "--action_key",
-        default="action",
-        help="the dataset column to imitate: action (executed) or expert_action (the expert's labels, e.g. of "
-        "noise-injected demos: vla-il collect --action-noise)",
+        default=None,
+        help="the dataset column to imitate: action (executed; the default) or expert_action (the expert's labels, "
+        "e.g. of noise-injected demos: vla-il collect --action-noise); --dagger_mode human_gated imitates "
+        "expert_action where every recording has it",
     )
     g.add_argument("--num_workers", type=nonnegative_int, default=None,
                    help="dataloader workers (default: by core count)")
@@ -165,15 +171,46 @@ def _has_cameras(root: Path | None) -> bool:
     return any(isinstance(f, dict) and f.get("dtype") in ("video", "image") for f in features.values())
 
 
-def wants_vla(args: argparse.Namespace) -> bool:
-    """The VLA path: asked for, a VLA checkpoint, or a dataset with cameras and no --env (the spec's command)."""
+def asks_for_vla(args: argparse.Namespace) -> bool:
+    """--vla, a backbone's name, or a VLA checkpoint to continue."""
     return bool(
         getattr(args, "vla", None)
         or getattr(args, "vision_model_name", None)
         or getattr(args, "llm_model_name", None)
         or _is_vla_checkpoint(args.model_path)
-        or (args.dataset is not None and args.env is None and _has_cameras(args.dataset))
     )
+
+
+def wants_vla(args: argparse.Namespace) -> bool:
+    """The VLA path: asked for, a VLA checkpoint, or a dataset with cameras and no --env (the spec's command)."""
+    return asks_for_vla(args) or (args.dataset is not None and args.env is None and _has_cameras(args.dataset))
+
+
+# the flags only a VLA reads (besides --vla and the backbones' names, which choose the VLA)
+VLA_ONLY = (*VLA_FLAGS, *TINY_DEFAULTS, "cameras", "image_size", "state_keep", "state_keep_dropout",
+            "camera_dropout", "action_key", "task")
+
+
+def refuse_vla_flags(args: argparse.Namespace, why: str) -> None:
+    """A run that trains the MLP policy refuses the VLA's flags by name instead of ignoring them."""
+    given = [f"--{f}" for f in VLA_ONLY if getattr(args, f, None) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: {'flags' if len(given) > 1 else 'a flag'} of the VLA, and this run "
+                         f"trains the MLP policy ({why}); give --vla tiny (or a VLA --model_path) to train the VLA, "
+                         "or drop them")
+
+
+def _label_key(args: argparse.Namespace, roots: list[Path], human_gated: bool) -> str:
+    """The column the VLA imitates: --action_key; for HG-DAgger the expert's labels where every recording has
+    them (the dagger_recorder and `vla-il collect` write expert_action), the executed command otherwise."""
+    from training.datasets.lerobot_io import read_info
+    from vla_il_core.schema import ACTION, EXPERT_ACTION
+
+    if args.action_key is not None:
+        return args.action_key
+    if human_gated and all(EXPERT_ACTION in read_info(r)["features"] for r in roots):
+        return EXPERT_ACTION
+    return ACTION
 
 
 def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
@@ -187,6 +224,7 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
     from training.models.vla import VLAModel
 
     rank, _, _ = init_distributed()
+    hg = method == "dagger" and config.dagger_mode == "human_gated"  # from recordings, not the sim expert
     task = args.task or (args.env.split(":", 1)[1] if args.env and args.env.startswith("aloha:") else "transfer_cube")
     if args.action_chunk_size is None:
         config.action_chunk_size = DEFAULT_CHUNK
@@ -200,8 +238,14 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             raise ValueError(f"--model_path {args.model_path} continues that model as it is: {'; '.join(conflicts)}; "
                              "drop these flags, or train a new model without --model_path")
         config.action_chunk_size = model.chunk_size
+    pretrained = bool(args.vision_model_name or args.llm_model_name or args.vla == "pretrained")
+    sizes = [f"--{f} {getattr(args, f)}" for f in TINY_DEFAULTS if getattr(args, f) is not None]
+    if model is None and pretrained and sizes:
+        raise ValueError(f"{', '.join(sizes)}: the tiny preset's size; a pretrained VLA takes its size from its "
+                         "backbones (--vision_model_name, --llm_model_name)")
     train_ds = val_ds = None
     if args.dataset is not None:
+        roots = [args.dataset, *args.extra_dataset]
         cams = model.cameras if model is not None else args.cameras
         size = model.image_size if model is not None else args.image_size
         common = dict(
@@ -210,9 +254,14 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             val_fraction=config.bc_validation_split,
             seed=config.seed,
             image_size=size,
-            action_key=args.action_key,
+            action_key=_label_key(args, roots, hg),
+            # HG-DAgger: the expert's segments (or every expert-labelled frame), each chunk within its segment
+            labels=config.dagger_labels if hg else "all",
         )
-        train_ds = open_recordings([args.dataset, *args.extra_dataset], "train", **common)
+        train_ds = open_recordings(roots, "train", **common)
+        if hg and len(train_ds) == 0:
+            raise ValueError(f"no expert labels in the training episodes of {', '.join(map(str, roots))} (no frame "
+                             "there was expert-driven: nothing for HG-DAgger to learn)")
         # a recording of one episode has none to spare for validation
         val_roots = [p.root for p in getattr(train_ds, "parts", [train_ds]) if p.meta.total_episodes > 1]
         if config.bc_validation_split > 0 and val_roots:
@@ -244,7 +293,7 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
             if not train_ds.env_state_dim:
                 raise ValueError(f"--aux_state_weight: {args.dataset} has no observation.environment_state")
             shape.update(aux_state_dim=train_ds.env_state_dim, aux_state_weight=args.aux_state_weight)
-        if args.vision_model_name or args.llm_model_name or args.vla == "pretrained":
+        if pretrained:
             model = VLAModel(
                 args.vision_model_name or "google/siglip-base-patch16-224",
                 args.llm_model_name or "Qwen/Qwen2-1.5B-Instruct",
@@ -264,17 +313,28 @@ def run_vla(method: str, args: argparse.Namespace, config: ILConfig,
         )
     eval_task = task if model.action_dim == 14 else None  # the ALOHA sim evaluates 14-d policies
     name = " + ".join(str(d) for d in [args.dataset, *args.extra_dataset]) if args.dataset else None
-    loader = lambda ds, shuffle=True: create_lerobot_dataloader(  # noqa: E731
-        ds, config.batch_size, shuffle=shuffle, num_workers=args.num_workers, seed=config.seed
+    loader = lambda ds, shuffle=True, weights=None: create_lerobot_dataloader(  # noqa: E731
+        ds, config.batch_size, shuffle=shuffle, num_workers=args.num_workers, seed=config.seed, weights=weights
     )
-    if method == "bc":
+    if method == "bc" or hg:
         if train_ds is None:
-            raise ValueError("VLA BC needs --dataset")
+            raise ValueError(f"VLA {'HG-DAgger' if hg else 'BC'} needs --dataset")
+        weights = None
+        if hg:
+            drove = train_ds.expert_drove()
+            provenance = {**(provenance or {}), "dagger_labels": config.dagger_labels, "labels": len(train_ds),
+                          "expert_driven_labels": int(drove.sum()), "datasets": [str(r) for r in roots]}
+            if config.intervention_weight != 1.0 and not drove.all():  # labels 'expert': the segments drawn more
+                weights = np.where(drove, config.intervention_weight, 1.0)
+                provenance["intervention_weight"] = config.intervention_weight
+            if rank == 0:
+                print(f"HG-DAgger: {len(train_ds)} labels ({int(drove.sum())} of them expert-driven) from "
+                      f"{len(roots)} recording(s), imitating {common['action_key']}")
         trainer = VLABehavioralCloning(
             model, config, dataset_name=name, eval_task=eval_task, eval_episode_length=args.episode_length,
-            provenance=provenance,
+            provenance=provenance, run_name="vla_hg_dagger" if hg else "vla_bc",
         )
-        result = trainer.train(loader(train_ds), loader(val_ds, False) if val_ds is not None else None)
+        result = trainer.train(loader(train_ds, weights=weights), loader(val_ds, False) if val_ds is not None else None)
         trainer.close()
     elif method == "dagger":
         result = VLADAgger(

@@ -1,7 +1,7 @@
-"""Round 0 fitted as the benchmark fits it (80 demos, 12 epochs at a constant 1e-3, the grippers kept and hidden from
-half the samples, EMA 0.999) on any 80 episodes of a recording and cameras, then evaluated alone in PyTorch (no mux)
-on 50 held-out seeds; or an existing checkpoint evaluated with one camera's tokens replaced by its learned no-view
-token (a model trained with --camera-dropout) at run time.
+"""Round 0 fitted as the benchmark fits it (80 demos, 12 epochs (--epochs) at a constant 1e-3, the grippers kept and
+hidden from half the samples, EMA 0.999) on any 80 episodes of a recording and cameras, then evaluated alone in
+PyTorch (no mux) on 50 held-out seeds; or an existing checkpoint evaluated with one camera's tokens replaced by its
+learned no-view token (a model trained with --camera-dropout) at run time.
 
     python docs/results/vla_hg_dagger_seeds/diagnosis/round0.py fit output/r0_top output/pool_wrist_160 top \
         --first 80 --seed 0
@@ -58,6 +58,7 @@ def main() -> None:
     f.add_argument("cameras", nargs="+")
     f.add_argument("--first", type=int, default=0, help="the first of the 80 episodes")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--epochs", type=int, default=12, help="the benchmark's round 0 trains 12")
     e = sub.add_parser("eval")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--hide", default=None, help="a camera the model sees as its no-view token")
@@ -69,7 +70,7 @@ def main() -> None:
         cams = tuple(args.cameras)
         demos = AlohaDataset(args.pool, episodes=range(args.first, args.first + 80), split="all", chunk_size=10,
                              cameras=cams, labels="intervention", action_key=EXPERT_ACTION, progress=False)
-        checkpoint, _ = fit_vla(demos, args.out, cameras=cams, image_size=(96, 128), chunk_size=10, epochs=12,
+        checkpoint, _ = fit_vla(demos, args.out, cameras=cams, image_size=(96, 128), chunk_size=10, epochs=args.epochs,
                                 task="transfer_cube", learning_rate=1e-3, seed=args.seed, state_keep=(6, 13),
                                 state_keep_dropout=0.5, ema_decay=0.999, lr_schedule="constant")
     else:

@@ -2,25 +2,27 @@
 
     python benchmarks/vla_hg_dagger_seeds.py [--seeds 3] [--demos 40] [--rounds 2] [--episodes-per-round 8]
         [--epochs 8] [--round-init continue] [--round-epochs 4] [--eval-episodes 20] [--gated-episodes 20]
-        [--pool-from DATASET] [--gate FIELD=VALUE ...] [--intervention-weight K] [--out output/vla_hg_dagger_seeds]
+        [--pool-from DATASET] [--gate FIELD=VALUE ...] [--intervention-weight K] [--control]
+        [--out output/vla_hg_dagger_seeds]
     (or: vla-il bench vla-hg-dagger-seeds ...)
 
-`vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the same parts, in
-one process, once per training seed, as benchmarks/hg_dagger_seeds.py does for the MLP: the tiny VLA from the top
+`vla-il demo --policy vla` runs the loop once, through the ROS graph. This runs the same loop with the same parts,
+in one process, once per training seed, as benchmarks/hg_dagger_seeds.py does for the MLP: the tiny VLA from the top
 camera's pixels (--cameras: more views; the demo's recipe, training.il.vla_trainers.fit_vla), driving through its
 exported bundle and the policy node's runner (sim.evaluation.BundlePolicy); the teleop_sim_expert's gate (its
-settings as the demo's, or --gate's) and the mux's core between the drivers and the sim (sim.evaluation.GatedPolicy);
-the expert's takeovers, with the frames the cameras saw, as each round's new labels. Per seed: BC on the demos;
-rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus every round's expert segments
-(as the demo does; --round-init scratch: a new VLA each round; --intervention-weight K: the segments' frames
-drawn K times as often as the demos'); BC on as many expert labels (the first whole expert
+settings as the demo's, or --gate's) and the mux's core between the drivers and the sim
+(sim.evaluation.GatedPolicy); the expert's takeovers, with the frames the cameras saw, as each round's new labels.
+Per seed: BC on the demos; rounds of HG-DAgger, each continuing the last VLA for --round-epochs on the demos plus
+every round's expert segments (as the demo does; --round-init scratch: a new VLA each round; --intervention-weight
+K: the segments' frames drawn K times as often as the demos'); BC on as many expert labels (the first whole expert
 episodes of a larger pool), continued from round 0 for as many epochs as the rounds added (scratch: a new VLA), so
 the two differ in which labels they saw, not in how many or how long they trained; both evaluated alone on the same
-held-out seeds, and every round's policy with the expert watching (the takeovers it needs). The demonstrations are
-recorded once and shared by all seeds (--pool-from: an existing recording instead). The table, results.json and
+held-out seeds, and every round's policy with the expert watching (the takeovers it needs); --control: round 0 alone
+too, and round 0 continued on its own demos as long as the rounds (what the epochs alone buy). The demonstrations
+are recorded once and shared by all seeds (--pool-from: an existing recording instead). The table, results.json and
 hg_vs_bc.png are those of benchmarks/hg_dagger_seeds.py. Run again into the same --out, it resumes: seeds measured
-before are read back, and a seed stopped part way keeps its round 0 (the longest fit) when its checkpoint was trained
-as this run would train it (trained_otherwise: seed, pool and frames, every training setting).
+before are read back, and a seed stopped part way keeps its round 0 (the longest fit) when its checkpoint was
+trained as this run would train it (trained_otherwise: seed, pool and frames, every training setting).
 """
 
 from __future__ import annotations
@@ -199,9 +201,27 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
     else:
         bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels")
     bc = _evaluate(bc_bundle, args, f"seed {seed} BC, equal labels")
-    return {"seed": seed, "hg_labels": hg_labels, "bc_labels": bc_labels, "hg": hg, "bc": bc,
-            "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
-            "help_needed": help_needed, "seconds": time.perf_counter() - start}
+    row = {"seed": seed, "hg_labels": hg_labels, "bc_labels": bc_labels, "hg": hg, "bc": bc,
+           "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
+           "help_needed": help_needed}
+    if args.control:  # what round 0 reaches alone, and with the same steps on its own demos: the epochs' share
+        row["round0"] = _evaluate(bundles[0], args, f"seed {seed} round 0")
+        control, _ = fit(demos, "control_demos_only", previous=runs / "round_0", epochs=args.rounds * args.round_epochs)
+        row["control"] = _evaluate(control, args, f"seed {seed} round 0 continued on its demos alone")
+    return {**row, "seconds": time.perf_counter() - start}
+
+
+def control_lines(rows: list[dict[str, Any]]) -> str:
+    """--control's figures under the table: round 0 alone and continued on its own demos for the steps HG-DAgger
+    and BC added (their gains over it are the new labels' worth; over round 0, the epochs' too)."""
+    lines = []
+    for r in rows:
+        if "control" in r:
+            pct = {k: 100 * r[k]["success_rate"] for k in ("round0", "control", "hg", "bc")}
+            lines.append(f"seed {r['seed']}: round 0 alone {pct['round0']:.0f}%; continued on its demos alone (no new "
+                         f"labels) {pct['control']:.0f}%; HG-DAgger {pct['hg'] - pct['control']:+.0f} and BC "
+                         f"{pct['bc'] - pct['control']:+.0f} points over that")
+    return "\n".join(lines)
 
 
 def camera_dropout(pairs: list[str], cameras: list[str]) -> dict[str, float]:
@@ -346,6 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="HG-DAgger and BC alone are evaluated through the intervention mux's core, as the rounds'\n"
                         "policies drive and as the graph deploys them; a pool the benchmark records is recorded\n"
                         "through it too (vla-il collect --through-mux; a --pool-from recording: record it so)")
+    p.add_argument("--control", action="store_true",
+                   help="also evaluate round 0 alone, and round 0 continued on its own demos for the steps the rounds\n"
+                        "added (--round-init continue): how much of HG-DAgger's and BC's gain the epochs alone buy")
     p.add_argument("--episode-length", type=int, default=400)
     p.add_argument("--eval-episodes", type=int, default=d["eval_episodes"])
     p.add_argument("--gated-episodes", type=int, default=d["eval_episodes"],
@@ -363,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.state_keep_dropout <= 1.0 or (args.state_keep_dropout and not args.state_keep):
         print(f"--state-keep-dropout {args.state_keep_dropout}: a share in [0, 1] of the --state-keep values' "
               "samples (give --state-keep)", file=sys.stderr)
+        return 2
+    if args.control and args.round_init != "continue":
+        print("--control continues round 0 on its demos as the rounds continue it: --round-init continue",
+              file=sys.stderr)
         return 2
     if not (math.isfinite(args.intervention_weight) and args.intervention_weight >= 1.0):
         print(f"--intervention-weight {args.intervention_weight}: a weight >= 1 (the segments above the demos)",
@@ -414,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         measured[seed] = run_seed(args, seed, pool, out)
         write()
     rows = [measured[k] for k in sorted(measured)]  # every seed measured into --out, this run's and earlier ones
-    text = table(rows)
+    text = "\n".join(t for t in (table(rows), control_lines(rows)) if t)
     print(text)
     gaps = [r["gap_points"] for r in rows]
     minutes = (time.perf_counter() - start) / 60

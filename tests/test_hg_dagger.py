@@ -265,24 +265,48 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     # --through-mux: refused on this recording, made without the mux (its meta/recording.json says so)
     assert vla_hg_dagger_seeds.main([*argv, "--through-mux", "--out", str(tmp_path / "z")]) == 2
     assert "recorded without the intervention mux" in capsys.readouterr().err
-    # on one made through it, with another gate (here the expert drives every tick of the round's episode): the
-    # rounds run with that gate, and HG-DAgger and BC alone are evaluated through the mux, as the rounds drove
+    assert "frame_weights" not in read_provenance(runs / "round_1")  # weight 1 (the default): shuffled as BC's
+    assert "mux_limited_per_episode" not in results["rows"][0]["hg"]  # evaluated without the mux
+
+
+def test_the_vla_seeds_benchmark_through_the_mux_with_weighted_segments_and_its_control(tmp_path, capsys):
+    """The benchmark on a recording made through the mux, with another gate (here the expert drives every tick of
+    the round's episode): the rounds run with that gate, and HG-DAgger and BC alone are evaluated through the mux,
+    as the rounds drove; the segments weighted 3 times a demo's frame (--intervention-weight): round 1 draws them
+    so; --control: round 0 alone, and round 0 continued on its own demos as long as the rounds continued it."""
+    import json
+
+    from benchmarks import vla_hg_dagger_seeds
+    from sim.collect import collect
+    from training.checkpoint import read_provenance
+
     muxed_pool, gated = tmp_path / "pool_mux", tmp_path / "gated"
     collect("transfer_cube", 3, muxed_pool, cameras=("top", "right_wrist"), image_size=(48, 64), seed=0,
             through_mux=True)
-    # and the segments weighted 3 times a demo's frame (--intervention-weight): round 1 draws them so
-    muxed = [*argv[2:], "--pool-from", str(muxed_pool), "--gate", "mode=always", "--through-mux",
+    muxed = ["--pool-from", str(muxed_pool), "--cameras", "top", "right_wrist", "--image-size", "48", "64", "--demos",
+             "2", "--rounds", "1", "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1",
+             "--eval-episodes", "1", "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds",
+             "1", "--camera-dropout", "right_wrist=0.5", "--gate", "mode=always", "--through-mux",
              "--intervention-weight", "3"]
-    assert vla_hg_dagger_seeds.main([*muxed, "--out", str(gated)]) == 0
+    assert vla_hg_dagger_seeds.main([*muxed, "--control", "--out", str(gated)]) == 0
+    printed = capsys.readouterr().out
     row = json.loads((gated / "results.json").read_text())["rows"][0]
     assert row["rounds"][0]["intervention_frames"] == 40 and row["rounds"][0]["interventions_per_episode"] == 1
     weighted = gated / "runs" / "seed_0"
     assert read_provenance(weighted / "round_1")["frame_weights"] == {"1": row["rounds"][0]["labels"] - 40, "3": 40}
     assert "frame_weights" not in read_provenance(weighted / "bc_equal_labels")  # whole demos: nothing to weight
-    assert "frame_weights" not in read_provenance(runs / "round_1")  # weight 1 (the default): shuffled as BC's
+    assert "mux_limited_per_episode" in row["hg"] and "mux_limited_per_episode" in row["bc"]
+    # the control: round 0 continued on the demos alone (round 0's frames), both evaluated as HG-DAgger and BC are
+    control = read_provenance(weighted / "control_demos_only")
+    assert control["model_path"] == str(weighted / "round_0")
+    assert control["frames"] == read_provenance(weighted / "round_0")["frames"]
+    assert row["round0"]["episodes"] == row["control"]["episodes"] == 1
+    assert "mux_limited_per_episode" in row["control"]
+    assert "round 0 continued on its demos alone" in printed
+    assert "seed 0: round 0 alone" in (gated / "table.txt").read_text()
+    assert vla_hg_dagger_seeds.main([*muxed, "--control", "--round-init", "scratch", "--out", str(tmp_path / "s")]) == 2
+    assert "--control continues round 0 on its demos as the rounds continue it" in capsys.readouterr().err
     assert vla_hg_dagger_seeds.main([*muxed, "--intervention-weight", "0.5", "--out", str(tmp_path / "v")]) == 2
     assert "--intervention-weight 0.5: a weight >= 1" in capsys.readouterr().err
-    assert "mux_limited_per_episode" in row["hg"] and "mux_limited_per_episode" in row["bc"]
-    assert "mux_limited_per_episode" not in results["rows"][0]["hg"]  # without it: not
     assert vla_hg_dagger_seeds.main([a for a in muxed if a != "--through-mux"] + ["--out", str(tmp_path / "w")]) == 2
     assert "recorded through the intervention mux, this run evaluates without it" in capsys.readouterr().err

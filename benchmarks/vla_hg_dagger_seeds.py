@@ -193,11 +193,11 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
         print(f"the pool's {len(sizes)} episodes hold {sizes.sum()} labels, fewer than HG-DAgger's {hg_labels}: "
               "record a larger --pool", flush=True)
     bc_data = AlohaDataset(pool, episodes=range(n), **common)
+    added = args.rounds * args.round_epochs  # the epochs the rounds trained on after round 0
     if continued:  # round 0 trained on as many steps as the rounds added, on whole demos instead: equal labels
         # and (about) equal steps, so that HG-DAgger's gain is not the longer training's (400 demos for 24
         # epochs instead of 8: +14 points, docs/results/vla_transfer_cube)
-        bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels", previous=runs / "round_0",
-                                   epochs=args.rounds * args.round_epochs)
+        bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels", previous=runs / "round_0", epochs=added)
     else:
         bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels")
     bc = _evaluate(bc_bundle, args, f"seed {seed} BC, equal labels")
@@ -206,7 +206,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
            "help_needed": help_needed}
     if args.control:  # what round 0 reaches alone, and with the same steps on its own demos: the epochs' share
         row["round0"] = _evaluate(bundles[0], args, f"seed {seed} round 0")
-        control, _ = fit(demos, "control_demos_only", previous=runs / "round_0", epochs=args.rounds * args.round_epochs)
+        control, _ = fit(demos, "control_demos_only", previous=runs / "round_0", epochs=added)
         row["control"] = _evaluate(control, args, f"seed {seed} round 0 continued on its demos alone")
     return {**row, "seconds": time.perf_counter() - start}
 

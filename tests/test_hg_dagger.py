@@ -10,6 +10,11 @@ from training.il.hg_dagger import HGDAgger, export_bundle, load_labelled, load_r
 from vla_il_core import schema
 
 ENV_DIM = 7
+# the VLA seeds benchmark at a tiny budget (both of its tests): two cameras, the wrist hidden from half the samples
+TINY_VLA_BENCH = ["--cameras", "top", "right_wrist", "--image-size", "48", "64", "--demos", "2", "--rounds", "1",
+                  "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1", "--eval-episodes", "1",
+                  "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds", "1",
+                  "--camera-dropout", "right_wrist=0.5"]
 
 
 def _write_recording(root, episodes):
@@ -161,10 +166,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
 
     pool, out = tmp_path / "pool", tmp_path / "out"
     collect("transfer_cube", 3, pool, cameras=("top", "right_wrist"), image_size=(48, 64), seed=0)
-    argv = ["--pool-from", str(pool), "--cameras", "top", "right_wrist", "--image-size", "48", "64", "--demos", "2",
-            "--rounds", "1", "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1",
-            "--eval-episodes", "1", "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds", "1",
-            "--camera-dropout", "right_wrist=0.5", "--out", str(out)]
+    argv = ["--pool-from", str(pool), *TINY_VLA_BENCH, "--out", str(out)]
     assert vla_hg_dagger_seeds.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     row = results["rows"][0]
@@ -283,10 +285,7 @@ def test_the_vla_seeds_benchmark_through_the_mux_with_weighted_segments_and_its_
     muxed_pool, gated = tmp_path / "pool_mux", tmp_path / "gated"
     collect("transfer_cube", 3, muxed_pool, cameras=("top", "right_wrist"), image_size=(48, 64), seed=0,
             through_mux=True)
-    muxed = ["--pool-from", str(muxed_pool), "--cameras", "top", "right_wrist", "--image-size", "48", "64", "--demos",
-             "2", "--rounds", "1", "--episodes-per-round", "1", "--epochs", "1", "--round-epochs", "1",
-             "--eval-episodes", "1", "--gated-episodes", "1", "--episode-length", "40", "--workers", "1", "--seeds",
-             "1", "--camera-dropout", "right_wrist=0.5", "--gate", "mode=always", "--through-mux",
+    muxed = ["--pool-from", str(muxed_pool), *TINY_VLA_BENCH, "--gate", "mode=always", "--through-mux",
              "--intervention-weight", "3"]
     assert vla_hg_dagger_seeds.main([*muxed, "--control", "--out", str(gated)]) == 0
     printed = capsys.readouterr().out

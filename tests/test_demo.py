@@ -4,6 +4,7 @@ ROS graph in lockstep over DDS (five node processes), HG-DAgger with a hot-loade
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -88,6 +89,12 @@ def test_demo_with_the_vla_runs_the_loop_from_pixels(tmp_path):
     image = ds[len(ds) // 2]["observation.images.top"]
     assert image.shape == (3, 48, 64) and float(image.std()) > 0.01  # a rendered scene, not a blank frame
     assert "BC, equal labels" in done.stdout and "held-out" in done.stdout
+    # the rounds continue the last VLA, so the equal-label baseline continues round 0 as long as they trained on
+    baseline = json.loads((out / "train" / "bc_equal_labels" / "best" / "provenance.json").read_text())
+    assert Path(baseline["model_path"]) == out / "train" / "round_0" / "best"
+    # the VLA reads the grippers' openings besides its camera (the corrections re-open a gripper)
+    round0 = json.loads((out / "train" / "round_0" / "best" / "policy.json").read_text())
+    assert round0["config"]["state_keep"] == [6, 13]
     # the live view ran beside the graph (--display): it showed the camera and saw the expert's takeovers
     assert "live view: open http://localhost:19090" in done.stdout
     view_log = next((out / "logs").glob("display_node-*.log")).read_text()

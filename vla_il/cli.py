@@ -113,7 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ensemble", type=positive_int, default=d.ensemble,
                       help="MLPs per policy, each fit on its own, outputs averaged")
     demo.add_argument("--learning-rate", type=positive_float, help=per_policy("learning_rate"))
-    demo.add_argument("--lr-schedule", default=d.lr_schedule, choices=["constant", "cosine"])
+    demo.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                      help="the fits' learning-rate schedule (the VLA's continued fits anneal all the same); "
+                      + per_policy("lr_schedule"))
     demo.add_argument("--early-stopping-after", type=fraction, default=d.early_stopping_after, metavar="FRACTION",
                       help="each fit keeps its epoch of lowest validation loss among those past this fraction")
     demo.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,

@@ -98,6 +98,12 @@ class DemoConfig:
                 setattr(self, name, value)
         self.image_size = tuple(self.image_size)
 
+    @property
+    def baseline_epochs(self) -> int:
+        """The equal-label baseline's fit: BC's epochs where the rounds train new policies, the epochs the rounds
+        added where they continue the last one (the baseline then continues round 0)."""
+        return self.rounds * self.round_epochs if self.round_init == "continue" else self.epochs
+
 
 @dataclass
 class RoundResult:
@@ -298,9 +304,8 @@ def _equal_label_baseline(cfg: DemoConfig, out: Path, env_name: str, labels: int
     _stage(5, f"BC at equal labels: {n} expert demonstrations (~{labels} labels)")
     path = out / "data" / "demos_equal_labels"
     _collect(cfg, n, path)
-    continued = cfg.round_init == "continue"
-    ckpt, got = _train(cfg, out / "train" / "bc_equal_labels", [path], first if continued else None, env_name,
-                       cfg.rounds * cfg.round_epochs if continued else cfg.epochs)
+    ckpt, got = _train(cfg, out / "train" / "bc_equal_labels", [path], first if cfg.round_init == "continue" else None,
+                       env_name, cfg.baseline_epochs)
     bundle = _export(ckpt, out / "bundles" / "bc_equal_labels")
     return RoundResult("BC, equal labels", got, str(bundle))
 
@@ -576,8 +581,8 @@ def _policy_words(cfg: DemoConfig) -> str:
 def _markdown(cfg: DemoConfig, rounds: list[RoundResult], baseline: RoundResult, table: str, path: Path,
               minutes: float) -> None:
     refit = "a new network, BC's recipe" if cfg.round_init == "scratch" else "continuing the last policy"
-    baseline_fit = ("a new network, BC's recipe" if cfg.round_init == "scratch" else
-                    f"round 0 continued on them for the rounds' {cfg.rounds * cfg.round_epochs} epochs")
+    baseline_fit = (refit if cfg.round_init == "scratch"
+                    else f"round 0 continued on them for the rounds' {cfg.baseline_epochs} epochs")
     path.write_text(f"""# vla-il demo: HG-DAgger on the simulated ALOHA ({cfg.task})
 
 BC on {cfg.demos} scripted-expert demonstrations trained {_policy_words(cfg)}.

@@ -220,7 +220,8 @@ class GatedPolicy:
         proposal = np.asarray(self.base(obs, info), dtype=np.float64)
         self.gate.on_policy_action(proposal, label)
         if self.t > 0:
-            self.gate.step(progress=float(info["max_reward"]), success=bool(info["is_success"]))
+            self.gate.step(progress=float(info["max_reward"]), success=bool(info["is_success"]),
+                           off_course=self.expert.off_course)
         self.t += 1
         self.mux.on_engaged(self.gate.engaged, self.now)
         command = mux_command(self.mux, EXPERT if self.gate.engaged else POLICY,

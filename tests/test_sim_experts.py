@@ -118,3 +118,38 @@ def test_transfer_cube_expert_carries_a_cube_held_at_the_finger_tips():
         action = expert(agent_pos, cube)
         assert expert.phase == ("carry to the meeting point" if held else "right picks"), (distance, expert.phase)
         assert action[13] == (0.0 if held else 1.0) and action[6] == 0.0
+
+
+def test_transfer_cube_expert_measures_how_far_beside_the_cube_a_close_would_land():
+    """`off_course`: near the grasp point with the fingers open, the tool's sideways offset from the expert's
+    grasp axis (what a close there would miss by); 0 far from the cube or with the fingers closed. Driving
+    itself, the expert stays under 2 cm (it closes within 1.2 cm), so a gate at 2.5 cm never takes over from it."""
+    from sim.experts.transfer_cube import GRASP_HEIGHT
+
+    expert = make_expert("transfer_cube")
+    agent_pos = robot.START_STATE.astype(np.float64).copy()
+    agent_pos[[6, 13]] = 1.0
+    expert.kin.set_state(agent_pos, np.array([0.0, 0.5, 0.05, 1.0, 0.0, 0.0, 0.0]))
+    tcp, _ = expert.kin.tcp("right")
+    sideways = np.array([0.0, 1.0, 0.0])  # across the grasp axis of a cube at yaw 0 (it comes in along -x, down)
+    for beside, agent_gripper, far, want in ((0.03, 1.0, 0.0, 0.03), (0.0, 1.0, 0.0, 0.0), (0.03, 0.3, 0.0, 0.0),
+                                             (0.03, 1.0, 0.2, 0.0)):
+        pos = agent_pos.copy()
+        pos[13] = agent_gripper
+        cube = tcp - np.array([0.0, 0.0, GRASP_HEIGHT]) - beside * sideways + np.array([far, 0.0, 0.0])
+        expert(pos, np.concatenate([cube, [1.0, 0.0, 0.0, 0.0]]))
+        assert expert.phase == "right picks"
+        assert expert.off_course == pytest.approx(want, abs=1e-6), (beside, agent_gripper, far)
+
+    env = AlohaEnv("transfer_cube", cameras=(), episode_length=400)
+    try:
+        obs, info = env.reset(seed=100_000)
+        worst, done = 0.0, False
+        while not done:
+            action = expert(obs["agent_pos"], info["env_state"])
+            worst = max(worst, expert.off_course)
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+    finally:
+        env.close()
+    assert info["is_success"] and 0.0 < worst < 0.02

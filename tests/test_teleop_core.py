@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -75,6 +76,31 @@ def test_non_finite_policy_actions_count_as_drift():
     assert gate.engaged and gate.last_drift == math.inf
 
 
+def test_the_expert_finding_the_tool_off_course_engages_before_the_miss():
+    """off_course > 0: the expert's own measure (m; on transfer_cube, how far beside the cube a close would land)
+    above it for drift_ticks ticks in a row engages, however close the policy's actions are to the expert's."""
+    def feed(gate, off, success_at=None):
+        engaged = []
+        for t, value in enumerate(off):
+            gate.on_policy_action(EXPERT, EXPERT)  # no drift at all
+            gate.step(progress=float(t), success=success_at is not None and t >= success_at, off_course=value)
+            engaged.append(gate.engaged)
+        return engaged
+
+    config = GateConfig(drift_ticks=3, off_course=0.02, handback_ticks=2, stall_ticks=0)
+    gate = ExpertGate(config)
+    # a tick back on course resets the count; three off it engage; the hand-back after 2 starts the count over
+    assert feed(gate, [0.01, 0.03, 0.03, 0.01, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.03]) == \
+        [False] * 6 + [True] * 2 + [False] * 3
+    assert gate.engagements == 1
+    fresh = ExpertGate(config)
+    reasons = [fresh.step(0.0, False, off_course=0.03) for _ in range(3)]
+    assert reasons[:2] == [None, None] and reasons[2] == "engage: off course 3.0 cm > 2 cm for 3 ticks"
+    assert not any(feed(ExpertGate(dataclasses.replace(config, off_course=0.0)), [0.5] * 10))  # 0: never
+    assert not any(feed(ExpertGate(config), [0.5] * 10, success_at=0))  # done: nothing to correct
+    assert feed(ExpertGate(config), [math.nan] * 3)[-1]  # an expert that cannot tell: off course
+
+
 def test_beta_mixing_drives_with_probability_beta_and_is_seeded():
     def draws(seed):
         gate = ExpertGate(GateConfig(mode="beta", beta=0.3, seed=seed))
@@ -100,7 +126,7 @@ def test_always_and_never_modes_and_reset():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("mode", "sometimes"), ("beta", 1.5), ("drift_ticks", 0), ("drift_threshold", 0.0), ("stall_ticks", -1),
-     ("gripper_drift_ticks", 2), ("gripper_drift_ticks", -1)],
+     ("gripper_drift_ticks", 2), ("gripper_drift_ticks", -1), ("off_course", -0.01), ("off_course", math.nan)],
 )
 def test_bad_gate_config_is_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):

@@ -52,11 +52,16 @@ class ScriptedExpert:
     def __init__(self, xml_file: str) -> None:
         self.kin = BimanualKinematics(xml_file)
         self.phase = ""
+        # How far (m) the last state's tool was off the course the expert would hold there: where a close
+        # would miss, the sideways offset from its grasp axis; 0 where the expert has no course to compare
+        # (a gate may take over on it before the miss, as a person watching the approach would)
+        self.off_course = 0.0
 
     def __call__(self, agent_pos: np.ndarray, env_state: np.ndarray) -> np.ndarray:
         agent_pos = np.asarray(agent_pos, dtype=np.float64)
         env_state = np.asarray(env_state, dtype=np.float64)
         self.kin.set_state(agent_pos, env_state)
+        self.off_course = 0.0
         commands = self.plan(agent_pos, env_state)
         action = agent_pos.copy()
         for arm, side in enumerate(robot.SIDES):

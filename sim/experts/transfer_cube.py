@@ -41,6 +41,10 @@ CUBE_REST_Z = 0.02  # the cube's centre resting on the table (it spawns at 0.05 
 LIFTED = 0.015
 CUBE_WIDTH = 0.04
 CUBE_DIAGONAL = 0.056  # a cube turned in the fingers holds them this far apart
+# Within this far of the grasp point along the approach axis (or past it, and this near overall) with the
+# fingers open, the tool's sideways offset from the axis is what a close there would miss by: `off_course`
+OFF_COURSE_ALONG = 0.04
+OFF_COURSE_NEAR = 0.1
 
 
 def _tilted(yaw: float) -> np.ndarray:
@@ -112,14 +116,16 @@ class TransferCubeExpert(ScriptedExpert):
             goal = under + np.array([-0.06, 0.0, 0.0])  # off the line near the cube: back out
         return ArmCommand(goal, LEFT_ROT, GRIPPER_CLOSED)
 
-    @staticmethod
     def _approach(
+        self,
         tcp: np.ndarray, grasp: np.ndarray, approach: np.ndarray, rot: np.ndarray, opening: float
     ) -> ArmCommand:
         """Come in along the approach axis, then close at the grasp point; re-open if it missed."""
         offset = tcp - grasp
         along = -offset @ approach  # how far before the grasp point, along the approach (>0: before)
         lateral = np.linalg.norm(offset + along * approach)
+        near = along < OFF_COURSE_ALONG and np.linalg.norm(offset) < OFF_COURSE_NEAR and opening >= 0.9
+        self.off_course = float(lateral) if near else 0.0
         if abs(along) < 0.01 and lateral < 0.012:
             return ArmCommand(grasp, rot, GRIPPER_CLOSED)
         if opening < 0.9 and np.linalg.norm(offset) > 0.02:

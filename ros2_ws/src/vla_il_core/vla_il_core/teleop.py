@@ -5,8 +5,12 @@ scripted expert watches the policy and engages when the policy's action drifts f
 than `drift_threshold` for `drift_ticks` ticks in a row, or when the task makes no progress for
 `stall_ticks` ticks (with `gripper_drift_ticks` > 0, drift that only the `gripper_joints` show must
 last that many ticks instead: a human watching waits to see whether a gripper closed a little early
-still catches the object); it hands back after `handback_ticks` ticks, or (optional, `agree_ticks` > 0)
-sooner, once the policy's own proposals have agreed with it for `agree_ticks` ticks in a row.
+still catches the object), or (optional, `off_course` > 0) when the expert's own measure of how far the
+tool is off its course (the scripted expert's `off_course`, metres: on transfer_cube, how far beside the
+cube a close would land) exceeds `off_course` for `drift_ticks` ticks in a row: a person who sees the hand
+about to close beside the object takes over before the miss, not after it; it hands back after
+`handback_ticks` ticks, or (optional, `agree_ticks` > 0) sooner, once the policy's own proposals have
+agreed with it for `agree_ticks` ticks in a row.
 Mode "beta" is classic DAgger (Ross et al. 2011) instead: every `mix_ticks` ticks the expert drives
 with probability beta.
 The demo and the trainers use the same class offline (no ROS), so a rule tested here is the rule
@@ -37,6 +41,8 @@ class GateConfig:
     # drift on the grippers alone engages only after this many ticks in a row (0: drift_ticks, as any joint)
     gripper_drift_ticks: int = 0
     gripper_joints: tuple[int, ...] = ()  # indices of the grippers in the action vector
+    # engage when the expert's off-course measure (m) exceeds this for drift_ticks ticks in a row (0: never)
+    off_course: float = 0.0
     stall_ticks: int = 150  # 0: never engage for lack of progress
     handback_ticks: int = 60  # at most
     # hand back sooner, once the policy agrees this many ticks in a row (0: never). Off by default: on
@@ -62,6 +68,8 @@ class GateConfig:
                              f"got {self.gripper_drift_ticks}")
         if self.gripper_drift_ticks and not self.gripper_joints:
             raise ValueError("gripper_joints: gripper_drift_ticks needs the grippers' indices in the action")
+        if not self.off_course >= 0:
+            raise ValueError(f"off_course: must be >= 0 metres (0 disables), got {self.off_course}")
         if self.agree_ticks < 0:
             raise ValueError(f"agree_ticks: must be >= 0 (0 disables), got {self.agree_ticks}")
         if self.stall_ticks < 0:
@@ -85,12 +93,14 @@ class ExpertGate:
         self.engagements = int(self.engaged)
         self._drift_run = 0  # ticks in a row with drift on any joint
         self._arm_drift_run = 0  # ... on a joint that is not a gripper
+        self._off_course_run = 0  # ticks in a row the expert found the tool off its course
         self._agree_run = 0
         self._engaged_ticks = 0
         self._best_progress = -np.inf
         self._last_progress_tick = 0
         self._done = False
         self.last_drift = 0.0
+        self.last_off_course = 0.0
 
     def on_policy_action(self, policy: Sequence[float], expert: Sequence[float]) -> None:
         """The policy's proposal and the expert's label for the same state: measure the drift."""
@@ -107,10 +117,14 @@ class ExpertGate:
         arm = np.delete(drift, [j for j in self.config.gripper_joints if j < drift.size])
         self._arm_drift_run = self._arm_drift_run + 1 if arm.size and float(np.max(arm)) > threshold else 0
 
-    def step(self, progress: float, success: bool) -> str | None:
-        """One control tick with the task's progress (e.g. reward); returns why `engaged` changed, if it did."""
+    def step(self, progress: float, success: bool, off_course: float = 0.0) -> str | None:
+        """One control tick with the task's progress (e.g. reward) and the expert's off-course measure for this
+        state (m; not finite counts as off course); returns why `engaged` changed, if it did."""
         cfg = self.config
         self.ticks += 1
+        self.last_off_course = float(off_course) if np.isfinite(off_course) else np.inf
+        off = cfg.off_course > 0 and not self.engaged and not self.last_off_course <= cfg.off_course
+        self._off_course_run = self._off_course_run + 1 if off else 0
         if progress > self._best_progress:
             self._best_progress, self._last_progress_tick = progress, self.ticks
         self._done = self._done or success
@@ -136,6 +150,9 @@ class ExpertGate:
                                        f"ticks ({self._arm_drift_run} of them off the grippers)")
         elif self._drift_run >= cfg.drift_ticks:
             return self._set(True, f"drift {self.last_drift:.2f} > {cfg.drift_threshold:g} for {self._drift_run} ticks")
+        if self._off_course_run >= cfg.drift_ticks:
+            return self._set(True, f"off course {100 * self.last_off_course:.1f} cm > {100 * cfg.off_course:g} cm "
+                                   f"for {self._off_course_run} ticks")
         stalled = self.ticks - self._last_progress_tick
         if cfg.stall_ticks and stalled >= cfg.stall_ticks:
             return self._set(True, f"no progress for {stalled} ticks")
@@ -150,7 +167,7 @@ class ExpertGate:
             self._engaged_ticks = 0
             self._agree_run = 0
         else:  # the policy gets a fresh chance
-            self._drift_run = self._arm_drift_run = 0
+            self._drift_run = self._arm_drift_run = self._off_course_run = 0
             self._last_progress_tick = self.ticks
         return ("engage: " if engaged else "hand back: ") + reason
 

@@ -35,6 +35,8 @@ class SimExpertTeleopNode(Node):
         drift_ticks = declare(self, "drift_ticks", 5, "... for this many ticks in a row.")
         gripper_ticks = declare(self, "gripper_drift_ticks", 0,
                                 "Drift on the grippers alone engages after this many ticks (0: drift_ticks).")
+        off_course = declare(self, "off_course", 0.0, "Engage when the expert finds the tool this far (m) off its "
+                             "course (transfer_cube: beside the cube where it would close) for drift_ticks (0: never).")
         stall_ticks = declare(self, "stall_ticks", 150, "Engage after this many ticks without progress (0: never).")
         handback = declare(self, "handback_ticks", 60, "Hand back after driving this many ticks at most ...")
         agree = declare(self, "agree_ticks", 0, "... or once the policy agrees this many ticks in a row (0: never).")
@@ -44,6 +46,7 @@ class SimExpertTeleopNode(Node):
         try:
             self.gate = ExpertGate(GateConfig(mode=mode, drift_threshold=drift, drift_ticks=drift_ticks,
                                               gripper_drift_ticks=gripper_ticks, gripper_joints=GRIPPER_INDICES,
+                                              off_course=off_course,
                                               stall_ticks=stall_ticks, handback_ticks=handback, agree_ticks=agree,
                                               beta=beta, mix_ticks=mix_ticks, seed=seed))
         except ValueError as exc:
@@ -85,7 +88,8 @@ class SimExpertTeleopNode(Node):
             self.get_logger().error(f"expert failed: {exc}", throttle_duration_sec=2.0)
             return
         if msg.step > 0:  # the first state of an episode is not a control tick yet
-            reason = self.gate.step(progress=float(msg.reward), success=bool(msg.success))
+            reason = self.gate.step(progress=float(msg.reward), success=bool(msg.success),
+                                    off_course=self.expert.off_course)
             if reason:
                 self.get_logger().info(f"step {msg.step}: {reason}")
         self._publish(msg.header)

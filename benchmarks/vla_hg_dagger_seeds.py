@@ -41,6 +41,7 @@ import numpy as np
 from benchmarks.hg_dagger_seeds import plot, table
 
 EVAL_SEED = 100_000  # held out, as the demo's
+BC_SEED_STEP = 1_000  # --bc-fits: fit k of a seed's BC trains with seed + k * this
 
 
 def _gated_rollouts(bundle: Path, args: argparse.Namespace, first_seed: int, gate_config, mux_config, into):
@@ -138,10 +139,11 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
                   action_key=EXPERT_ACTION, progress=False)
 
     def fit(data, name: str, previous: Path | None = None, epochs: int | None = None,
-            weights: list[float] | None = None) -> tuple[Path, int]:
+            weights: list[float] | None = None, train_seed: int | None = None) -> tuple[Path, int]:
         ckpt, labels = fit_vla(data, runs / name, cameras=tuple(args.cameras), image_size=tuple(args.image_size),
                                     chunk_size=args.chunk, epochs=epochs or args.epochs, task=args.task,
-                                    learning_rate=args.learning_rate, seed=seed, previous=previous,
+                                    learning_rate=args.learning_rate,
+                                    seed=seed if train_seed is None else train_seed, previous=previous,
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
                                     camera_dropout=camera_dropout(args.camera_dropout, args.cameras),
                                     ema_decay=args.ema_decay, sample_weights=weights,
@@ -194,13 +196,18 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
               "record a larger --pool", flush=True)
     bc_data = AlohaDataset(pool, episodes=range(n), **common)
     added = args.rounds * args.round_epochs  # the epochs the rounds trained on after round 0
-    if continued:  # round 0 trained on as many steps as the rounds added, on whole demos instead: equal labels
-        # and (about) equal steps, so that HG-DAgger's gain is not the longer training's (400 demos for 24
-        # epochs instead of 8: +14 points, docs/results/vla_transfer_cube)
-        bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels", previous=runs / "round_0", epochs=added)
-    else:
-        bc_bundle, bc_labels = fit(bc_data, "bc_equal_labels")
-    bc = _evaluate(bc_bundle, args, f"seed {seed} BC, equal labels")
+    bc_fits = []
+    for k in range(args.bc_fits):  # --bc-fits: the same fit again with another training seed (data order, dropout)
+        name, train_seed = ("bc_equal_labels", seed) if k == 0 else (f"bc_equal_labels_{k}", seed + BC_SEED_STEP * k)
+        if continued:  # round 0 trained on as many steps as the rounds added, on whole demos instead: equal
+            # labels and (about) equal steps, so that HG-DAgger's gain is not the longer training's (400 demos for
+            # 24 epochs instead of 8: +14 points, docs/results/vla_transfer_cube)
+            bc_bundle, bc_labels = fit(bc_data, name, previous=runs / "round_0", epochs=added, train_seed=train_seed)
+        else:
+            bc_bundle, bc_labels = fit(bc_data, name, train_seed=train_seed)
+        bc_fits.append(_evaluate(bc_bundle, args, f"seed {seed} BC, equal labels"
+                                 + (f", fit {k + 1} (training seed {train_seed})" if args.bc_fits > 1 else "")))
+    bc = pooled(bc_fits)
     row = {"seed": seed, "hg_labels": hg_labels, "bc_labels": bc_labels, "hg": hg, "bc": bc,
            "gap_points": 100 * (hg["success_rate"] - bc["success_rate"]), "rounds": rounds,
            "help_needed": help_needed}
@@ -209,6 +216,32 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
         control, _ = fit(demos, "control_demos_only", previous=runs / "round_0", epochs=added)
         row["control"] = _evaluate(control, args, f"seed {seed} round 0 continued on its demos alone")
     return {**row, "seconds": time.perf_counter() - start}
+
+
+def pooled(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """One evaluation's summary, or several fits' on the same seeds as one: their mean success rate, the Wilson
+    interval of all their episodes together (the fits' own spread is in `fits`, listed by bc_fit_lines)."""
+    if len(fits) == 1:
+        return fits[0]
+    from sim.evaluation import wilson_interval
+
+    successes, episodes = sum(f["successes"] for f in fits), sum(f["episodes"] for f in fits)
+    return {"policy": "BC, equal labels, mean of the fits", "episodes": episodes, "successes": successes,
+            "success_rate": float(np.mean([f["success_rate"] for f in fits])),
+            "success_rate_wilson95": list(wilson_interval(successes, episodes)), "fits": fits}
+
+
+def bc_fit_lines(rows: list[dict[str, Any]]) -> str:
+    """--bc-fits' figures under the table: each BC fit's success and their spread, per seed."""
+    lines = []
+    for r in rows:
+        fits = r["bc"].get("fits")
+        if fits:
+            rates = [100 * f["success_rate"] for f in fits]
+            lines.append(f"seed {r['seed']}: BC at equal labels, {len(fits)} fits (training seeds differ): "
+                         f"{' '.join(f'{x:.0f}%' for x in rates)}, spread {max(rates) - min(rates):.0f} points; "
+                         f"the gap is against their mean {np.mean(rates):.1f}%")
+    return "\n".join(lines)
 
 
 def control_lines(rows: list[dict[str, Any]]) -> str:
@@ -366,6 +399,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="HG-DAgger and BC alone are evaluated through the intervention mux's core, as the rounds'\n"
                         "policies drive and as the graph deploys them; a pool the benchmark records is recorded\n"
                         "through it too (vla-il collect --through-mux; a --pool-from recording: record it so)")
+    p.add_argument("--bc-fits", type=int, default=1, metavar="K",
+                   help="fit BC at equal labels K times (training seeds seed, seed+1000, ...) and compare HG-DAgger "
+                        "with their mean: one fit's own spread is as large as the gap measured")
     p.add_argument("--control", action="store_true",
                    help="also evaluate round 0 alone, and round 0 continued on its own demos for the steps the rounds\n"
                         "added (--round-init continue): how much of HG-DAgger's and BC's gain the epochs alone buy")
@@ -390,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.control and args.round_init != "continue":
         print("--control continues round 0 on its demos as the rounds continue it: --round-init continue",
               file=sys.stderr)
+        return 2
+    if args.bc_fits < 1:
+        print(f"--bc-fits {args.bc_fits}: at least one fit", file=sys.stderr)
         return 2
     if not (math.isfinite(args.intervention_weight) and args.intervention_weight >= 1.0):
         print(f"--intervention-weight {args.intervention_weight}: a weight >= 1 (the segments above the demos)",
@@ -441,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         measured[seed] = run_seed(args, seed, pool, out)
         write()
     rows = [measured[k] for k in sorted(measured)]  # every seed measured into --out, this run's and earlier ones
-    text = "\n".join(t for t in (table(rows), control_lines(rows)) if t)
+    text = "\n".join(t for t in (table(rows), bc_fit_lines(rows), control_lines(rows)) if t)
     print(text)
     gaps = [r["gap_points"] for r in rows]
     minutes = (time.perf_counter() - start) / 60

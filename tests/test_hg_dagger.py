@@ -258,6 +258,7 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert vla_hg_dagger_seeds.main([*argv, "--lr-schedule", "constant", "--out", str(other)]) == 0
     assert "was trained with lr_schedule cosine (this run: constant): training it again" in capsys.readouterr().out
     assert read_provenance(other / "runs" / "seed_0" / "round_0")["model_path"] is None
+
     def schedule(name):
         return json.loads((other / "runs" / "seed_0" / name / "best" / "config.json").read_text())["lr_schedule"]
 
@@ -269,6 +270,35 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert "recorded without the intervention mux" in capsys.readouterr().err
     assert "frame_weights" not in read_provenance(runs / "round_1")  # weight 1 (the default): shuffled as BC's
     assert "mux_limited_per_episode" not in results["rows"][0]["hg"]  # evaluated without the mux
+
+
+def test_the_vla_seeds_benchmark_fits_bc_k_times_and_compares_hg_with_their_mean(tmp_path, capsys):
+    """--bc-fits 2: BC at equal labels fitted twice from round 0, the second with another training seed (one fit's
+    own spread is as large as the gaps measured); the gap is against their mean, the table lists both."""
+    import json
+
+    from benchmarks import vla_hg_dagger_seeds
+    from sim.collect import collect
+    from training.checkpoint import read_provenance
+
+    pool, out = tmp_path / "pool", tmp_path / "out"
+    collect("transfer_cube", 3, pool, cameras=("top",), image_size=(48, 64), seed=0)
+    tiny = [a for a in TINY_VLA_BENCH if a not in ("right_wrist", "--camera-dropout", "right_wrist=0.5")]
+    argv = ["--pool-from", str(pool), *tiny, "--bc-fits", "2", "--out", str(out)]
+    assert vla_hg_dagger_seeds.main(argv) == 0
+    row = json.loads((out / "results.json").read_text())["rows"][0]
+    fits = row["bc"]["fits"]
+    assert len(fits) == 2 and row["bc"]["episodes"] == 2 * fits[0]["episodes"]
+    assert row["gap_points"] == pytest.approx(100 * (row["hg"]["success_rate"] - np.mean(
+        [f["success_rate"] for f in fits])))
+    runs = out / "runs" / "seed_0"
+    for name, seed in (("bc_equal_labels", 0), ("bc_equal_labels_1", vla_hg_dagger_seeds.BC_SEED_STEP)):
+        assert read_provenance(runs / name)["model_path"] == str(runs / "round_0"), name
+        assert json.loads((runs / name / "best" / "config.json").read_text())["seed"] == seed, name
+    assert "seed 0: BC at equal labels, 2 fits (training seeds differ)" in (out / "table.txt").read_text()
+    capsys.readouterr()
+    assert vla_hg_dagger_seeds.main([*argv, "--bc-fits", "0", "--out", str(tmp_path / "none")]) == 2
+    assert "--bc-fits 0: at least one fit" in capsys.readouterr().err
 
 
 def test_the_vla_seeds_benchmark_through_the_mux_with_weighted_segments_and_its_control(tmp_path, capsys):

@@ -147,8 +147,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
                                     camera_dropout=camera_dropout(args.camera_dropout, args.cameras),
                                     ema_decay=args.ema_decay, sample_weights=weights,
-                                    # a continued fit anneals whatever the new VLAs do (constant: 24% against 74%)
-                                    lr_schedule=args.lr_schedule if previous is None else "cosine")
+                                    lr_schedule=args.lr_schedule)  # a continued fit anneals whatever this says
         bundle = runs / name / "bundle"
         export_checkpoint(ckpt, bundle, overwrite=True)
         return bundle, labels

@@ -282,7 +282,7 @@ def _train_vla(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path 
     tuning = {"lora_rank": cfg.vla_lora_rank, "freeze_vision": cfg.vla_freeze_vision} if cfg.vla_backbones else {}
     return fit_vla(data, out, cameras=(cfg.camera,), image_size=cfg.image_size, chunk_size=cfg.chunk_size,
                    epochs=epochs, task=cfg.task, learning_rate=cfg.learning_rate,
-                   lr_schedule=cfg.lr_schedule if previous is None else "cosine", previous=previous,
+                   lr_schedule=cfg.lr_schedule, previous=previous,
                    backbones=tuple(cfg.vla_backbones) if cfg.vla_backbones else None, **VLA_RECIPE, **tuning)
 
 

@@ -55,22 +55,25 @@ def fit_vla(
     sample_weights: Sequence[float] | None = None,
     **tuning: Any,
 ) -> tuple[Path, int]:
-    """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only
-    (state dropout 1.0: the robot state is never read, so the policy finds the cube in the image instead of
-    reading the arm's progress off its joints), the last epoch of a cosine schedule. The model: the tiny
-    preset with 16-pixel patches (the README's VLA table), or `backbones` (SigLIP, Qwen2: hub ids or local
-    directories, through from_pretrained) tuned as `tuning` says (freeze_vision, lora_rank, ...); or
-    `previous` (a checkpoint) continued. `state_keep`: state indices a new VLA reads all the same (e.g. the
-    grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too; `camera_dropout`
-    ({camera: share}): a new VLA does not see that camera in that share of its training samples; `image_shift`:
-    random-shift augmentation of a new VLA's training images (pixels); `ema_decay` > 0: the fit keeps and
-    leaves the weights' moving average (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each epoch
-    draws as many items as `data` holds, in proportion to them (e.g. an expert's corrections above the demos;
-    create_lerobot_dataloader). Returns (the checkpoint, the number of labelled frames)."""
+    """BC of a VLA on `data` (AlohaDataset / RolloutDataset items, or a ConcatDataset of them): vision only (state
+    dropout 1.0: the robot state is never read, so the policy finds the cube in the image instead of reading the
+    arm's progress off its joints), the last epoch of the fit (`lr_schedule`: a new VLA's, cosine or constant; a
+    continued one always anneals, cosine). The model: the tiny preset with 16-pixel patches (the README's VLA
+    table), or `backbones` (SigLIP, Qwen2: hub ids or local directories, through from_pretrained); either as
+    `tuning` says (VLAConfig fields: action_head, freeze_vision, lora_rank, ...); or `previous` (a checkpoint)
+    continued. `state_keep`: state indices a new VLA reads all the same (e.g. the grippers, 6 and 13), hidden from a
+    `state_keep_dropout` share of training samples too; `camera_dropout` ({camera: share}): a new VLA does not see
+    that camera in that share of its training samples; `image_shift`: random-shift augmentation of a new VLA's
+    training images (pixels); `ema_decay` > 0: the fit keeps and leaves the weights' moving average
+    (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each epoch draws as many items as `data` holds,
+    in proportion to them (e.g. an expert's corrections above the demos; create_lerobot_dataloader). Returns (the
+    checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
     # first: weights that cannot be are refused before a model exists or anything is written
     loader = create_lerobot_dataloader(data, batch_size, seed=seed, weights=sample_weights)
+    if previous is not None:  # a continued fit anneals whatever a new VLA's does (constant there: 24% against 74%)
+        lr_schedule = "cosine"
     config = ILConfig.behavioral_cloning(
         bc_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
         action_chunk_size=chunk_size, bc_validation_split=0.0, bc_early_stopping=False, eval_episodes=0,

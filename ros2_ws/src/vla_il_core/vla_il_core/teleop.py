@@ -123,7 +123,7 @@ class ExpertGate:
         cfg = self.config
         self.ticks += 1
         self.last_off_course = float(off_course) if np.isfinite(off_course) else np.inf
-        off = cfg.off_course > 0 and not self.engaged and not self.last_off_course <= cfg.off_course
+        off = cfg.off_course > 0 and not self.engaged and self.last_off_course > cfg.off_course
         self._off_course_run = self._off_course_run + 1 if off else 0
         if progress > self._best_progress:
             self._best_progress, self._last_progress_tick = progress, self.ticks

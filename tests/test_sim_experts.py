@@ -122,8 +122,9 @@ def test_transfer_cube_expert_carries_a_cube_held_at_the_finger_tips():
 
 def test_transfer_cube_expert_measures_how_far_beside_the_cube_a_close_would_land():
     """`off_course`: near the grasp point with the fingers open, the tool's sideways offset from the expert's
-    grasp axis (what a close there would miss by); 0 far from the cube or with the fingers closed. Driving
-    itself, the expert stays under 2 cm (it closes within 1.2 cm), so a gate at 2.5 cm never takes over from it."""
+    grasp axis (what a close there would miss by); 0 far from the cube or with the fingers closed (`grasp_offset`,
+    along and beside the axis, says it whatever the fingers do, while it picks). Driving itself, the expert stays
+    under 2 cm (it closes within 1.2 cm), so a gate at 2.5 cm never takes over from it."""
     from sim.experts.transfer_cube import GRASP_HEIGHT
 
     expert = make_expert("transfer_cube")
@@ -140,6 +141,8 @@ def test_transfer_cube_expert_measures_how_far_beside_the_cube_a_close_would_lan
         expert(pos, np.concatenate([cube, [1.0, 0.0, 0.0, 0.0]]))
         assert expert.phase == "right picks"
         assert expert.off_course == pytest.approx(want, abs=1e-6), (beside, agent_gripper, far)
+        if not far:  # beside the axis at the grasp point's depth, whatever the fingers do
+            assert expert.grasp_offset == pytest.approx((0.0, beside), abs=1e-6)
 
     env = AlohaEnv("transfer_cube", cameras=(), episode_length=400)
     try:
@@ -153,3 +156,4 @@ def test_transfer_cube_expert_measures_how_far_beside_the_cube_a_close_would_lan
     finally:
         env.close()
     assert info["is_success"] and 0.0 < worst < 0.02
+    assert expert.phase != "right picks" and expert.grasp_offset is None  # measured only while it picks

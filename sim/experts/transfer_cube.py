@@ -57,8 +57,12 @@ def _tilted(yaw: float) -> np.ndarray:
 class TransferCubeExpert(ScriptedExpert):
     def __init__(self) -> None:
         super().__init__("bimanual_viperx_transfer_cube.xml")
+        # while the right hand picks: the tool's offset (m) from the grasp point, along the approach axis (> 0:
+        # before it) and beside the axis, as the last call measured it; None in the other phases
+        self.grasp_offset: tuple[float, float] | None = None
 
     def plan(self, agent_pos: np.ndarray, env_state: np.ndarray) -> dict[str, ArmCommand]:
+        self.grasp_offset = None
         cube, quat = env_state[:3], env_state[3:7]
         right_tcp, _ = self.kin.tcp("right")
         left_tcp, _ = self.kin.tcp("left")
@@ -124,6 +128,7 @@ class TransferCubeExpert(ScriptedExpert):
         offset = tcp - grasp
         along = -offset @ approach  # how far before the grasp point, along the approach (>0: before)
         lateral = np.linalg.norm(offset + along * approach)
+        self.grasp_offset = (float(along), float(lateral))
         near = along < OFF_COURSE_ALONG and np.linalg.norm(offset) < OFF_COURSE_NEAR and opening >= 0.9
         self.off_course = float(lateral) if near else 0.0
         if abs(along) < 0.01 and lateral < 0.012:

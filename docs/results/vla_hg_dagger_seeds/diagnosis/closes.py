@@ -1,9 +1,10 @@
 """Where a policy closes the right gripper while the expert is still picking, and whether that close lifts the cube:
-through the mux on N held-out seeds, every close command (from >= 0.5 to < 0.5, after the fingers first opened)
-in the expert's "right picks" phase, classed by where the tool was against the expert's grasp point (the expert
-closes within 1 cm along its approach axis and 1.2 cm beside it): at the grasp point, early (1 cm or more before it
-along the axis), beside it, or past it; a close "lifted" when 10 ticks later the cube is 1 cm higher and within
-4.5 cm of the tool (held). `expert` as the driver: the scripted expert through the same mux, the reference.
+through the mux on N held-out seeds, every close command (from >= 0.5 to < 0.5, after the fingers first opened) in the
+expert's "right picks" phase, classed by where the tool was against the expert's grasp point (the expert closes within
+1 cm along its approach axis and 1.2 cm beside it): at the grasp point, early (1 cm or more before it along the axis),
+beside it, or past it, with where each class's closes were; a close "lifted" when 10 ticks later the cube is 1 cm
+higher and within 4.5 cm of the tool (held). `expert` as the driver: the scripted expert through the same mux, the
+reference.
 
     python docs/results/vla_hg_dagger_seeds/diagnosis/closes.py output/hg80_oc/runs/seed_0/round_0/bundle 30
     python docs/results/vla_hg_dagger_seeds/diagnosis/closes.py output/hg80_oc/runs/seed_0/round_0/bundle 30 expert
@@ -20,22 +21,8 @@ from common import HELD_OUT
 from sim.aloha.env import AlohaEnv
 from sim.evaluation import BundlePolicy, MuxedPolicy, default_mux_config, mux_command
 from sim.experts import make_expert
-from sim.experts.kinematics import yaw_of
-from sim.experts.transfer_cube import GRASP_HEIGHT, _tilted
 
 AT_ALONG, AT_BESIDE, LATER = 0.01, 0.012, 10
-
-
-def grasp_frame(expert, env_state: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The right tool's position, and its offset from the expert's grasp point along and beside its approach axis
-    (the expert's own geometry, sim/experts/transfer_cube.py)."""
-    cube, quat = env_state[:3], env_state[3:7]
-    tcp, _ = expert.kin.tcp("right")
-    yaw = (yaw_of(quat) + np.pi / 4) % (np.pi / 2) - np.pi / 4
-    approach = _tilted(yaw)[:, 0]
-    offset = tcp - (cube + np.array([0.0, 0.0, GRASP_HEIGHT]))
-    along = float(-offset @ approach)
-    return tcp.copy(), along, float(np.linalg.norm(offset + along * approach))
 
 
 def closes_of(env: AlohaEnv, drive, expert, seed: int) -> tuple[list[dict], bool]:
@@ -44,7 +31,9 @@ def closes_of(env: AlohaEnv, drive, expert, seed: int) -> tuple[list[dict], bool
     while not done:
         label = expert(obs["agent_pos"], info["env_state"])
         phase = expert.phase
-        tcp, along, beside = grasp_frame(expert, info["env_state"])
+        # while it picks, the expert's offset from its grasp point along and beside its approach axis
+        along, beside = expert.grasp_offset or (np.nan, np.nan)
+        tcp = expert.kin.tcp("right")[0].copy()
         command = drive(obs, info, label)
         rows.append({"opening": obs["agent_pos"][13], "command": command[13], "phase": phase, "tcp": tcp,
                      "cube": info["env_state"][:3].copy(), "along": along, "beside": beside})
@@ -100,7 +89,11 @@ def main(bundle: Path, n: int, driver: str) -> None:
     for name, test in classes:
         group = [c for c in every if test(c)]
         lifted = f", lifted the cube {np.mean([c['lifted'] for c in group]):.0%}" if group else ""
-        print(f"  {name}: {len(group)}{lifted}")
+        along = [100 * c["along"] for c in group]
+        beside = 100 * np.median([c["beside"] for c in group]) if group else 0.0
+        where = (f"; along the axis {np.percentile(along, 25):+.1f} to {np.percentile(along, 75):+.1f} cm (quartiles; "
+                 f"> 0: before), beside {beside:.1f} cm (median)") if group else ""
+        print(f"  {name}: {len(group)}{lifted}{where}")
 
 
 if __name__ == "__main__":

@@ -147,6 +147,7 @@ def run_seed(args: argparse.Namespace, seed: int, pool: Path, out: Path) -> dict
                                     state_keep=tuple(args.state_keep), state_keep_dropout=args.state_keep_dropout,
                                     camera_dropout=camera_dropout(args.camera_dropout, args.cameras),
                                     ema_decay=args.ema_decay, sample_weights=weights,
+                                    action_head=args.action_head,  # a new VLA's, as the rest of the shape
                                     lr_schedule=args.lr_schedule)  # a continued fit anneals whatever this says
         bundle = runs / name / "bundle"
         export_checkpoint(ckpt, bundle, overwrite=True)
@@ -280,14 +281,14 @@ def trained_otherwise(checkpoint: Path, args: argparse.Namespace, seed: int, poo
            "chunk": config.get("action_chunk_size"), "cameras": list(model.get("cameras", [])),
            "image_size": list(model.get("image_size", [])), "state_keep": list(model.get("state_keep", [])),
            "state_keep_dropout": model.get("state_keep_dropout", 0.0), "continued": provenance.get("model_path"),
-           "camera_dropout": model.get("camera_dropout", {}),
+           "camera_dropout": model.get("camera_dropout", {}), "action_head": model.get("action_head", "regression"),
            "frames": provenance.get("frames"),
            "pool": str(Path(provenance["dataset"]).resolve()) if provenance.get("dataset") else None}
     want = {"seed": seed, "epochs": args.epochs, "learning_rate": args.learning_rate, "lr_schedule": args.lr_schedule,
             "ema_decay": args.ema_decay, "chunk": args.chunk, "cameras": list(args.cameras),
             "image_size": list(args.image_size), "state_keep": list(args.state_keep),
             "state_keep_dropout": args.state_keep_dropout, "continued": None, "frames": frames,
-            "camera_dropout": camera_dropout(args.camera_dropout, args.cameras),
+            "camera_dropout": camera_dropout(args.camera_dropout, args.cameras), "action_head": args.action_head,
             "pool": str(Path(pool).resolve())}
     differ = [f"{k} {had[k]} (this run: {want[k]})" for k in want if had[k] != want[k]]
     return ", ".join(differ) or None
@@ -388,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ema-decay", type=float, default=0.0, metavar="DECAY",
                    help="every fit keeps and leaves the weights' moving average (vla-il train bc --ema_decay; "
                         "default 0: the trained weights)")
+    p.add_argument("--action-head", choices=("regression", "flow_matching"), default="regression",
+                   help="a new VLA's action head (VLAConfig.action_head): a regression of the chunk, or flow\n"
+                        "matching (integrated from a fixed noise at run time; in the bundle as in PyTorch)")
     p.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                    help="a new VLA's learning rate (round 0's; with --round-init scratch every fit's): annealed to\n"
                         "0 (default) or constant; a continued fit always anneals")

@@ -243,7 +243,8 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
     assert vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best", **alike) is None
     for other, says in ((["--lr-schedule", "constant"], "lr_schedule cosine (this run: constant)"),
                         (["--state-keep", "6", "13"], "state_keep [] (this run: [6, 13])"),
-                        (["--learning-rate", "3e-4"], "learning_rate 0.001 (this run: 0.0003)")):
+                        (["--learning-rate", "3e-4"], "learning_rate 0.001 (this run: 0.0003)"),
+                        (["--action-head", "flow_matching"], "action_head regression (this run: flow_matching)")):
         changed = vla_hg_dagger_seeds.parse_args([*argv, *other])
         assert says in vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best", **{**alike, "args": changed})
     assert "seed 0 (this run: 2)" in vla_hg_dagger_seeds.trained_otherwise(runs / "round_0" / "best",

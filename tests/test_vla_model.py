@@ -336,6 +336,10 @@ def test_flow_matching_head_learns_the_chunk():
     with torch.no_grad():
         err = (model.predict(b) - b["action"]).abs().mean().item()
     assert losses[-1] < 0.5 * losses[0] and err < 0.5 * b["action"].abs().mean().item(), (losses[0], losses[-1], err)
+    # every row starts from the model's fixed noise: an observation gives the same chunk alone or second in a batch
+    second = {k: v[1:2] for k, v in b.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict(second)[0], model.predict(b)[1])
 
 
 def test_bad_images_instructions_and_cameras_are_named():

@@ -89,7 +89,7 @@ def fit_vla(
     elif backbones is not None:
         model = VLAModel(backbones[0], backbones[1], action_dim=14, state_dim=14, **shape, **tuning)
     else:
-        model = VLAModel.tiny(patch_size=16, **shape)
+        model = VLAModel.tiny(patch_size=16, **shape, **tuning)
     # provenance.json says where a continued fit started, as `vla-il train --model_path` records it, and the
     # recordings it fit (as `vla-il train --dataset/--extra_dataset`: the export takes the cameras' views there)
     # and how many labelled frames (a benchmark that resumes tells its own kept fit by it)

@@ -86,9 +86,14 @@ class FlowMatchingHead(nn.Module):
         emb = self.time_embedding(t)[:, None].expand(-1, cond.shape[1], -1)
         return self.net(torch.cat([cond, x_t, emb.to(cond.dtype)], dim=-1))
 
-    def sample(self, cond: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, cond: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Integrate from `noise` ((1 or B, n, action_dim): every row of the batch starts from it), or from noise
+        drawn per row from `generator`."""
         b, n, _ = cond.shape
-        x = torch.randn(b, n, self.net[-1].out_features, generator=generator, device="cpu").to(cond)
+        if noise is None:
+            noise = torch.randn(b, n, self.net[-1].out_features, generator=generator, device="cpu")
+        x = noise.to(cond).expand(b, n, -1)
         for i in range(steps):
             t = torch.full((b,), i / steps, device=cond.device, dtype=cond.dtype)
             x = x + self.velocity(cond, x, t) / steps
@@ -156,6 +161,10 @@ class VLAModel(ILPolicy):
             self.head: nn.Module = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, c.action_dim))
         else:
             self.head = FlowMatchingHead(hidden, c.action_dim)
+            # where inference's integration starts: fixed (seed 0), so an observation gives the same chunk in any
+            # row of any batch, and the ONNX graph holds it as a constant; not saved (drawn again on load)
+            start = torch.randn(1, c.chunk_size, c.action_dim, generator=torch.Generator().manual_seed(0))
+            self.register_buffer("flow_noise", start, persistent=False)
         self.aux_head = nn.Linear(hidden, c.aux_state_dim) if c.aux_state_dim else None
         if c.aux_state_dim:  # only then: checkpoints without the head load as before
             self.register_buffer("aux_mean", torch.zeros(c.aux_state_dim))
@@ -434,8 +443,8 @@ class VLAModel(ILPolicy):
         cond = self.query_states(state, images, input_ids, attention_mask)
         if self.config.action_head == "regression":
             out = self.head(cond)
-        else:  # a fixed noise seed: the same observation gives the same chunk
-            out = self.head.sample(cond, self.config.flow_steps, torch.Generator().manual_seed(0))
+        else:  # from the fixed noise: the same observation gives the same chunk
+            out = self.head.sample(cond, self.config.flow_steps, noise=self.flow_noise)
         return self.snap_binary(out * self.action_std + self.action_mean)
 
     def predict(self, obs: dict[str, Any]) -> torch.Tensor:

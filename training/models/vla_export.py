@@ -3,9 +3,9 @@
 Graph inputs: `state` (B, 14) and `image_<camera>` (B, 3, H, W) float in [0, 1] — what the node
 feeds; output `actions` (B, chunk, action_dim). The instruction is tokenised at export and baked
 into the graph as constant token ids (the node has no tokenizer): policy.json names it under
-`inputs.instruction` with `"baked": true`; another instruction needs another export. Only the
-regression head exports (the flow-matching head samples noise). PyTorch vs ONNX Runtime parity is
-checked on random inputs before anything is written.
+`inputs.instruction` with `"baked": true`; another instruction needs another export. A flow-matching
+head's integration is unrolled into the graph ("flow_steps" Euler steps from the model's fixed start noise,
+a constant there). PyTorch vs ONNX Runtime parity is checked on random inputs before anything is written.
 """
 
 from __future__ import annotations
@@ -105,8 +105,6 @@ def export_vla(
     from vla_il_core.bundle import SCHEMA_VERSION, BundleError, check_graph, file_sha256, read_bundle
 
     provenance = provenance or {}
-    if policy.config.action_head != "regression":
-        raise BundleError("only the regression head exports to ONNX (flow matching samples noise at inference)")
     if not provenance.get("robot") and not provenance.get("env"):
         provenance = {**provenance, "env": "aloha:" + (provenance.get("task") or "transfer_cube")}  # the sim's VLA
     _, joint_names, fps = robot_io(provenance, policy.action_dim, policy.action_dim)

@@ -59,6 +59,9 @@ def main() -> None:
     f.add_argument("--first", type=int, default=0, help="the first of the 80 episodes")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--epochs", type=int, default=12, help="the benchmark's round 0 trains 12")
+    f.add_argument("--state-keep", type=int, nargs="+", default=[6, 13],
+                   help="the state indices kept (hidden from half the samples); the benchmark keeps the grippers 6 13")
+    f.add_argument("--action-head", default="regression", choices=("regression", "flow_matching"))
     e = sub.add_parser("eval")
     e.add_argument("checkpoint", type=Path)
     e.add_argument("--hide", default=None, help="a camera the model sees as its no-view token")
@@ -71,8 +74,9 @@ def main() -> None:
         demos = AlohaDataset(args.pool, episodes=range(args.first, args.first + 80), split="all", chunk_size=10,
                              cameras=cams, labels="intervention", action_key=EXPERT_ACTION, progress=False)
         checkpoint, _ = fit_vla(demos, args.out, cameras=cams, image_size=(96, 128), chunk_size=10, epochs=args.epochs,
-                                task="transfer_cube", learning_rate=1e-3, seed=args.seed, state_keep=(6, 13),
-                                state_keep_dropout=0.5, ema_decay=0.999, lr_schedule="constant")
+                                task="transfer_cube", learning_rate=1e-3, seed=args.seed,
+                                state_keep=tuple(args.state_keep), state_keep_dropout=0.5, ema_decay=0.999,
+                                lr_schedule="constant", action_head=args.action_head)
     else:
         checkpoint = args.checkpoint
     print(f"{checkpoint}: success {100 * success(checkpoint, getattr(args, 'hide', None), args.episodes):.0f}% "

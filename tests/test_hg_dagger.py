@@ -275,7 +275,8 @@ def test_the_vla_seeds_benchmark_continues_each_round_and_resumes_what_it_measur
 
 def test_the_vla_seeds_benchmark_fits_bc_k_times_and_compares_hg_with_their_mean(tmp_path, capsys):
     """--bc-fits 2: BC at equal labels fitted twice from round 0, the second with another training seed (one fit's
-    own spread is as large as the gaps measured); the gap is against their mean, the table lists both."""
+    own spread is as large as the gaps measured); the gap is against their mean, the table lists both.
+    --temporal-ensembling: every bundle the run exports plays its chunks so."""
     import json
 
     from benchmarks import vla_hg_dagger_seeds
@@ -285,7 +286,7 @@ def test_the_vla_seeds_benchmark_fits_bc_k_times_and_compares_hg_with_their_mean
     pool, out = tmp_path / "pool", tmp_path / "out"
     collect("transfer_cube", 3, pool, cameras=("top",), image_size=(48, 64), seed=0)
     tiny = [a for a in TINY_VLA_BENCH if a not in ("right_wrist", "--camera-dropout", "right_wrist=0.5")]
-    argv = ["--pool-from", str(pool), *tiny, "--bc-fits", "2", "--out", str(out)]
+    argv = ["--pool-from", str(pool), *tiny, "--bc-fits", "2", "--temporal-ensembling", "--out", str(out)]
     assert vla_hg_dagger_seeds.main(argv) == 0
     row = json.loads((out / "results.json").read_text())["rows"][0]
     fits = row["bc"]["fits"]
@@ -297,6 +298,10 @@ def test_the_vla_seeds_benchmark_fits_bc_k_times_and_compares_hg_with_their_mean
         assert read_provenance(runs / name)["model_path"] == str(runs / "round_0"), name
         assert json.loads((runs / name / "best" / "config.json").read_text())["seed"] == seed, name
     assert "seed 0: BC at equal labels, 2 fits (training seeds differ)" in (out / "table.txt").read_text()
+    bundles = sorted(runs.glob("*/bundle/policy.json"))
+    assert len(bundles) >= 4  # round 0, a round, the two BC fits
+    for meta in bundles:
+        assert json.loads(meta.read_text())["recommended"]["temporal_ensembling"] is True, meta
     capsys.readouterr()
     assert vla_hg_dagger_seeds.main([*argv, "--bc-fits", "0", "--out", str(tmp_path / "none")]) == 2
     assert "--bc-fits 0: at least one fit" in capsys.readouterr().err

@@ -119,6 +119,24 @@ def test_an_expert_label_later_than_settle_mid_episode_is_kept():
     assert len(frames) == 1 and frames[0][schema.EXPERT_LABEL] and frames[0][schema.EXPERT_ACTION][0] == 1003
 
 
+def test_a_command_answering_an_observation_from_before_the_start_is_no_frame():
+    """A lockstep sim re-sends its held observation while it waits for the recorder; the controller's answer
+    can reach the recorder just after the episode started, before the episode's first observation."""
+    sync = TickSynchronizer(SyncConfig(cameras=("top",)))
+    sync.on_state(100.0, np.full(14, -1, np.float32))  # the held observation, before the start
+    sync.on_image("top", 100.0, img(255))
+    sync.clear_pending()  # the episode starts
+    sync.on_command(100.004, 100.5, np.full(14, 2999))  # the answer to it, received after the start
+    assert sync.pending_in_episode() == 0
+    for k in range(3):
+        t_c = step(sync, k, t0=101.0)
+    assert sync.pending_in_episode() == 3
+    res = sync.poll(now=t_c + 0.1)
+    assert [f[schema.STATE][0] for f in res.frames] == [0, 1, 2] and not res.drops
+    assert [f[schema.ACTION][0] for f in res.frames] == [3000, 3001, 3002]
+    assert not sync.pending
+
+
 def test_a_lagging_camera_drops_frames_and_says_why():
     sync = TickSynchronizer(SyncConfig(cameras=("top",), max_lag_s=0.1))
     for k in range(3):

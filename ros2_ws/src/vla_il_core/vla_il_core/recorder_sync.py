@@ -17,6 +17,10 @@ the joint states and the proposals have moved past t (so what they hold up to t 
 `settle_s` has passed since its command. A tick whose observations do not arrive within
 `max_lag_s` is dropped and counted, never filled with a stale image: an observation stream that
 lags shows up as dropped frames.
+
+An episode starts with the first observation after its start (`clear_pending`): a command answering an
+observation the recorder had before then (a driver's last one re-sent while the sim waited for the
+recorder, a controller's late answer to the last episode's end) is no frame of it, nor a drop.
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ class TickSynchronizer:
         self.pending: deque[Tick] = deque()
         self._arrivals: dict[str, float] = {}
         self._episode_start = True  # the next tick is an episode's first
+        self._started_after: float | None = None  # the newest joint state's stamp when the episode started
         # proposal streams that answered the last assembled tick's state: they label every state
         self._answering = {"policy": False, "expert": False}
 
@@ -164,14 +169,24 @@ class TickSynchronizer:
     def on_command(self, stamp: float, arrival: float, action: Sequence[float]) -> None:
         self.pending.append(Tick(stamp, arrival, [float(x) for x in action]))
 
+    def pending_in_episode(self) -> int:
+        """Commands not yet assembled, less those answering an observation from before the episode's start."""
+        return sum(1 for tick in self.pending if not self._before_start(tick))
+
+    def _before_start(self, tick: Tick) -> bool:
+        state = self.state.at_or_before(tick.stamp)
+        return self._started_after is not None and state is not None and state[0] <= self._started_after
+
     def drop_newest_pending(self, n: int) -> None:
         """Forget the `n` newest commands not yet assembled (commands past an episode's end, never executed)."""
         for _ in range(min(n, len(self.pending))):
             self.pending.pop()
 
     def clear_pending(self) -> None:
-        """A new episode: forget unassembled ticks; its first tick waits for the proposal streams."""
+        """A new episode: forget unassembled ticks; its first tick waits for the proposal streams, and its
+        frames answer joint states newer than any received until now."""
         self.pending.clear()
+        self._started_after = self.state.newest_stamp()
         self._episode_start = True
         self._answering = {"policy": False, "expert": False}
 
@@ -185,6 +200,9 @@ class TickSynchronizer:
             resolved = flush or age >= self.config.max_lag_s or self._resolved(tick, now)
             if not resolved:
                 break
+            if self._before_start(tick):
+                self.pending.popleft()
+                continue
             frame, missing = self._assemble(tick)
             if frame is None and not flush and age < self.config.max_lag_s and not self._lost(tick, missing):
                 break  # still waiting for an observation

@@ -261,7 +261,7 @@ class DaggerRecorderNode(Node):
         if ep is None:
             self._sim_done = None
             return
-        seen = ep.frames + ep.dropped_frames + len(self.sync.pending)
+        seen = ep.frames + ep.dropped_frames + self.sync.pending_in_episode()
         if seen >= msg.num_frames or time.monotonic() >= deadline:
             # a controller answers the sim's last observation too: that command was never executed (the episode
             # had ended), so it is no frame of it

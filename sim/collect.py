@@ -52,15 +52,14 @@ class _ExpertEpisodes:
         expert succeeded."""
         import numpy as np
 
-        from sim.evaluation import mux_command
-        from vla_il_core.mux import EXPERT, InterventionMux
+        from sim.evaluation import MuxSession
+        from vla_il_core.mux import EXPERT
 
         obs, info = self.env.reset(seed=seed)
         rng = np.random.default_rng(seed)
         offset = np.zeros(robot.STATE_DIM)
         # a session of its own per episode, the expert engaged: the commands the graph's recorder would record
-        mux = InterventionMux(self.mux_config) if self.mux_config is not None else None
-        now = 0.0
+        mux = MuxSession(self.mux_config) if self.mux_config is not None else None
         while True:
             label = self.expert(obs["agent_pos"], info["env_state"])
             action = label
@@ -69,10 +68,7 @@ class _ExpertEpisodes:
                 offset = self.noise_correlation * offset + step
                 action = np.clip(label + offset, robot.JOINT_LOWER, robot.JOINT_UPPER)
             if mux is not None:
-                now += 1.0 / FPS
-                mux.on_observation(obs["agent_pos"].tolist(), now)
-                mux.on_engaged(True, now)
-                action = mux_command(mux, EXPERT, np.asarray(action, np.float64), now)
+                action = mux.command(obs["agent_pos"], EXPERT, action)
             frame = {
                 schema.STATE: obs["agent_pos"],
                 schema.ENV_STATE: info["env_state"],

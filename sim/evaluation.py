@@ -185,37 +185,33 @@ class GatedPolicy:
 
     def __init__(self, base: Policy, task: str, gate_config=None, mux_config=None) -> None:
         from sim.experts import make_expert
-        from vla_il_core.mux import InterventionMux
         from vla_il_core.teleop import ExpertGate, GateConfig
 
         self.base = base
         self.expert = make_expert(task)
         self.gate = ExpertGate(gate_config or GateConfig())
-        self.mux = InterventionMux(mux_config or default_mux_config())
-        self.now = 0.0
+        self.mux_config = mux_config or default_mux_config()
+        self.session = MuxSession(self.mux_config)
         self.engaged, self.label = False, None
         self.t = 0
         self.episode_interventions = 0
         self.episode_intervention_frames = 0
-        self.episode_step_limited: dict[str, int] = {}
 
     def reset(self, seed: int | None = None) -> None:
         reset_policy(self.base, seed)
         self.gate.reset()
-        # Each episode is a robot session of its own, at rest: no previous command to walk from (on the
-        # ROS graph a sim reset is a jump, and the mux walks the command from the last episode's to it).
-        self.mux = type(self.mux)(self.mux.config)
-        self.now = 0.0  # every episode on the same clock: its outcome depends on its seed, not on those before
+        self.session = MuxSession(self.mux_config)
         self.t = 0
         self.episode_interventions = 0
         self.episode_intervention_frames = 0
-        self.episode_step_limited = {}
+
+    @property
+    def episode_step_limited(self) -> dict[str, int]:
+        return self.session.step_limited
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         from vla_il_core.mux import EXPERT, POLICY
 
-        self.now += 1.0 / FPS
-        self.mux.on_observation(obs["agent_pos"].tolist(), self.now)
         label = np.asarray(self.expert(obs["agent_pos"], info["env_state"]), dtype=np.float64)
         proposal = np.asarray(self.base(obs, info), dtype=np.float64)
         self.gate.on_policy_action(proposal, label)
@@ -223,9 +219,8 @@ class GatedPolicy:
             self.gate.step(progress=float(info["max_reward"]), success=bool(info["is_success"]),
                            off_course=self.expert.off_course)
         self.t += 1
-        self.mux.on_engaged(self.gate.engaged, self.now)
-        command = mux_command(self.mux, EXPERT if self.gate.engaged else POLICY,
-                               label if self.gate.engaged else proposal, self.now, self.episode_step_limited)
+        command = self.session.command(obs["agent_pos"], EXPERT if self.gate.engaged else POLICY,
+                                       label if self.gate.engaged else proposal)
         self.engaged, self.label = self.gate.engaged, label
         self.episode_interventions = self.gate.engagements
         self.episode_intervention_frames += int(self.gate.engaged)
@@ -258,27 +253,46 @@ class MuxedPolicy:
     `episode_step_limited`: per joint, the ticks of the episode whose command the mux changed."""
 
     def __init__(self, base: Policy, mux_config=None) -> None:
-        from vla_il_core.mux import InterventionMux
-
         self.base = base
-        self.mux = InterventionMux(mux_config or default_mux_config())
-        self.now = 0.0
-        self.episode_step_limited: dict[str, int] = {}
+        self.mux_config = mux_config or default_mux_config()
+        self.session = MuxSession(self.mux_config)
 
     def reset(self, seed: int | None = None) -> None:
         reset_policy(self.base, seed)
-        self.mux = type(self.mux)(self.mux.config)  # each episode a robot session of its own (as GatedPolicy's)
-        self.now = 0.0
-        self.episode_step_limited = {}
+        self.session = MuxSession(self.mux_config)
+
+    @property
+    def episode_step_limited(self) -> dict[str, int]:
+        return self.session.step_limited
 
     def __call__(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
         from vla_il_core.mux import POLICY
 
+        return self.session.command(obs["agent_pos"], POLICY, self.base(obs, info))
+
+
+class MuxSession:
+    """The intervention mux's core for one episode, as on the graph, where every command passes it: a robot
+    session of its own, at rest (on the ROS graph a sim reset is a jump, and the mux walks the command from the
+    last episode's to it), on a clock of 1/FPS per command that starts at 0 every episode (its outcome depends
+    on its seed, not on the episodes before). `step_limited`: per joint, the ticks whose command the mux changed."""
+
+    def __init__(self, mux_config=None) -> None:
+        from vla_il_core.mux import InterventionMux
+
+        self.mux = InterventionMux(mux_config or default_mux_config())
+        self.now = 0.0
+        self.step_limited: dict[str, int] = {}
+
+    def command(self, agent_pos, driver: str, action) -> np.ndarray:
+        """`driver`'s action for the observed `agent_pos` -> the command the robot gets (the expert engaged when
+        it drives)."""
+        from vla_il_core.mux import EXPERT
+
         self.now += 1.0 / FPS
-        self.mux.on_observation(obs["agent_pos"].tolist(), self.now)
-        proposal = np.asarray(self.base(obs, info), dtype=np.float64)
-        self.mux.on_engaged(False, self.now)
-        return mux_command(self.mux, POLICY, proposal, self.now, self.episode_step_limited)
+        self.mux.on_observation(np.asarray(agent_pos).tolist(), self.now)
+        self.mux.on_engaged(driver == EXPERT, self.now)
+        return mux_command(self.mux, driver, np.asarray(action, dtype=np.float64), self.now, self.step_limited)
 
 
 class MuxedFactory:

@@ -19,7 +19,7 @@ import numpy as np
 from common import HELD_OUT
 
 from sim.aloha.env import AlohaEnv
-from sim.evaluation import BundlePolicy, MuxedPolicy, default_mux_config, mux_command
+from sim.evaluation import BundlePolicy, MuxedPolicy, MuxSession
 from sim.experts import make_expert
 
 AT_ALONG, AT_BESIDE, LATER = 0.01, 0.012, 10
@@ -62,14 +62,11 @@ def main(bundle: Path, n: int, driver: str) -> None:
         state = {}
 
         def drive(obs, info, label):  # the expert's label through a mux of its own, as the policy's commands go
-            from vla_il_core.mux import EXPERT, InterventionMux
+            from vla_il_core.mux import EXPERT
 
-            if "mux" not in state:  # a new episode: a mux at rest, as GatedPolicy.reset makes one
-                state["mux"], state["now"] = InterventionMux(default_mux_config()), 0.0
-            state["now"] += 0.02
-            state["mux"].on_observation(obs["agent_pos"].tolist(), state["now"])
-            state["mux"].on_engaged(True, state["now"])
-            return mux_command(state["mux"], EXPERT, label, state["now"])
+            if "mux" not in state:  # a new episode: a mux at rest
+                state["mux"] = MuxSession()
+            return state["mux"].command(obs["agent_pos"], EXPERT, label)
     every, wins = [], 0
     for seed in range(HELD_OUT, HELD_OUT + n):
         if driver == "policy":

@@ -293,6 +293,11 @@ def test_fit_vla_trains_the_tiny_preset_or_backbones_from_local_directories_on_e
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head"))
     # a continued fit anneals whatever a new VLA's schedule is (constant there measured 24% against 74%)
     assert json.loads((ckpt / "config.json").read_text())["lr_schedule"] == "cosine"
+    # it continues the checkpoint's model as it is: its own tuning passes, another is refused before any write
+    fit_vla(data, tmp_path / "same", previous=ckpt, freeze_vision=True, **shape)
+    with pytest.raises(ValueError, match="action_head is 'regression' there, not 'flow_matching'"):
+        fit_vla(data, tmp_path / "other", previous=ckpt, action_head="flow_matching", **shape)
+    assert not (tmp_path / "other").exists()
 
 
 def test_bc_trains_on_several_recordings_with_statistics_pooled_over_them(aloha, tmp_path, capsys):

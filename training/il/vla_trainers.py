@@ -61,13 +61,13 @@ def fit_vla(
     continued one always anneals, cosine). The model: the tiny preset with 16-pixel patches (the README's VLA
     table), or `backbones` (SigLIP, Qwen2: hub ids or local directories, through from_pretrained); either as
     `tuning` says (VLAConfig fields: action_head, freeze_vision, lora_rank, ...); or `previous` (a checkpoint)
-    continued. `state_keep`: state indices a new VLA reads all the same (e.g. the grippers, 6 and 13), hidden from a
-    `state_keep_dropout` share of training samples too; `camera_dropout` ({camera: share}): a new VLA does not see
-    that camera in that share of its training samples; `image_shift`: random-shift augmentation of a new VLA's
-    training images (pixels); `ema_decay` > 0: the fit keeps and leaves the weights' moving average
-    (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each epoch draws as many items as `data` holds,
-    in proportion to them (e.g. an expert's corrections above the demos; create_lerobot_dataloader). Returns (the
-    checkpoint, the number of labelled frames)."""
+    continued (a `tuning` its model differs from is refused). `state_keep`: state indices a new VLA reads all the
+    same (e.g. the grippers, 6 and 13), hidden from a `state_keep_dropout` share of training samples too;
+    `camera_dropout` ({camera: share}): a new VLA does not see that camera in that share of its training samples;
+    `image_shift`: random-shift augmentation of a new VLA's training images (pixels); `ema_decay` > 0: the fit keeps
+    and leaves the weights' moving average (ILConfig.ema_decay); `sample_weights` (one per item of `data`): each
+    epoch draws as many items as `data` holds, in proportion to them (e.g. an expert's corrections above the demos;
+    create_lerobot_dataloader). Returns (the checkpoint, the number of labelled frames)."""
     from training.checkpoint import load_checkpoint
 
     # first: weights that cannot be are refused before a model exists or anything is written
@@ -86,6 +86,10 @@ def fit_vla(
                  **({"camera_dropout": dict(camera_dropout)} if camera_dropout else {}))
     if previous is not None:
         model = load_checkpoint(previous)[0]
+        differ = {k: v for k, v in tuning.items() if getattr(model.config, k, None) != v}
+        if differ:  # the checkpoint's model is continued as it is: a different head or tuning cannot be asked for
+            raise ValueError(f"a continued fit keeps {previous}'s model: " + ", ".join(
+                f"{k} is {getattr(model.config, k, None)!r} there, not {v!r}" for k, v in differ.items()))
     elif backbones is not None:
         model = VLAModel(backbones[0], backbones[1], action_dim=14, state_dim=14, **shape, **tuning)
     else:

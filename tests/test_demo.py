@@ -76,6 +76,10 @@ def test_demo_with_the_vla_runs_the_loop_from_pixels(tmp_path):
     assert r1["expert_labels"] == bc["expert_labels"] + r1["intervention_frames"]
     spec = json.loads((out / "bundles" / "round_1" / "policy.json").read_text())
     assert spec["inputs"]["cameras"] == ["top"] and spec["inputs"]["image_size"] == [48, 64]
+    # every bundle recommends temporal ensembling (the demo's default for either policy)
+    for name in ("round_0", "round_1", "bc_equal_labels"):
+        bundle = json.loads((out / "bundles" / name / "policy.json").read_text())
+        assert bundle["recommended"]["temporal_ensembling"] is True, name
     policy_log = next((out / "logs").glob("policy_node-*.log")).read_text()
     assert "round_1-" in policy_log
     # each bundle carries the camera's view in training, and the sim's camera never looks moved against it

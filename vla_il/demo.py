@@ -579,7 +579,7 @@ def _policy_words(cfg: DemoConfig) -> str:
         h, w = cfg.image_size
         model = (f"a VLA ({cfg.vla_backbones[0]} + {cfg.vla_backbones[1]} + action head)" if cfg.vla_backbones
                  else "the tiny VLA (SigLIP-style vision tower + Qwen2 decoder + action head)")
-        playback = "temporal ensembling" if cfg.temporal_ensembling else "each played out"
+        playback = "temporal ensembling" if cfg.temporal_ensembling and cfg.chunk_size > 1 else "each played out"
         return (f"{model} from the {cfg.camera} camera's {h}x{w} pixels and the grippers' openings, chunks of "
                 f"{cfg.chunk_size} ({playback}); the "
                 "sim_bridge published the camera as sensor_msgs/Image, the policy node ran the exported VLA bundle on "

@@ -1,6 +1,7 @@
 """dagger_recorder: records every control tick, with who was driving, into a LeRobot v3 dataset.
 
-Subscribes  command (JointState: the frame clock, one frame per command), joint_states (JointState),
+Subscribes  command (JointState: the frame clock, one frame per command answering a joint state received
+            after the episode's start), joint_states (JointState),
             cameras/<name>/image_raw (Image rgb8), sim/state (SimState, when sim_task is set),
             policy/action, teleop/action (JointState), intervention (InterventionEvent, latched),
             sim/episode (EpisodeEvent: the sim's "done" saves the episode, when stop_on_sim_done)

@@ -120,9 +120,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="each fit keeps its epoch of lowest validation loss among those past this fraction")
     demo.add_argument("--no-early-stopping", dest="early_stopping_after", action="store_const", const=None,
                       help="each fit keeps its last (annealed) epoch")
-    demo.add_argument("--temporal-ensembling", action=argparse.BooleanOptionalAction,
+    demo.add_argument("--temporal-ensembling", action=argparse.BooleanOptionalAction, default=d.temporal_ensembling,
                       help="play the chunks with ACT's temporal ensembling (a chunk every tick, the overlapping "
-                           "predictions blended) or each one out; " + per_policy("temporal_ensembling"))
+                           "predictions blended) or each one out (default: ensembling, either policy)")
     demo.add_argument("--labels", default=d.labels, choices=["intervention", "expert"],
                       help="train on the expert's takeovers (HG-DAgger) or on every state it labelled (DAgger)")
     demo.add_argument("--workers", type=positive_int, default=d.workers, help="evaluation processes")

@@ -33,15 +33,13 @@ POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
     # the state-based chunking MLP (joint positions and the sim's object poses): the recipe
     # benchmarks/hg_dagger_seeds.py measures (docs/results/hg_dagger_seeds)
     "mlp": {"demos": 10, "rounds": 4, "episodes_per_round": 12, "eval_episodes": 40, "chunk_size": 5, "epochs": 60,
-            "round_init": "scratch", "round_epochs": 30, "learning_rate": 1e-3, "lr_schedule": "cosine",
-            "temporal_ensembling": True},
+            "round_init": "scratch", "round_epochs": 30, "learning_rate": 1e-3, "lr_schedule": "cosine"},
     # the tiny VLA from the top camera's pixels and the grippers' openings (VLA_RECIPE), sized to finish in 40
     # minutes on a 2-core CPU: round 0 trained long enough to succeed (at 8 epochs on 40 demos it never did:
     # docs/results/vla_demo), each round continues the last VLA for a few epochs rather than training a new one
     # on the growing data; the README gives the full-size recipe for a GPU
     "vla": {"demos": 50, "rounds": 2, "episodes_per_round": 8, "eval_episodes": 20, "chunk_size": 10, "epochs": 32,
-            "round_init": "continue", "round_epochs": 4, "learning_rate": 1e-3, "lr_schedule": "constant",
-            "temporal_ensembling": True},
+            "round_init": "continue", "round_epochs": 4, "learning_rate": 1e-3, "lr_schedule": "constant"},
 }
 # What a new VLA reads besides its camera, and how its weights settle, as docs/results/vla_hg_dagger_seeds
 # measured them: the grippers' openings (ALOHA's state 6 and 13: the expert's corrections re-open a gripper shut
@@ -78,7 +76,7 @@ class DemoConfig:
     # every policy plays its chunks with ACT's temporal ensembling (a chunk every tick, the overlapping predictions
     # blended) rather than each chunk played out: through the mux it lifted every VLA of
     # docs/results/vla_hg_dagger_seeds about 20 points (round 0 of seed 0: 76% against 53%)
-    temporal_ensembling: bool | None = None
+    temporal_ensembling: bool = True
     hidden_dim: int = 512  # (mlp) width of the MLP (narrower fit the demos of transfer_cube less well)
     ensemble: int = 1  # (mlp) MLPs per policy, each fit on its own, outputs averaged
     camera: str = "top"  # (vla) the camera it sees, published by the sim as sensor_msgs/Image
@@ -103,6 +101,11 @@ class DemoConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self.image_size = tuple(self.image_size)
+
+    @property
+    def ensembles(self) -> bool:
+        """The policies play their chunks with temporal ensembling (chunks of one action have nothing to blend)."""
+        return self.temporal_ensembling and self.chunk_size > 1
 
     @property
     def baseline_epochs(self) -> int:
@@ -262,7 +265,7 @@ def _train(cfg: DemoConfig, out: Path, datasets: list[Path], previous: Path | No
         bc_epochs=epochs, learning_rate=cfg.learning_rate, batch_size=256,
         bc_early_stopping=cfg.early_stopping_after is not None, bc_early_stopping_after=cfg.early_stopping_after or 0.0,
         hidden_dim=cfg.hidden_dim, ensemble_size=cfg.ensemble, action_chunk_size=cfg.chunk_size,
-        temporal_aggregation=cfg.temporal_ensembling and cfg.chunk_size > 1, action_residual=cfg.residual,
+        temporal_aggregation=cfg.ensembles, action_residual=cfg.residual,
         eval_episodes=0, output_dir=str(out),
     )
     policy = load_checkpoint(previous)[0] if previous is not None else None
@@ -297,7 +300,7 @@ def _export(cfg: DemoConfig, checkpoint: Path, bundle: Path) -> Path:
     from training.export.onnx_export import export_checkpoint
 
     export_checkpoint(checkpoint, bundle, overwrite=True,
-                      temporal_ensembling=cfg.temporal_ensembling and cfg.chunk_size > 1)
+                      temporal_ensembling=cfg.ensembles)
     return bundle
 
 
@@ -579,12 +582,12 @@ def _policy_words(cfg: DemoConfig) -> str:
         h, w = cfg.image_size
         model = (f"a VLA ({cfg.vla_backbones[0]} + {cfg.vla_backbones[1]} + action head)" if cfg.vla_backbones
                  else "the tiny VLA (SigLIP-style vision tower + Qwen2 decoder + action head)")
-        playback = "temporal ensembling" if cfg.temporal_ensembling and cfg.chunk_size > 1 else "each played out"
+        playback = "temporal ensembling" if cfg.ensembles else "each played out"
         return (f"{model} from the {cfg.camera} camera's {h}x{w} pixels and the grippers' openings, chunks of "
                 f"{cfg.chunk_size} ({playback}); the "
                 "sim_bridge published the camera as sensor_msgs/Image, the policy node ran the exported VLA bundle on "
                 "it and the recorder recorded it")
-    playback = ", temporal ensembling" if cfg.temporal_ensembling and cfg.chunk_size > 1 else ""
+    playback = ", temporal ensembling" if cfg.ensembles else ""
     return f"a state-based chunking policy (MLP, chunk {cfg.chunk_size}{playback})"
 
 

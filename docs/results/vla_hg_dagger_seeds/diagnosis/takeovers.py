@@ -19,24 +19,17 @@ from pathlib import Path
 import numpy as np
 from common import HELD_OUT
 
+from benchmarks.vla_hg_dagger_seeds import gate_settings
 from sim.aloha.env import AlohaEnv
 from sim.evaluation import BundlePolicy, GatedPolicy, default_gate_config, default_mux_config
 
 RIGHT_GRIPPER = 13  # its opening in agent_pos
 
 
-def gate_of(pairs: list[str]):
-    base = default_gate_config()
-    fields = {}
-    for pair in pairs:
-        name, value = pair.split("=", 1)
-        fields[name] = type(getattr(base, name))(value)
-    return dataclasses.replace(base, **fields)
-
-
 def main(bundle: Path, n: int, pairs: list[str]) -> None:
     env = AlohaEnv("transfer_cube", cameras=("top",), image_size=(96, 128), episode_length=400, clamp_actions=True)
-    gated = GatedPolicy(BundlePolicy(bundle), "transfer_cube", gate_of(pairs), default_mux_config())
+    gate = dataclasses.replace(default_gate_config(), **gate_settings(pairs))  # as the bench reads --gate
+    gated = GatedPolicy(BundlePolicy(bundle), "transfer_cube", gate, default_mux_config())
     wins = frames = 0
     takeovers = []
     for seed in range(HELD_OUT, HELD_OUT + n):

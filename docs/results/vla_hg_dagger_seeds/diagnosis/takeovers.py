@@ -21,9 +21,8 @@ from common import HELD_OUT
 
 from benchmarks.vla_hg_dagger_seeds import gate_settings
 from sim.aloha.env import AlohaEnv
+from sim.aloha.robot import GRIPPER_INDICES
 from sim.evaluation import BundlePolicy, GatedPolicy, default_gate_config, default_mux_config
-
-RIGHT_GRIPPER = 13  # its opening in agent_pos
 
 
 def main(bundle: Path, n: int, pairs: list[str]) -> None:
@@ -40,8 +39,9 @@ def main(bundle: Path, n: int, pairs: list[str]) -> None:
             command = gated(obs, info)
             if gated.engaged and not engaged:
                 along = (gated.expert.grasp_offset or (np.nan, np.nan))[0]
-                takeovers.append({"phase": gated.expert.phase, "along": float(along),
-                                  "opening": float(obs["agent_pos"][RIGHT_GRIPPER]), "tick": gated.t, "seed": seed})
+                opening = float(obs["agent_pos"][GRIPPER_INDICES[1]])  # the right fingers'
+                takeovers.append({"phase": gated.expert.phase, "along": float(along), "opening": opening,
+                                  "tick": gated.t, "seed": seed})
             engaged = gated.engaged
             obs, _reward, terminated, truncated, info = env.step(command)
             done = terminated or truncated
